@@ -1,0 +1,41 @@
+//! One token type per SIMD level. A token can only be made where the CPU supports its level
+//! (`try_new` returns `None` elsewhere), so holding one is the proof that its kernels are safe
+//! to run.
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::Neon;
+#[cfg(target_arch = "x86_64")]
+pub use x86_64::Avx2;
+#[cfg(all(target_arch = "x86_64", feature = "x86-v4"))]
+pub use x86_64::Avx512;
+
+use crate::{Kernels, Level, kernels::private::Token};
+
+/// Portable kernels with no target features: the fallback on every CPU, and the reference the
+/// other levels are measured against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scalar;
+
+impl Scalar {
+    /// The scalar level is always available.
+    pub fn new() -> Self {
+        Scalar
+    }
+}
+
+impl Token for Scalar {
+    type Simd = pulp::Scalar;
+    #[inline(always)]
+    fn simd(self) -> pulp::Scalar {
+        pulp::Scalar::new()
+    }
+}
+
+impl Kernels for Scalar {
+    const LEVEL: Level = Level::Scalar;
+}

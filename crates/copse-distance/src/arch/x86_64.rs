@@ -1,0 +1,82 @@
+//! x86-64 levels: AVX2+FMA (pulp's V3) and AVX-512 (pulp's V4).
+
+use crate::{Kernels, Level, kernels::private::Token};
+
+/// AVX2 and FMA (x86-64-v3): 8 f32 lanes, a VPSHUFB popcount for hamming.
+#[derive(Debug, Clone, Copy)]
+pub struct Avx2(pulp::x86::V3);
+
+impl Avx2 {
+    /// The token, if this CPU has AVX2, FMA and the rest of x86-64-v3.
+    pub fn try_new() -> Option<Self> {
+        pulp::x86::V3::try_new().map(Avx2)
+    }
+}
+
+impl Token for Avx2 {
+    type Simd = pulp::x86::V3;
+    #[inline(always)]
+    fn simd(self) -> pulp::x86::V3 {
+        self.0
+    }
+    #[inline(always)]
+    fn hamming_words(self, a: &[u64], b: &[u64]) -> u64 {
+        // SAFETY: the token exists only where the CPU has x86-64-v3, which includes AVX2 and
+        // POPCNT.
+        unsafe { crate::hamming::popcount_xor_avx2(a, b) }
+    }
+}
+
+impl Kernels for Avx2 {
+    const LEVEL: Level = Level::Avx2;
+}
+
+/// AVX-512 F/BW/CD/DQ/VL (x86-64-v4): 16 f32 lanes; hamming uses VPOPCNTQ where the CPU also
+/// has AVX-512 VPOPCNTDQ, the AVX2 kernel otherwise.
+#[cfg(feature = "x86-v4")]
+#[derive(Debug, Clone, Copy)]
+pub struct Avx512 {
+    simd: pulp::x86::V4,
+    vpopcntdq: bool,
+}
+
+#[cfg(feature = "x86-v4")]
+impl Avx512 {
+    /// The token, if this CPU has the x86-64-v4 AVX-512 subsets.
+    pub fn try_new() -> Option<Self> {
+        pulp::x86::V4::try_new().map(|simd| Avx512 {
+            simd,
+            vpopcntdq: std::arch::is_x86_feature_detected!("avx512vpopcntdq"),
+        })
+    }
+
+    /// True if hamming runs on VPOPCNTQ (the CPU has AVX-512 VPOPCNTDQ).
+    pub fn has_vpopcntdq(&self) -> bool {
+        self.vpopcntdq
+    }
+}
+
+#[cfg(feature = "x86-v4")]
+impl Token for Avx512 {
+    type Simd = pulp::x86::V4;
+    #[inline(always)]
+    fn simd(self) -> pulp::x86::V4 {
+        self.simd
+    }
+    #[inline(always)]
+    fn hamming_words(self, a: &[u64], b: &[u64]) -> u64 {
+        if self.vpopcntdq {
+            // SAFETY: `vpopcntdq` is only true when the CPU reported AVX-512 VPOPCNTDQ, and the
+            // token's existence proves AVX-512F.
+            unsafe { crate::hamming::popcount_xor_avx512(a, b) }
+        } else {
+            // SAFETY: AVX-512 (x86-64-v4) includes AVX2 and POPCNT.
+            unsafe { crate::hamming::popcount_xor_avx2(a, b) }
+        }
+    }
+}
+
+#[cfg(feature = "x86-v4")]
+impl Kernels for Avx512 {
+    const LEVEL: Level = Level::Avx512;
+}

@@ -1,0 +1,269 @@
+//! The [`Kernels`] trait every level implements, the metrics its generic kernels are written for,
+//! and [`Rows`], the matrix view the batch kernels read. The arithmetic itself lives in
+//! `lanes.rs` (f32) and `hamming.rs`; the level tokens in `arch/`.
+
+use crate::{DistanceError, Level, hamming, lanes};
+
+/// A SIMD level's kernels. Holding a value of a type that implements this trait proves the CPU
+/// supports the level, so calling its methods is always safe.
+///
+/// The methods are `#[inline(always)]`: called inside [`WithKernels::run`] they compile with the
+/// level's target features. Called anywhere else they still give correct results, only slowly.
+///
+/// Pair kernels expect slices of equal length. Given unequal ones they compute over the shorter
+/// common prefix (they never read out of bounds); the checked per-call functions such as
+/// [`crate::dot`] return an error instead.
+pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::Token {
+    /// The level these kernels belong to.
+    const LEVEL: Level;
+
+    /// Runs `op` with this level's target features enabled.
+    #[inline(always)]
+    fn vectorize<Op: WithKernels>(self, op: Op) -> Op::Output {
+        struct Wrap<Op, K> {
+            op: Op,
+            kernels: K,
+        }
+        impl<Op: WithKernels, K: Kernels> pulp::WithSimd for Wrap<Op, K> {
+            type Output = Op::Output;
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) -> Op::Output {
+                self.op.run(self.kernels)
+            }
+        }
+        pulp::Simd::vectorize(self.simd(), Wrap { op, kernels: self })
+    }
+
+    /// `metric` between `a` and `b`.
+    #[inline(always)]
+    fn pair<M: F32Metric>(self, metric: M, a: &[f32], b: &[f32]) -> f32 {
+        let _ = metric;
+        lanes::pair::<M, _>(self.simd(), a, b)
+    }
+
+    /// Inner product.
+    #[inline(always)]
+    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
+        self.pair(Dot, a, b)
+    }
+
+    /// Squared euclidean distance.
+    #[inline(always)]
+    fn l2_squared(self, a: &[f32], b: &[f32]) -> f32 {
+        self.pair(L2Squared, a, b)
+    }
+
+    /// Manhattan (L1) distance.
+    #[inline(always)]
+    fn l1(self, a: &[f32], b: &[f32]) -> f32 {
+        self.pair(L1, a, b)
+    }
+
+    /// Squared euclidean norm.
+    #[inline(always)]
+    fn norm_squared(self, a: &[f32]) -> f32 {
+        self.pair(Dot, a, a)
+    }
+
+    /// Number of differing bits between two packed bit vectors (over the common prefix if their
+    /// lengths differ).
+    #[inline(always)]
+    fn hamming(self, a: &[u64], b: &[u64]) -> u64 {
+        self.hamming_words(a, b)
+    }
+
+    /// `metric` between `query` and every row of `rows`, into `out[i]` for row `i`.
+    ///
+    /// Rows are processed four at a time with the query chunk loaded once per step, which keeps
+    /// the query in registers and gives four independent accumulation chains.
+    #[inline(always)]
+    fn batch_rows<M: F32Metric>(
+        self,
+        metric: M,
+        query: &[f32],
+        rows: Rows<'_>,
+        out: &mut [f32],
+    ) -> Result<(), DistanceError> {
+        let _ = metric;
+        check_batch(query, rows, out.len(), rows.len())?;
+        lanes::batch_rows::<M, _>(self.simd(), query, rows, out);
+        Ok(())
+    }
+
+    /// `metric` between `query` and the rows of `rows` named by `ids`, into `out[i]` for `ids[i]`.
+    ///
+    /// Rows are gathered four at a time, with the next group prefetched. An id out of range is an
+    /// error (the outputs before it are written, the rest are unspecified).
+    #[inline(always)]
+    fn batch_ids<M: F32Metric>(
+        self,
+        metric: M,
+        query: &[f32],
+        rows: Rows<'_>,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), DistanceError> {
+        let _ = metric;
+        check_batch(query, rows, out.len(), ids.len())?;
+        lanes::batch_ids::<M, _>(self.simd(), query, rows, ids, out)
+    }
+}
+
+fn check_batch(query: &[f32], rows: Rows<'_>, out: usize, n: usize) -> Result<(), DistanceError> {
+    if query.len() != rows.dims() {
+        return Err(DistanceError::LengthMismatch {
+            left: query.len(),
+            right: rows.dims(),
+        });
+    }
+    if out != n {
+        return Err(DistanceError::OutputLength {
+            expected: n,
+            got: out,
+        });
+    }
+    Ok(())
+}
+
+/// A computation to run under one SIMD level, chosen by [`crate::dispatch`] or
+/// [`Level::dispatch`]. See the crate documentation for an example.
+pub trait WithKernels {
+    /// What the computation returns.
+    type Output;
+
+    /// Runs the computation with `kernels`. Mark it `#[inline(always)]`, and everything it calls
+    /// on the hot path too, or the kernels lose the level's target features.
+    fn run<K: Kernels>(self, kernels: K) -> Self::Output;
+}
+
+/// An f32 distance the generic kernels can compute: [`Dot`], [`L2Squared`] or [`L1`].
+pub trait F32Metric: Copy + Send + Sync + 'static + private::Lanewise {}
+
+/// Inner product, `sum(a[i] * b[i])`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dot;
+/// Squared euclidean distance, `sum((a[i] - b[i])^2)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct L2Squared;
+/// Manhattan distance, `sum(|a[i] - b[i]|)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct L1;
+
+impl F32Metric for Dot {}
+impl F32Metric for L2Squared {}
+impl F32Metric for L1 {}
+
+/// A row-major matrix of f32 with a fixed row length, checked once at construction.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    data: &'a [f32],
+    dims: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Views `data` as rows of `dims` values. `data.len()` must be a multiple of `dims`;
+    /// `dims == 0` is allowed only with empty `data`.
+    pub fn new(data: &'a [f32], dims: usize) -> Result<Self, DistanceError> {
+        let whole = if dims == 0 {
+            data.is_empty()
+        } else {
+            data.len().is_multiple_of(dims)
+        };
+        if whole {
+            Ok(Rows { data, dims })
+        } else {
+            Err(DistanceError::RaggedMatrix {
+                len: data.len(),
+                dims,
+            })
+        }
+    }
+
+    /// Number of rows.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.data.len().checked_div(self.dims).unwrap_or(0)
+    }
+
+    /// True if there are no rows.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Length of each row.
+    #[inline]
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// Row `i`, or `None` if out of range.
+    #[inline(always)]
+    pub fn row(&self, i: usize) -> Option<&'a [f32]> {
+        let start = i.checked_mul(self.dims)?;
+        self.data.get(start..start.checked_add(self.dims)?)
+    }
+
+    /// The whole matrix, row after row.
+    #[inline]
+    pub fn as_slice(&self) -> &'a [f32] {
+        self.data
+    }
+}
+
+pub(crate) mod private {
+    /// Seals [`super::Kernels`] and gives the generic kernels the level's pulp token.
+    pub trait Token: Copy {
+        /// pulp's token for the level's f32 arithmetic.
+        type Simd: pulp::Simd;
+        /// The pulp token.
+        fn simd(self) -> Self::Simd;
+        /// Popcount of `a ^ b` over the common prefix; levels with a vector popcount override it.
+        #[inline(always)]
+        fn hamming_words(self, a: &[u64], b: &[u64]) -> u64 {
+            super::hamming::popcount_xor(a, b)
+        }
+    }
+
+    /// Seals [`super::F32Metric`]: one SIMD step of the metric.
+    pub trait Lanewise {
+        /// `acc + f(q, r)` lane by lane, where the metric is `sum(f(q[i], r[i]))`.
+        fn step<S: pulp::Simd>(simd: S, q: S::f32s, r: S::f32s, acc: S::f32s) -> S::f32s;
+        /// The same for one lane.
+        fn step1(q: f32, r: f32, acc: f32) -> f32;
+    }
+}
+
+impl private::Lanewise for Dot {
+    #[inline(always)]
+    fn step<S: pulp::Simd>(simd: S, q: S::f32s, r: S::f32s, acc: S::f32s) -> S::f32s {
+        simd.mul_add_e_f32s(q, r, acc)
+    }
+    #[inline(always)]
+    fn step1(q: f32, r: f32, acc: f32) -> f32 {
+        q * r + acc
+    }
+}
+
+impl private::Lanewise for L2Squared {
+    #[inline(always)]
+    fn step<S: pulp::Simd>(simd: S, q: S::f32s, r: S::f32s, acc: S::f32s) -> S::f32s {
+        let d = simd.sub_f32s(q, r);
+        simd.mul_add_e_f32s(d, d, acc)
+    }
+    #[inline(always)]
+    fn step1(q: f32, r: f32, acc: f32) -> f32 {
+        (q - r) * (q - r) + acc
+    }
+}
+
+impl private::Lanewise for L1 {
+    #[inline(always)]
+    fn step<S: pulp::Simd>(simd: S, q: S::f32s, r: S::f32s, acc: S::f32s) -> S::f32s {
+        simd.add_f32s(acc, simd.abs_f32s(simd.sub_f32s(q, r)))
+    }
+    #[inline(always)]
+    fn step1(q: f32, r: f32, acc: f32) -> f32 {
+        (q - r).abs() + acc
+    }
+}

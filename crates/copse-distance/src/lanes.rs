@@ -1,0 +1,250 @@
+//! The f32 kernels, written once over pulp's `Simd` and instantiated per level. Every function is
+//! `#[inline(always)]` so that it takes the target features of the `vectorize` it is called
+//! from; nothing here may be called through a function pointer or left out of line.
+//!
+//! Accuracy: each level accumulates in f32 over several independent partial sums (4 per row,
+//! each as wide as the level's vector) and adds them pairwise at the end. That is never worse
+//! than plain recursive summation, whose error is at most `(n - 1) * u * sum(|terms|)` with
+//! `u = 2^-24` (Higham, "Accuracy and Stability of Numerical Algorithms", eq. 4.4); the tests
+//! hold every level to that bound.
+
+use crate::DistanceError;
+use crate::kernels::Rows;
+use crate::kernels::private::Lanewise;
+use pulp::Simd;
+
+/// Number of rows a batch kernel works on at once: four independent accumulation chains hide
+/// the latency of the FMA and leave registers for the query chunk.
+const GROUP: usize = 4;
+
+/// `metric(a, b)` over the common prefix of `a` and `b`.
+#[inline(always)]
+pub(crate) fn pair<M: Lanewise, S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a_body, a_tail) = S::as_simd_f32s(&a[..n]);
+    let (b_body, b_tail) = S::as_simd_f32s(&b[..n]);
+    let (a4, a1) = pulp::as_arrays::<4, _>(a_body);
+    let (b4, b1) = pulp::as_arrays::<4, _>(b_body);
+
+    let zero = simd.splat_f32s(0.0);
+    let (mut acc0, mut acc1, mut acc2, mut acc3) = (zero, zero, zero, zero);
+    for ([x0, x1, x2, x3], [y0, y1, y2, y3]) in a4.iter().zip(b4) {
+        acc0 = M::step(simd, *x0, *y0, acc0);
+        acc1 = M::step(simd, *x1, *y1, acc1);
+        acc2 = M::step(simd, *x2, *y2, acc2);
+        acc3 = M::step(simd, *x3, *y3, acc3);
+    }
+    // At most three whole vectors remain: spread them over the chains.
+    let mut rest = a1.iter().zip(b1);
+    if let Some((x, y)) = rest.next() {
+        acc0 = M::step(simd, *x, *y, acc0);
+    }
+    if let Some((x, y)) = rest.next() {
+        acc1 = M::step(simd, *x, *y, acc1);
+    }
+    if let Some((x, y)) = rest.next() {
+        acc2 = M::step(simd, *x, *y, acc2);
+    }
+    if !a_tail.is_empty() {
+        if a_body.is_empty() {
+            // Shorter than one vector.
+            return a_tail
+                .iter()
+                .zip(b_tail)
+                .fold(0.0, |acc, (x, y)| M::step1(*x, *y, acc));
+        }
+        let keep = tail_mask(simd, a_tail.len());
+        let x = simd.and_f32s(keep, last_vector::<S>(&a[..n]));
+        let y = simd.and_f32s(keep, last_vector::<S>(&b[..n]));
+        acc3 = M::step(simd, x, y, acc3);
+    }
+    let sum = simd.add_f32s(simd.add_f32s(acc0, acc1), simd.add_f32s(acc2, acc3));
+    simd.reduce_sum_f32s(sum)
+}
+
+/// Keeps the last `t` of a vector's lanes and zeroes the others: `TAIL_MASK[16 - lanes + t..]`.
+static TAIL_MASK: [u32; 32] = {
+    let mut m = [0u32; 32];
+    let mut i = 16;
+    while i < 32 {
+        m[i] = u32::MAX;
+        i += 1;
+    }
+    m
+};
+
+/// A mask that keeps the last `t` lanes (`0 < t < lanes`).
+///
+/// The tail of a slice that is not a whole number of vectors is read as the slice's last full
+/// vector, which overlaps lanes already summed; the mask zeroes those lanes in both operands,
+/// where every metric adds exactly nothing (0*0, (0-0)^2, |0-0|). This costs two ANDs, where a
+/// masked load would cost an indirect jump (pulp's `partial_load`) or a slow `vmaskmov`.
+#[inline(always)]
+fn tail_mask<S: Simd>(simd: S, t: usize) -> S::f32s {
+    let start = 16 - S::F32_LANES + t;
+    let bits = S::as_simd_u32s(&TAIL_MASK[start..start + S::F32_LANES]).0[0];
+    simd.transmute_f32s_u32s(bits)
+}
+
+/// The last full vector of `x` (`x.len() >= lanes`).
+#[inline(always)]
+fn last_vector<S: Simd>(x: &[f32]) -> S::f32s {
+    S::as_simd_f32s(&x[x.len() - S::F32_LANES..]).0[0]
+}
+
+/// `metric(query, r)` for four rows at once. Each query chunk is loaded once and used four
+/// times, and the four rows accumulate in independent chains.
+#[inline(always)]
+fn group<M: Lanewise, S: Simd>(simd: S, query: &[f32], rows: [&[f32]; GROUP]) -> [f32; GROUP] {
+    let n = rows.iter().fold(query.len(), |n, r| n.min(r.len()));
+    let (q_body, q_tail) = S::as_simd_f32s(&query[..n]);
+    let [r0, r1, r2, r3] = rows.map(|r| S::as_simd_f32s(&r[..n]).0);
+
+    let zero = simd.splat_f32s(0.0);
+    let (mut acc0, mut acc1, mut acc2, mut acc3) = (zero, zero, zero, zero);
+    let body = q_body.iter().zip(r0).zip(r1).zip(r2).zip(r3);
+    for ((((q, x0), x1), x2), x3) in body {
+        acc0 = M::step(simd, *q, *x0, acc0);
+        acc1 = M::step(simd, *q, *x1, acc1);
+        acc2 = M::step(simd, *q, *x2, acc2);
+        acc3 = M::step(simd, *q, *x3, acc3);
+    }
+    if !q_tail.is_empty() {
+        if q_body.is_empty() {
+            // Shorter than one vector.
+            return rows.map(|r| pair::<M, S>(simd, query, r));
+        }
+        let keep = tail_mask(simd, q_tail.len());
+        let last = |x: &[f32]| simd.and_f32s(keep, last_vector::<S>(&x[..n]));
+        let q = last(query);
+        acc0 = M::step(simd, q, last(rows[0]), acc0);
+        acc1 = M::step(simd, q, last(rows[1]), acc1);
+        acc2 = M::step(simd, q, last(rows[2]), acc2);
+        acc3 = M::step(simd, q, last(rows[3]), acc3);
+    }
+    [
+        simd.reduce_sum_f32s(acc0),
+        simd.reduce_sum_f32s(acc1),
+        simd.reduce_sum_f32s(acc2),
+        simd.reduce_sum_f32s(acc3),
+    ]
+}
+
+/// `metric(query, row i)` into `out[i]` for every row. The caller checked the lengths.
+#[inline(always)]
+pub(crate) fn batch_rows<M: Lanewise, S: Simd>(
+    simd: S,
+    query: &[f32],
+    rows: Rows<'_>,
+    out: &mut [f32],
+) {
+    let dims = rows.dims();
+    if dims == 0 {
+        out.fill(0.0);
+        return;
+    }
+    if S::F32_LANES == 1 {
+        // One lane: the single-pair kernel's four chains already run side by side (and the
+        // compiler vectorises them), which four one-chain rows cannot beat.
+        for (row, o) in rows.as_slice().chunks_exact(dims).zip(out) {
+            *o = pair::<M, S>(simd, query, row);
+        }
+        return;
+    }
+    let mut blocks = rows.as_slice().chunks_exact(GROUP * dims);
+    let mut out_blocks = out.chunks_exact_mut(GROUP);
+    for (block, o) in (&mut blocks).zip(&mut out_blocks) {
+        let (r0, rest) = block.split_at(dims);
+        let (r1, rest) = rest.split_at(dims);
+        let (r2, r3) = rest.split_at(dims);
+        o.copy_from_slice(&group::<M, S>(simd, query, [r0, r1, r2, r3]));
+    }
+    let rest = blocks.remainder().chunks_exact(dims);
+    for (row, o) in rest.zip(out_blocks.into_remainder()) {
+        *o = pair::<M, S>(simd, query, row);
+    }
+}
+
+/// `metric(query, row ids[i])` into `out[i]`. The caller checked the lengths; ids are checked
+/// here, as they are used.
+#[inline(always)]
+pub(crate) fn batch_ids<M: Lanewise, S: Simd>(
+    simd: S,
+    query: &[f32],
+    rows: Rows<'_>,
+    ids: &[u32],
+    out: &mut [f32],
+) -> Result<(), DistanceError> {
+    let fetch = |id: u32| {
+        rows.row(id as usize).ok_or(DistanceError::RowOutOfRange {
+            id,
+            rows: rows.len(),
+        })
+    };
+    if S::F32_LANES == 1 {
+        // See `batch_rows`.
+        for (i, (&id, o)) in ids.iter().zip(out).enumerate() {
+            if let Some(&next) = ids.get(i + GROUP) {
+                prefetch_row(rows, next);
+            }
+            *o = pair::<M, S>(simd, query, fetch(id)?);
+        }
+        return Ok(());
+    }
+    let mut id_blocks = ids.chunks_exact(GROUP);
+    let mut out_blocks = out.chunks_exact_mut(GROUP);
+    let mut next_start = GROUP;
+    for (block, o) in (&mut id_blocks).zip(&mut out_blocks) {
+        // Rows are scattered: start loading the next group while this one computes.
+        if let Some(next) = ids.get(next_start..next_start + GROUP) {
+            for &id in next {
+                prefetch_row(rows, id);
+            }
+        }
+        next_start += GROUP;
+        let group_rows = [
+            fetch(block[0])?,
+            fetch(block[1])?,
+            fetch(block[2])?,
+            fetch(block[3])?,
+        ];
+        o.copy_from_slice(&group::<M, S>(simd, query, group_rows));
+    }
+    for (&id, o) in id_blocks
+        .remainder()
+        .iter()
+        .zip(out_blocks.into_remainder())
+    {
+        *o = pair::<M, S>(simd, query, fetch(id)?);
+    }
+    Ok(())
+}
+
+/// Cache lines of a row to prefetch at most; the hardware prefetcher follows longer rows.
+const PREFETCH_LINES: usize = 8;
+
+/// Hints the CPU to load the start of row `id` into cache. Out-of-range ids are ignored here
+/// (the caller reports them).
+#[inline(always)]
+pub(crate) fn prefetch_row(rows: Rows<'_>, id: u32) {
+    if let Some(row) = rows.row(id as usize) {
+        let bytes = core::mem::size_of_val(row);
+        let lines = bytes.div_ceil(64).min(PREFETCH_LINES);
+        for line in 0..lines {
+            prefetch(row.as_ptr().cast::<u8>().wrapping_add(line * 64));
+        }
+    }
+}
+
+#[inline(always)]
+fn prefetch(ptr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is only a hint; it never faults, whatever the address, and SSE is
+        // part of the x86-64 baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}

@@ -1,0 +1,606 @@
+//! Every level this CPU supports, each forced on its own, against an f64 reference.
+//!
+//! Error bound. The reference sums exact f64 terms `t_i` computed from the f32 inputs (`a*b`,
+//! `(a-b)^2`, `|a-b|`; exact or within 2^-53 relative in f64). A level computes each term in
+//! f32 with at most two roundings (the subtraction, then the product or FMA), and adds the terms
+//! in several chains that are joined pairwise; recursive summation of `n` terms errs by at most
+//! `(n-1) u sum|t_i|` with `u = 2^-24` (Higham, eq. 4.4). So every result must satisfy
+//! `|got - exact| <= gamma(n + 2) * sum|t_i|`, `gamma(k) = k u / (1 - k u)`. For L2 and L1 the
+//! bound is relative to the result itself (all terms are non-negative), and identical inputs make
+//! every term 0, so they must give exactly 0.
+
+use copse_distance::{
+    DistanceError, Dot, F32Metric, Kernels, L1, L2Squared, Level, Rows, WithKernels,
+};
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, Normal, StandardUniform, Uniform};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+const BIG_LENGTHS: [usize; 6] = [384, 512, 768, 960, 1024, 1536];
+const U: f64 = f32::EPSILON as f64 / 2.0;
+
+fn lengths() -> impl Iterator<Item = usize> {
+    (0..=300).chain(BIG_LENGTHS)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Data {
+    Normal,
+    Uniform01,
+    MixedSigns,
+    Huge,
+    Tiny,
+    MixedMagnitudes,
+}
+
+const ALL_DATA: [Data; 6] = [
+    Data::Normal,
+    Data::Uniform01,
+    Data::MixedSigns,
+    Data::Huge,
+    Data::Tiny,
+    Data::MixedMagnitudes,
+];
+
+fn draw(rng: &mut Xoshiro256PlusPlus, data: Data, n: usize) -> Vec<f32> {
+    let normal = Normal::new(0.0f32, 1.0).unwrap();
+    let signed = Uniform::new(-1.0f32, 1.0).unwrap();
+    (0..n)
+        .map(|_| match data {
+            Data::Normal => normal.sample(rng),
+            Data::Uniform01 => StandardUniform.sample(rng),
+            Data::MixedSigns => signed.sample(rng),
+            Data::Huge => 1e6 * (1.0 + normal.sample(rng).abs()) * sign(rng),
+            Data::Tiny => 1e-6 * (1.0 + normal.sample(rng).abs()) * sign(rng),
+            Data::MixedMagnitudes => 10f32.powf(rng.random_range(-6.0f32..6.0)) * sign(rng),
+        })
+        .collect()
+}
+
+fn sign(rng: &mut Xoshiro256PlusPlus) -> f32 {
+    if rng.random::<bool>() { 1.0 } else { -1.0 }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Which {
+    Dot,
+    L2,
+    L1,
+}
+
+const ALL_METRICS: [Which; 3] = [Which::Dot, Which::L2, Which::L1];
+
+/// Exact value and `sum|t_i|` in f64.
+fn reference(which: Which, a: &[f32], b: &[f32]) -> (f64, f64) {
+    let mut value = 0.0f64;
+    let mut magnitude = 0.0f64;
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        let t = match which {
+            Which::Dot => x * y,
+            Which::L2 => (x - y) * (x - y),
+            Which::L1 => (x - y).abs(),
+        };
+        value += t;
+        magnitude += t.abs();
+    }
+    (value, magnitude)
+}
+
+fn bound(n: usize, magnitude: f64) -> f64 {
+    let k = (n + 2) as f64 * U;
+    k / (1.0 - k) * magnitude
+}
+
+fn assert_close(got: f32, a: &[f32], b: &[f32], which: Which, ctx: &dyn Fn() -> String) {
+    let (exact, magnitude) = reference(which, a, b);
+    let err = (f64::from(got) - exact).abs();
+    let limit = bound(a.len(), magnitude);
+    assert!(
+        err <= limit,
+        "{}: {which:?} got {got}, exact {exact}, error {err:e} > bound {limit:e}",
+        ctx()
+    );
+}
+
+struct PairOp<'a, M> {
+    metric: M,
+    a: &'a [f32],
+    b: &'a [f32],
+}
+
+impl<M: F32Metric> WithKernels for PairOp<'_, M> {
+    type Output = f32;
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> f32 {
+        k.pair(self.metric, self.a, self.b)
+    }
+}
+
+/// Each named method too, not only the generic `pair`.
+struct NamedOp<'a> {
+    which: Which,
+    a: &'a [f32],
+    b: &'a [f32],
+}
+
+impl WithKernels for NamedOp<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> f32 {
+        match self.which {
+            Which::Dot => k.dot(self.a, self.b),
+            Which::L2 => k.l2_squared(self.a, self.b),
+            Which::L1 => k.l1(self.a, self.b),
+        }
+    }
+}
+
+fn pair_at(level: Level, which: Which, a: &[f32], b: &[f32]) -> f32 {
+    let r = match which {
+        Which::Dot => level.dispatch(PairOp { metric: Dot, a, b }),
+        Which::L2 => level.dispatch(PairOp {
+            metric: L2Squared,
+            a,
+            b,
+        }),
+        Which::L1 => level.dispatch(PairOp { metric: L1, a, b }),
+    };
+    let named = level.dispatch(NamedOp { which, a, b }).unwrap();
+    let r = r.unwrap();
+    assert_eq!(
+        r.to_bits(),
+        named.to_bits(),
+        "named and generic kernels differ"
+    );
+    r
+}
+
+struct BatchOp<'a, M> {
+    metric: M,
+    query: &'a [f32],
+    rows: Rows<'a>,
+    ids: Option<&'a [u32]>,
+    out: &'a mut [f32],
+}
+
+impl<M: F32Metric> WithKernels for BatchOp<'_, M> {
+    type Output = Result<(), DistanceError>;
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> Self::Output {
+        match self.ids {
+            None => k.batch_rows(self.metric, self.query, self.rows, self.out),
+            Some(ids) => k.batch_ids(self.metric, self.query, self.rows, ids, self.out),
+        }
+    }
+}
+
+fn batch_at(
+    level: Level,
+    which: Which,
+    query: &[f32],
+    rows: Rows<'_>,
+    ids: Option<&[u32]>,
+    out: &mut [f32],
+) -> Result<(), DistanceError> {
+    let r = match which {
+        Which::Dot => level.dispatch(BatchOp {
+            metric: Dot,
+            query,
+            rows,
+            ids,
+            out,
+        }),
+        Which::L2 => level.dispatch(BatchOp {
+            metric: L2Squared,
+            query,
+            rows,
+            ids,
+            out,
+        }),
+        Which::L1 => level.dispatch(BatchOp {
+            metric: L1,
+            query,
+            rows,
+            ids,
+            out,
+        }),
+    };
+    r.unwrap()
+}
+
+struct HammingOp<'a> {
+    a: &'a [u64],
+    b: &'a [u64],
+}
+
+impl WithKernels for HammingOp<'_> {
+    type Output = u64;
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> u64 {
+        k.hamming(self.a, self.b)
+    }
+}
+
+/// The levels a test exercises: every supported one. Fails (rather than skipping quietly) if
+/// this CPU has AVX2 or AVX-512 but the matching level is not available.
+fn levels() -> Vec<Level> {
+    let supported = Level::supported();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            assert!(
+                supported.contains(&Level::Avx2),
+                "CPU has AVX2 but the level is missing"
+            );
+        }
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512cd")
+            && cfg!(feature = "x86-v4")
+        {
+            assert!(
+                supported.contains(&Level::Avx512),
+                "CPU has AVX-512 but the level is missing"
+            );
+        }
+    }
+    for level in Level::ALL {
+        if !supported.contains(&level) {
+            eprintln!("note: SIMD level {level} is not supported here; its kernels are not run");
+        }
+    }
+    supported
+}
+
+#[test]
+fn pair_kernels_match_f64_reference_at_every_level() {
+    for level in levels() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        for data in ALL_DATA {
+            for n in lengths() {
+                // Over-allocate so the kernels also see sub-slices at every 4-byte offset
+                // within a 64-byte line.
+                let a_buf = draw(&mut rng, data, n + 16);
+                let b_buf = draw(&mut rng, data, n + 16);
+                for offset in [0, 1, 3, 7, 13] {
+                    let a = &a_buf[offset..offset + n];
+                    let b = &b_buf[16 - offset..16 - offset + n];
+                    for which in ALL_METRICS {
+                        let got = pair_at(level, which, a, b);
+                        assert_close(got, a, b, which, &|| {
+                            format!("{level} {data:?} n={n} offset={offset}")
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn identical_vectors_are_exactly_zero_apart() {
+    for level in levels() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+        for data in ALL_DATA {
+            for n in lengths() {
+                let a = draw(&mut rng, data, n);
+                assert_eq!(pair_at(level, Which::L2, &a, &a), 0.0, "{level} L2 n={n}");
+                assert_eq!(pair_at(level, Which::L1, &a, &a), 0.0, "{level} L1 n={n}");
+                let words: Vec<u64> = (0..n).map(|_| rng.random()).collect();
+                let h = level
+                    .dispatch(HammingOp {
+                        a: &words,
+                        b: &words,
+                    })
+                    .unwrap();
+                assert_eq!(h, 0, "{level} hamming n={n}");
+            }
+        }
+    }
+}
+
+#[test]
+fn norm_squared_is_dot_with_itself() {
+    struct Norm<'a>(&'a [f32]);
+    impl WithKernels for Norm<'_> {
+        type Output = f32;
+        #[inline(always)]
+        fn run<K: Kernels>(self, k: K) -> f32 {
+            k.norm_squared(self.0)
+        }
+    }
+    for level in levels() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        for n in lengths() {
+            let a = draw(&mut rng, Data::Normal, n);
+            let got = level.dispatch(Norm(&a)).unwrap();
+            assert_close(got, &a, &a, Which::Dot, &|| format!("{level} norm n={n}"));
+        }
+    }
+}
+
+#[test]
+fn nan_anywhere_gives_nan_at_every_level() {
+    for level in levels() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(4);
+        for n in [1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 50, 64, 100, 129] {
+            let a = draw(&mut rng, Data::Normal, n);
+            let b = draw(&mut rng, Data::Normal, n);
+            for pos in 0..n {
+                for (nan_in_a, nan_in_b) in [(true, false), (false, true), (true, true)] {
+                    let mut a = a.clone();
+                    let mut b = b.clone();
+                    if nan_in_a {
+                        a[pos] = f32::NAN;
+                    }
+                    if nan_in_b {
+                        b[pos] = f32::NAN;
+                    }
+                    for which in ALL_METRICS {
+                        let got = pair_at(level, which, &a, &b);
+                        assert!(got.is_nan(), "{level} {which:?} n={n} pos={pos}: {got}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_kernels_match_f64_reference_at_every_level() {
+    let dims_list: Vec<usize> = (0..=70)
+        .chain([96, 100, 127, 128, 129, 300])
+        .chain(BIG_LENGTHS)
+        .collect();
+    for level in levels() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+        for &dims in &dims_list {
+            for n_rows in [0usize, 1, 3, 4, 5, 8, 11] {
+                let data = ALL_DATA[(dims + n_rows) % ALL_DATA.len()];
+                let offset = (dims + 3 * n_rows) % 9;
+                let buf = draw(&mut rng, data, offset + n_rows * dims);
+                let matrix = &buf[offset..];
+                let rows = Rows::new(matrix, dims).unwrap();
+                assert_eq!(rows.len(), if dims == 0 { 0 } else { n_rows });
+                let query = draw(&mut rng, data, dims);
+                // Ids in scrambled order with repeats, including a group of four and a tail.
+                let ids: Vec<u32> = if rows.is_empty() {
+                    Vec::new()
+                } else {
+                    (0..(2 * n_rows + 3))
+                        .map(|_| rng.random_range(0..rows.len() as u32))
+                        .collect()
+                };
+                for which in ALL_METRICS {
+                    let mut out = vec![f32::NAN; rows.len()];
+                    batch_at(level, which, &query, rows, None, &mut out).unwrap();
+                    for (i, &got) in out.iter().enumerate() {
+                        let row = rows.row(i).unwrap();
+                        assert_close(got, &query, row, which, &|| {
+                            format!("{level} batch_rows dims={dims} rows={n_rows} row={i}")
+                        });
+                    }
+                    let mut out = vec![f32::NAN; ids.len()];
+                    batch_at(level, which, &query, rows, Some(&ids), &mut out).unwrap();
+                    for (i, (&got, &id)) in out.iter().zip(&ids).enumerate() {
+                        let row = rows.row(id as usize).unwrap();
+                        assert_close(got, &query, row, which, &|| {
+                            format!("{level} batch_ids dims={dims} rows={n_rows} i={i} id={id}")
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_kernels_reject_bad_arguments() {
+    let matrix = [1.0f32; 12];
+    let rows = Rows::new(&matrix, 3).unwrap();
+    for level in levels() {
+        let mut out = [0.0; 4];
+        let e = batch_at(level, Which::L2, &[0.0; 2], rows, None, &mut out).unwrap_err();
+        assert_eq!(e, DistanceError::LengthMismatch { left: 2, right: 3 });
+        let mut short = [0.0; 3];
+        let e = batch_at(level, Which::L2, &[0.0; 3], rows, None, &mut short).unwrap_err();
+        assert_eq!(
+            e,
+            DistanceError::OutputLength {
+                expected: 4,
+                got: 3
+            }
+        );
+        let mut out = [0.0; 5];
+        let ids = [0, 1, 2, 3, 4];
+        let e = batch_at(level, Which::L1, &[0.0; 3], rows, Some(&ids), &mut out).unwrap_err();
+        assert_eq!(e, DistanceError::RowOutOfRange { id: 4, rows: 4 });
+        let ids = [u32::MAX];
+        let e = batch_at(
+            level,
+            Which::Dot,
+            &[0.0; 3],
+            rows,
+            Some(&ids),
+            &mut out[..1],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            DistanceError::RowOutOfRange {
+                id: u32::MAX,
+                rows: 4
+            }
+        );
+    }
+    assert_eq!(
+        Rows::new(&matrix, 5).unwrap_err(),
+        DistanceError::RaggedMatrix { len: 12, dims: 5 }
+    );
+    assert!(Rows::new(&matrix, 0).is_err());
+    assert!(Rows::new(&[], 0).unwrap().is_empty());
+    assert_eq!(rows.row(4), None);
+    assert_eq!(rows.row(usize::MAX), None);
+}
+
+#[test]
+fn unequal_lengths_use_the_common_prefix_in_kernels_and_fail_in_checked_functions() {
+    let a = [1.0f32, 2.0, 3.0, 4.0, 5.0];
+    let b = [1.0f32, 1.0, 1.0];
+    for level in levels() {
+        assert_eq!(pair_at(level, Which::Dot, &a, &b), 6.0);
+        assert_eq!(pair_at(level, Which::L1, &b, &a), 3.0);
+    }
+    let e = DistanceError::LengthMismatch { left: 5, right: 3 };
+    assert_eq!(copse_distance::dot(&a, &b).unwrap_err(), e);
+    assert_eq!(copse_distance::l2_squared(&a, &b).unwrap_err(), e);
+    assert_eq!(copse_distance::l1(&a, &b).unwrap_err(), e);
+    assert_eq!(copse_distance::hamming(&[0; 5], &[0; 3]).unwrap_err(), e);
+}
+
+#[test]
+fn checked_functions_agree_with_reference() {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(6);
+    for n in [0, 1, 50, 100, 960] {
+        let a = draw(&mut rng, Data::Normal, n);
+        let b = draw(&mut rng, Data::Normal, n);
+        let ctx = || format!("checked n={n}");
+        assert_close(
+            copse_distance::dot(&a, &b).unwrap(),
+            &a,
+            &b,
+            Which::Dot,
+            &ctx,
+        );
+        assert_close(
+            copse_distance::l2_squared(&a, &b).unwrap(),
+            &a,
+            &b,
+            Which::L2,
+            &ctx,
+        );
+        assert_close(copse_distance::l1(&a, &b).unwrap(), &a, &b, Which::L1, &ctx);
+        assert_close(
+            copse_distance::norm_squared(&a).unwrap(),
+            &a,
+            &a,
+            Which::Dot,
+            &ctx,
+        );
+    }
+}
+
+fn hamming_reference(a: &[u64], b: &[u64]) -> u64 {
+    let mut count = 0;
+    for (x, y) in a.iter().zip(b) {
+        for bit in 0..64 {
+            if (x >> bit) & 1 != (y >> bit) & 1 {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+#[test]
+fn hamming_matches_bit_by_bit_reference_at_every_level() {
+    for level in levels() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        for n in (0..=70).chain([128, 255, 1000]) {
+            let a: Vec<u64> = (0..n + 3).map(|_| rng.random()).collect();
+            // Sparse and dense differences, and all bits different.
+            let flips: [fn(&mut Xoshiro256PlusPlus) -> u64; 3] = [
+                |r| 1u64 << r.random_range(0..64),
+                |r| r.random(),
+                |_| u64::MAX,
+            ];
+            for flip in &flips {
+                let b: Vec<u64> = a.iter().map(|&x| x ^ flip(&mut rng)).collect();
+                for offset in [0, 1, 3] {
+                    let (a, b) = (&a[offset..offset + n], &b[offset..offset + n]);
+                    let got = level.dispatch(HammingOp { a, b }).unwrap();
+                    assert_eq!(
+                        got,
+                        hamming_reference(a, b),
+                        "{level} n={n} offset={offset}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            level
+                .dispatch(HammingOp {
+                    a: &[u64::MAX; 16],
+                    b: &[0; 16]
+                })
+                .unwrap(),
+            1024
+        );
+    }
+    assert_eq!(copse_distance::hamming(&[0b1011], &[0b0110]).unwrap(), 3);
+}
+
+#[test]
+fn closed_form_values() {
+    // 1..=n against all ones: dot = n(n+1)/2, L1 = sum(i-1) = n(n-1)/2,
+    // L2 = sum((i-1)^2) = (n-1)n(2n-1)/6. All exact in f32 for n = 100.
+    let n = 100usize;
+    let a: Vec<f32> = (1..=n).map(|i| i as f32).collect();
+    let ones = vec![1.0f32; n];
+    for level in levels() {
+        assert_eq!(
+            pair_at(level, Which::Dot, &a, &ones),
+            (n * (n + 1) / 2) as f32
+        );
+        assert_eq!(
+            pair_at(level, Which::L1, &a, &ones),
+            (n * (n - 1) / 2) as f32
+        );
+        assert_eq!(
+            pair_at(level, Which::L2, &a, &ones),
+            ((n - 1) * n * (2 * n - 1) / 6) as f32
+        );
+    }
+}
+
+#[test]
+fn level_names_round_trip_and_bad_overrides_fail() {
+    for level in Level::ALL {
+        assert_eq!(Level::from_name(level.name()).unwrap(), level);
+        assert_eq!(
+            Level::from_name(&level.name().to_uppercase()).unwrap(),
+            level
+        );
+        assert_eq!(level.to_string(), level.name());
+    }
+    assert_eq!(
+        Level::from_name("sse9").unwrap_err(),
+        DistanceError::UnknownLevel("sse9".into())
+    );
+    assert_eq!(Level::from_override(None).unwrap(), Level::best_supported());
+    assert_eq!(
+        Level::from_override(Some("")).unwrap(),
+        Level::best_supported()
+    );
+    assert_eq!(Level::from_override(Some("scalar")).unwrap(), Level::Scalar);
+    for level in Level::ALL {
+        let chosen = Level::from_override(Some(level.name()));
+        if level.is_supported() {
+            assert_eq!(chosen.unwrap(), level);
+        } else {
+            assert_eq!(chosen.unwrap_err(), DistanceError::Unsupported(level));
+            assert_eq!(
+                level.dispatch(HammingOp { a: &[], b: &[] }).unwrap_err(),
+                DistanceError::Unsupported(level)
+            );
+        }
+    }
+    // This process has no override set, so the cached choice is the best level.
+    if std::env::var_os("COPSE_SIMD").is_none() {
+        assert_eq!(Level::detect().unwrap(), Level::best_supported());
+    }
+}
