@@ -179,6 +179,11 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// No rows, of length `dims`.
+    pub const fn empty(dims: usize) -> Rows<'static> {
+        Rows { data: &[], dims }
+    }
+
     /// Number of rows.
     #[inline]
     pub fn len(&self) -> usize {

@@ -100,14 +100,29 @@ fn group<M: Lanewise, S: Simd>(simd: S, query: &[f32], rows: [&[f32]; GROUP]) ->
     let (q_body, q_tail) = S::as_simd_f32s(&query[..n]);
     let [r0, r1, r2, r3] = rows.map(|r| S::as_simd_f32s(&r[..n]).0);
 
+    // Two chains per row (even and odd chunks): eight in flight keep both FMA ports busy.
     let zero = simd.splat_f32s(0.0);
     let (mut acc0, mut acc1, mut acc2, mut acc3) = (zero, zero, zero, zero);
-    let body = q_body.iter().zip(r0).zip(r1).zip(r2).zip(r3);
-    for ((((q, x0), x1), x2), x3) in body {
-        acc0 = M::step(simd, *q, *x0, acc0);
-        acc1 = M::step(simd, *q, *x1, acc1);
-        acc2 = M::step(simd, *q, *x2, acc2);
-        acc3 = M::step(simd, *q, *x3, acc3);
+    let (mut odd0, mut odd1, mut odd2, mut odd3) = (zero, zero, zero, zero);
+    let (q2, q1) = pulp::as_arrays::<2, _>(q_body);
+    let [(x0, y0), (x1, y1), (x2, y2), (x3, y3)] = [r0, r1, r2, r3].map(pulp::as_arrays::<2, _>);
+    let pairs = q2.iter().zip(x0).zip(x1).zip(x2).zip(x3);
+    for ((((q, a), b), c), e) in pairs {
+        acc0 = M::step(simd, q[0], a[0], acc0);
+        acc1 = M::step(simd, q[0], b[0], acc1);
+        acc2 = M::step(simd, q[0], c[0], acc2);
+        acc3 = M::step(simd, q[0], e[0], acc3);
+        odd0 = M::step(simd, q[1], a[1], odd0);
+        odd1 = M::step(simd, q[1], b[1], odd1);
+        odd2 = M::step(simd, q[1], c[1], odd2);
+        odd3 = M::step(simd, q[1], e[1], odd3);
+    }
+    let rest = q1.iter().zip(y0).zip(y1).zip(y2).zip(y3);
+    for ((((q, a), b), c), e) in rest {
+        odd0 = M::step(simd, *q, *a, odd0);
+        odd1 = M::step(simd, *q, *b, odd1);
+        odd2 = M::step(simd, *q, *c, odd2);
+        odd3 = M::step(simd, *q, *e, odd3);
     }
     if !q_tail.is_empty() {
         if q_body.is_empty() {
@@ -123,10 +138,10 @@ fn group<M: Lanewise, S: Simd>(simd: S, query: &[f32], rows: [&[f32]; GROUP]) ->
         acc3 = M::step(simd, q, last(rows[3]), acc3);
     }
     [
-        simd.reduce_sum_f32s(acc0),
-        simd.reduce_sum_f32s(acc1),
-        simd.reduce_sum_f32s(acc2),
-        simd.reduce_sum_f32s(acc3),
+        simd.reduce_sum_f32s(simd.add_f32s(acc0, odd0)),
+        simd.reduce_sum_f32s(simd.add_f32s(acc1, odd1)),
+        simd.reduce_sum_f32s(simd.add_f32s(acc2, odd2)),
+        simd.reduce_sum_f32s(simd.add_f32s(acc3, odd3)),
     ]
 }
 
@@ -223,10 +238,11 @@ pub(crate) fn batch_ids<M: Lanewise, S: Simd>(
 /// Cache lines of a row to prefetch at most; the hardware prefetcher follows longer rows.
 const PREFETCH_LINES: usize = 8;
 
-/// Hints the CPU to load the start of row `id` into cache. Out-of-range ids are ignored here
-/// (the caller reports them).
+/// Hints the CPU to load the start of row `id` of `rows` into cache, ahead of a kernel that
+/// will read it. Out-of-range ids are ignored. A hint only: it never faults and never changes a
+/// result.
 #[inline(always)]
-pub(crate) fn prefetch_row(rows: Rows<'_>, id: u32) {
+pub fn prefetch_row(rows: Rows<'_>, id: u32) {
     if let Some(row) = rows.row(id as usize) {
         let bytes = core::mem::size_of_val(row);
         let lines = bytes.div_ceil(64).min(PREFETCH_LINES);

@@ -69,6 +69,7 @@ pub use arch::Avx512;
 pub use arch::Neon;
 pub use arch::Scalar;
 pub use kernels::{Dot, F32Metric, Kernels, L1, L2Squared, Rows, WithKernels};
+pub use lanes::prefetch_row;
 pub use level::{Level, dispatch};
 
 /// What can go wrong when calling a kernel or choosing a level.

@@ -1,0 +1,300 @@
+//! The on-disk structs: header, section table entries, tree entries and split nodes. All are
+//! `#[repr(C)]`, `Pod`, little-endian, with explicit padding, so the reader casts mapped bytes
+//! to them directly.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::{Element, FormatError, Metric};
+
+/// First bytes of every copse index.
+pub const MAGIC: [u8; 8] = *b"COPSEIDX";
+/// The version this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The oldest version this build reads.
+pub const OLDEST_VERSION: u32 = 1;
+/// Every section starts at a multiple of this many bytes.
+pub const SECTION_ALIGN: u64 = 64;
+/// Set in a [`NodeRef`] that names a leaf; clear for a split node.
+pub const LEAF_FLAG: u32 = 1 << 31;
+
+/// The fixed-size header at offset 0. The section table follows it directly.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// Format version.
+    pub version: u32,
+    /// Bytes of header plus section table.
+    pub header_len: u32,
+    /// Total length of the file.
+    pub file_len: u64,
+    /// Metric code.
+    pub metric: u32,
+    /// Element code (must match the metric).
+    pub element: u32,
+    /// Dimensions the user sees (bits, for hamming).
+    pub dims: u32,
+    /// Stored elements per item row.
+    pub row_len: u32,
+    /// Largest item id plus one.
+    pub n_items: u64,
+    /// Number of ids that were added (the rest are holes).
+    pub n_present: u64,
+    /// Number of trees.
+    pub n_trees: u32,
+    /// Largest number of items a leaf may hold.
+    pub leaf_capacity: u32,
+    /// The seed the trees were built with.
+    pub seed: u64,
+    /// Entries in the section table.
+    pub n_sections: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+    /// Reserved, zero.
+    pub reserved: [u64; 5],
+    /// xxh3-64 of the header (with this field zero) followed by the section table.
+    pub checksum: u64,
+}
+
+/// One entry of the section table.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub struct SectionEntry {
+    /// Section kind code.
+    pub kind: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+    /// Offset from the start of the file, a multiple of [`SECTION_ALIGN`].
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// xxh3-64 of the section's bytes.
+    pub checksum: u64,
+}
+
+/// What a section holds. Readers skip kinds they do not know, so new kinds can be added
+/// without a format break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SectionKind {
+    /// Item vectors, `n_items` rows of `row_len` elements; holes are zero rows.
+    Items,
+    /// Euclidean norm of each item (`n_items` f32), for angular and dot.
+    Norms,
+    /// Bitmap of the ids that were added (`ceil(n_items / 64)` u64).
+    Present,
+    /// One [`TreeEntry`] per tree.
+    Trees,
+    /// Every tree's [`SplitNode`]s, tree after tree.
+    Splits,
+    /// The hyperplane normal of each split node, `row_len` f32 each (f32 metrics only).
+    Normals,
+    /// Per tree, `n_leaves + 1` u32 offsets into that tree's ids: leaf `i` holds
+    /// `ids[off[i]..off[i + 1]]`.
+    LeafOffsets,
+    /// Per tree, a permutation of the present ids, grouped by leaf.
+    LeafIds,
+    /// A kind this reader does not know (skipped).
+    Unknown(u32),
+}
+
+impl SectionKind {
+    /// Every kind this version writes, in file order.
+    pub const KNOWN: [SectionKind; 8] = [
+        SectionKind::Items,
+        SectionKind::Norms,
+        SectionKind::Present,
+        SectionKind::Trees,
+        SectionKind::Splits,
+        SectionKind::Normals,
+        SectionKind::LeafOffsets,
+        SectionKind::LeafIds,
+    ];
+
+    /// The code the section table stores.
+    pub fn code(self) -> u32 {
+        match self {
+            SectionKind::Items => 1,
+            SectionKind::Norms => 2,
+            SectionKind::Present => 3,
+            SectionKind::Trees => 4,
+            SectionKind::Splits => 5,
+            SectionKind::Normals => 6,
+            SectionKind::LeafOffsets => 7,
+            SectionKind::LeafIds => 8,
+            SectionKind::Unknown(code) => code,
+        }
+    }
+
+    /// The kind a code names.
+    pub fn from_code(code: u32) -> SectionKind {
+        SectionKind::KNOWN
+            .into_iter()
+            .find(|k| k.code() == code)
+            .unwrap_or(SectionKind::Unknown(code))
+    }
+
+    /// A short name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SectionKind::Items => "items",
+            SectionKind::Norms => "norms",
+            SectionKind::Present => "present-ids",
+            SectionKind::Trees => "trees",
+            SectionKind::Splits => "splits",
+            SectionKind::Normals => "normals",
+            SectionKind::LeafOffsets => "leaf-offsets",
+            SectionKind::LeafIds => "leaf-ids",
+            SectionKind::Unknown(_) => "unknown",
+        }
+    }
+}
+
+impl core::fmt::Display for SectionKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SectionKind::Unknown(code) => write!(f, "unknown ({code})"),
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+/// Where one tree's nodes live in the shared sections. Counts and bases are in elements of the
+/// section they index.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq, Default)]
+pub struct TreeEntry {
+    /// Index of the tree's first split in [`SectionKind::Splits`] (and its first normal).
+    pub split_base: u64,
+    /// Number of split nodes.
+    pub n_splits: u64,
+    /// Index of the tree's first offset in [`SectionKind::LeafOffsets`].
+    pub leaf_base: u64,
+    /// Number of leaves (the tree has `n_leaves + 1` offsets).
+    pub n_leaves: u64,
+    /// Index of the tree's first id in [`SectionKind::LeafIds`].
+    pub ids_base: u64,
+    /// Number of ids (the present items).
+    pub n_ids: u64,
+    /// The root node.
+    pub root: NodeRef,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// A reference to a node within its tree: a leaf index with [`LEAF_FLAG`] set, or a split
+/// index.
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq, Default, Hash)]
+pub struct NodeRef(pub u32);
+
+impl NodeRef {
+    /// A reference to leaf `index` (`index < 2^31`).
+    pub fn leaf(index: u32) -> NodeRef {
+        NodeRef(index | LEAF_FLAG)
+    }
+
+    /// A reference to split `index` (`index < 2^31`).
+    pub fn split(index: u32) -> NodeRef {
+        NodeRef(index & !LEAF_FLAG)
+    }
+
+    /// `Ok(leaf index)` or `Err(split index)`.
+    #[inline(always)]
+    pub fn decode(self) -> Result<u32, u32> {
+        if self.0 & LEAF_FLAG != 0 {
+            Ok(self.0 & !LEAF_FLAG)
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
+/// An inner node: a hyperplane (its normal is in [`SectionKind::Normals`] at the split's index)
+/// or, for hamming, a bit position. Points with a positive margin go to `children[1]`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Default)]
+pub struct SplitNode {
+    /// Negative side, positive side.
+    pub children: [NodeRef; 2],
+    /// Added to the normal's dot product (euclidean and manhattan; zero otherwise).
+    pub offset: f32,
+    /// Hamming: the bit tested, or [`SplitNode::RANDOM`] for a split that sent items to random
+    /// sides. Unused (zero) for other metrics, whose random splits have a zero normal.
+    pub axis: u32,
+}
+
+impl SplitNode {
+    /// The `axis` of a hamming split that assigned items to random sides.
+    pub const RANDOM: u32 = u32::MAX;
+}
+
+/// The logical header: what the writer is told and the reader reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexInfo {
+    /// Format version of the file (the writer always writes [`FORMAT_VERSION`]).
+    pub version: u32,
+    /// Metric.
+    pub metric: Metric,
+    /// Dimensions as the user sees them (bits, for hamming).
+    pub dims: usize,
+    /// Largest item id plus one.
+    pub n_items: u64,
+    /// Number of ids that were added.
+    pub n_present: u64,
+    /// Number of trees.
+    pub n_trees: usize,
+    /// Largest number of items a leaf may hold.
+    pub leaf_capacity: usize,
+    /// Seed the trees were built with.
+    pub seed: u64,
+}
+
+impl IndexInfo {
+    /// Stored elements per item row.
+    pub fn row_len(&self) -> usize {
+        self.metric.row_len(self.dims)
+    }
+
+    /// How items are stored.
+    pub fn element(&self) -> Element {
+        self.metric.element()
+    }
+
+    /// Checks the fields against each other and the format's limits.
+    pub fn check(&self) -> Result<(), FormatError> {
+        let bad = |what: String| Err(FormatError::BadHeader(what));
+        if self.dims == 0 {
+            return bad("zero dimensions".into());
+        }
+        if u32::try_from(self.dims).is_err() {
+            return Err(FormatError::TooLarge(format!("{} dimensions", self.dims)));
+        }
+        if self.n_items > 1 << 32 {
+            return Err(FormatError::TooLarge(format!(
+                "{} items (at most 2^32)",
+                self.n_items
+            )));
+        }
+        if self.n_present > self.n_items {
+            return bad(format!(
+                "{} present items of {}",
+                self.n_present, self.n_items
+            ));
+        }
+        if u32::try_from(self.n_trees).is_err() || u32::try_from(self.leaf_capacity).is_err() {
+            return bad("tree count or leaf capacity too large".into());
+        }
+        if self.leaf_capacity == 0 {
+            return bad("zero leaf capacity".into());
+        }
+        Ok(())
+    }
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<Header>() == 128);
+    assert!(core::mem::size_of::<SectionEntry>() == 32);
+    assert!(core::mem::size_of::<TreeEntry>() == 56);
+    assert!(core::mem::size_of::<SplitNode>() == 16);
+};

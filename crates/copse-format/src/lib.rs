@@ -1,0 +1,32 @@
+//! The copse index file, format v1: the header, the section table, the node structs, a streaming
+//! writer and a validating reader. `docs/format.md` is the specification; this crate is its one
+//! implementation.
+//!
+//! The reader is generic over its bytes (`AsRef<[u8]>`: a `Vec`, a slice, an mmap), opens in time
+//! independent of the file's size (header and section bounds only), and hands out typed slices
+//! cast with `bytemuck`. Nothing read from a file is trusted: every count and offset is checked
+//! before use, and the query engine checks every node reference it follows, so a corrupt file
+//! gives an error or an in-range answer, never a crash. [`IndexFile::verify`] checks every
+//! section's checksum when asked.
+//!
+//! This crate knows nothing about building or searching trees.
+
+#[cfg(target_endian = "big")]
+compile_error!(
+    "copse maps its little-endian files directly into memory; big-endian hosts are not supported"
+);
+
+mod error;
+mod layout;
+mod metric;
+mod reader;
+mod writer;
+
+pub use error::FormatError;
+pub use layout::{
+    FORMAT_VERSION, Header, IndexInfo, LEAF_FLAG, MAGIC, NodeRef, OLDEST_VERSION, SECTION_ALIGN,
+    SectionEntry, SectionKind, SplitNode, TreeEntry,
+};
+pub use metric::{Element, Metric};
+pub use reader::{IndexFile, ItemRows, View};
+pub use writer::{IndexWriter, SectionWriter};

@@ -1,0 +1,132 @@
+//! The metrics an index can be built for, and how each stores its item vectors.
+
+use crate::FormatError;
+
+/// A distance, with Annoy's names and conventions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Cosine distance, reported as `sqrt(2 - 2 cos)` (the euclidean distance of the normalised
+    /// vectors).
+    Angular,
+    /// Euclidean (L2) distance.
+    Euclidean,
+    /// Manhattan (L1) distance.
+    Manhattan,
+    /// Inner product; larger is closer, and the reported "distance" is the inner product itself.
+    Dot,
+    /// Number of differing bits between bit vectors.
+    Hamming,
+}
+
+/// How item vectors and split normals are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Element {
+    /// `f32` values, one per dimension.
+    F32,
+    /// Bits packed into little-endian `u64` words, 64 dimensions per word.
+    Bits,
+}
+
+impl Metric {
+    /// Every metric.
+    pub const ALL: [Metric; 5] = [
+        Metric::Angular,
+        Metric::Euclidean,
+        Metric::Manhattan,
+        Metric::Dot,
+        Metric::Hamming,
+    ];
+
+    /// Annoy's name for the metric.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Angular => "angular",
+            Metric::Euclidean => "euclidean",
+            Metric::Manhattan => "manhattan",
+            Metric::Dot => "dot",
+            Metric::Hamming => "hamming",
+        }
+    }
+
+    /// Parses Annoy's metric names (and the aliases Annoy accepts: `cosine`, `l2`, `l1`, `taxicab`,
+    /// `inner`, `ip`).
+    pub fn from_name(name: &str) -> Option<Metric> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "angular" | "cosine" => Metric::Angular,
+            "euclidean" | "l2" => Metric::Euclidean,
+            "manhattan" | "l1" | "taxicab" => Metric::Manhattan,
+            "dot" | "inner" | "ip" | "dot_product" => Metric::Dot,
+            "hamming" => Metric::Hamming,
+            _ => return None,
+        })
+    }
+
+    /// How the metric stores vectors.
+    pub fn element(self) -> Element {
+        match self {
+            Metric::Hamming => Element::Bits,
+            _ => Element::F32,
+        }
+    }
+
+    /// True if the index keeps each item's euclidean norm (angular and dot use it).
+    pub fn stores_norms(self) -> bool {
+        matches!(self, Metric::Angular | Metric::Dot)
+    }
+
+    /// Stored elements per item for `dims` dimensions.
+    pub fn row_len(self, dims: usize) -> usize {
+        match self.element() {
+            Element::F32 => dims,
+            Element::Bits => dims.div_ceil(64),
+        }
+    }
+
+    /// The code the header stores.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Metric::Angular => 1,
+            Metric::Euclidean => 2,
+            Metric::Manhattan => 3,
+            Metric::Dot => 4,
+            Metric::Hamming => 5,
+        }
+    }
+
+    pub(crate) fn from_code(code: u32) -> Result<Metric, FormatError> {
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.code() == code)
+            .ok_or(FormatError::UnknownMetric(code))
+    }
+}
+
+impl Element {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Element::F32 => 1,
+            Element::Bits => 2,
+        }
+    }
+
+    /// Bytes per stored element.
+    pub fn size(self) -> usize {
+        match self {
+            Element::F32 => 4,
+            Element::Bits => 8,
+        }
+    }
+}
+
+impl core::fmt::Display for Metric {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl core::str::FromStr for Metric {
+    type Err = FormatError;
+    fn from_str(s: &str) -> Result<Metric, FormatError> {
+        Metric::from_name(s).ok_or_else(|| FormatError::UnknownMetricName(s.to_owned()))
+    }
+}

@@ -1,0 +1,480 @@
+//! Validating reader. [`IndexFile::open`] checks the header, the section table and the tree
+//! table (work proportional to the number of sections and trees, not to the file's size) and
+//! remembers where each section is; [`IndexFile::view`] casts the sections to typed slices.
+
+use core::ops::Range;
+
+use bytemuck::Pod;
+use copse_distance::Rows;
+
+use crate::layout::{
+    FORMAT_VERSION, Header, LEAF_FLAG, MAGIC, OLDEST_VERSION, SECTION_ALIGN, SectionEntry,
+};
+use crate::{Element, FormatError, IndexInfo, Metric, SectionKind, SplitNode, TreeEntry};
+
+/// More section-table entries than any version needs: a bound on what open reads.
+pub(crate) const MAX_SECTIONS: usize = 1024;
+
+/// An index file over bytes `B`, validated at open.
+#[derive(Debug)]
+pub struct IndexFile<B> {
+    bytes: B,
+    info: IndexInfo,
+    sections: Sections,
+    table: Vec<SectionEntry>,
+}
+
+/// Byte ranges of the sections this version reads.
+#[derive(Debug, Clone, Default)]
+struct Sections {
+    items: Range<usize>,
+    norms: Range<usize>,
+    present: Range<usize>,
+    trees: Range<usize>,
+    splits: Range<usize>,
+    normals: Range<usize>,
+    leaf_offsets: Range<usize>,
+    leaf_ids: Range<usize>,
+}
+
+impl<B: AsRef<[u8]>> IndexFile<B> {
+    /// Opens an index held in `bytes`: checks the header, section table and tree table.
+    /// Section contents are not read (see [`IndexFile::verify`]).
+    pub fn open(bytes: B) -> Result<Self, FormatError> {
+        let (info, sections, table) = validate(bytes.as_ref())?;
+        Ok(IndexFile {
+            bytes,
+            info,
+            sections,
+            table,
+        })
+    }
+
+    /// What the header says.
+    pub fn info(&self) -> &IndexInfo {
+        &self.info
+    }
+
+    /// The raw bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_ref()
+    }
+
+    /// Gives the bytes back.
+    pub fn into_inner(self) -> B {
+        self.bytes
+    }
+
+    /// Every section in the table, with its length in bytes.
+    pub fn sections(&self) -> Vec<(SectionKind, u64)> {
+        self.table
+            .iter()
+            .map(|e| (SectionKind::from_code(e.kind), e.len))
+            .collect()
+    }
+
+    /// Checks every section against its checksum; the error names the first that fails.
+    pub fn verify(&self) -> Result<(), FormatError> {
+        let data = self.bytes.as_ref();
+        for entry in &self.table {
+            let kind = SectionKind::from_code(entry.kind);
+            let range = entry.offset as usize..(entry.offset + entry.len) as usize;
+            let bytes = data
+                .get(range)
+                .ok_or(FormatError::SectionChecksum { kind })?;
+            if xxhash_rust::xxh3::xxh3_64(bytes) != entry.checksum {
+                return Err(FormatError::SectionChecksum { kind });
+            }
+        }
+        Ok(())
+    }
+
+    /// Typed slices of the sections.
+    pub fn view(&self) -> View<'_> {
+        let data = self.bytes.as_ref();
+        let s = &self.sections;
+        let row_len = self.info.row_len();
+        let items = match self.info.element() {
+            Element::F32 => ItemRows::F32(
+                Rows::new(cast(data, &s.items), row_len).unwrap_or(Rows::empty(row_len)),
+            ),
+            Element::Bits => ItemRows::Bits {
+                words: cast(data, &s.items),
+                row_len,
+            },
+        };
+        View {
+            info: &self.info,
+            items,
+            norms: cast(data, &s.norms),
+            present: cast(data, &s.present),
+            trees: cast(data, &s.trees),
+            splits: cast(data, &s.splits),
+            normals: cast(data, &s.normals),
+            leaf_offsets: cast(data, &s.leaf_offsets),
+            leaf_ids: cast(data, &s.leaf_ids),
+        }
+    }
+}
+
+/// Casts a validated range. Open checked bounds, size and alignment, so this cannot fail; if it
+/// somehow did, an empty slice makes every later lookup miss (an error), never a panic.
+fn cast<'a, T: Pod>(data: &'a [u8], range: &Range<usize>) -> &'a [T] {
+    data.get(range.clone())
+        .and_then(|bytes| bytemuck::try_cast_slice(bytes).ok())
+        .unwrap_or(&[])
+}
+
+/// The item vectors, typed by how the metric stores them.
+#[derive(Debug, Clone, Copy)]
+pub enum ItemRows<'a> {
+    /// One f32 row per item.
+    F32(Rows<'a>),
+    /// Packed bits, `row_len` words per item.
+    Bits {
+        /// All rows, item after item.
+        words: &'a [u64],
+        /// Words per item.
+        row_len: usize,
+    },
+}
+
+/// Typed slices of an open index. Every index into them must still be checked: the slices are
+/// in bounds of the file, but their contents are whatever the file holds.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    /// The header.
+    pub info: &'a IndexInfo,
+    /// Item vectors.
+    pub items: ItemRows<'a>,
+    /// Item norms (angular and dot; empty otherwise).
+    pub norms: &'a [f32],
+    /// Bitmap of present ids.
+    pub present: &'a [u64],
+    /// One entry per tree.
+    pub trees: &'a [TreeEntry],
+    /// All split nodes.
+    pub splits: &'a [SplitNode],
+    /// All split normals, `row_len` each (f32 metrics).
+    pub normals: &'a [f32],
+    /// All leaf offsets.
+    pub leaf_offsets: &'a [u32],
+    /// All leaf ids.
+    pub leaf_ids: &'a [u32],
+}
+
+impl<'a> View<'a> {
+    /// True if `id` was added (false for holes and ids out of range).
+    #[inline]
+    pub fn is_present(&self, id: u64) -> bool {
+        let Ok(id) = usize::try_from(id) else {
+            return false;
+        };
+        self.present
+            .get(id / 64)
+            .is_some_and(|word| word >> (id % 64) & 1 == 1)
+    }
+
+    /// The f32 vector of item `id` (f32 metrics), present or not.
+    #[inline]
+    pub fn item_f32(&self, id: usize) -> Option<&'a [f32]> {
+        match self.items {
+            ItemRows::F32(rows) => rows.row(id),
+            ItemRows::Bits { .. } => None,
+        }
+    }
+
+    /// The packed bits of item `id` (hamming), present or not.
+    #[inline]
+    pub fn item_bits(&self, id: usize) -> Option<&'a [u64]> {
+        match self.items {
+            ItemRows::Bits { words, row_len } => {
+                let start = id.checked_mul(row_len)?;
+                words.get(start..start.checked_add(row_len)?)
+            }
+            ItemRows::F32(_) => None,
+        }
+    }
+
+    /// Split `index` of `tree` and its normal (empty for hamming), if in range.
+    #[inline(always)]
+    pub fn split(&self, tree: &TreeEntry, index: u32) -> Option<(&'a SplitNode, &'a [f32])> {
+        if u64::from(index) >= tree.n_splits {
+            return None;
+        }
+        let global = tree.split_base as usize + index as usize;
+        let split = self.splits.get(global)?;
+        let normal = match self.info.element() {
+            Element::F32 => {
+                let row_len = self.info.row_len();
+                let start = global.checked_mul(row_len)?;
+                self.normals.get(start..start.checked_add(row_len)?)?
+            }
+            Element::Bits => &[],
+        };
+        Some((split, normal))
+    }
+
+    /// The ids in leaf `index` of `tree`, if the leaf and its offsets are in range.
+    #[inline(always)]
+    pub fn leaf(&self, tree: &TreeEntry, index: u32) -> Option<&'a [u32]> {
+        if u64::from(index) >= tree.n_leaves {
+            return None;
+        }
+        let at = tree.leaf_base as usize + index as usize;
+        let start = *self.leaf_offsets.get(at)? as usize;
+        let end = *self.leaf_offsets.get(at + 1)? as usize;
+        if start > end || end as u64 > tree.n_ids {
+            return None;
+        }
+        let base = tree.ids_base as usize;
+        self.leaf_ids.get(base + start..base + end)
+    }
+}
+
+fn validate(data: &[u8]) -> Result<(IndexInfo, Sections, Vec<SectionEntry>), FormatError> {
+    let len = data.len() as u64;
+    let header_size = size_of::<Header>();
+    if data.len() < header_size || data[..MAGIC.len()] != MAGIC {
+        return Err(FormatError::NotAnIndex { len });
+    }
+    let header: Header = bytemuck::pod_read_unaligned(&data[..header_size]);
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&header.version) {
+        return Err(FormatError::UnsupportedVersion {
+            found: header.version,
+            oldest: OLDEST_VERSION,
+            newest: FORMAT_VERSION,
+        });
+    }
+    if data.as_ptr().align_offset(8) != 0 {
+        return Err(FormatError::Misaligned);
+    }
+    let n_sections = header.n_sections as usize;
+    let header_len = header_size + n_sections.min(MAX_SECTIONS) * size_of::<SectionEntry>();
+    if n_sections > MAX_SECTIONS || header.header_len as usize != header_len {
+        return Err(FormatError::HeaderChecksum);
+    }
+    let Some(header_bytes) = data.get(..header_len) else {
+        return Err(FormatError::Length {
+            expected: header.file_len.max(header_len as u64),
+            found: len,
+        });
+    };
+    let mut zeroed = header_bytes.to_vec();
+    let at = core::mem::offset_of!(Header, checksum);
+    zeroed[at..at + 8].fill(0);
+    if xxhash_rust::xxh3::xxh3_64(&zeroed) != header.checksum {
+        return Err(FormatError::HeaderChecksum);
+    }
+    if header.file_len != len {
+        return Err(FormatError::Length {
+            expected: header.file_len,
+            found: len,
+        });
+    }
+
+    let metric = Metric::from_code(header.metric)?;
+    if header.element != metric.element().code() {
+        return Err(FormatError::BadHeader(format!(
+            "element code {} does not fit metric {metric}",
+            header.element
+        )));
+    }
+    let info = IndexInfo {
+        version: header.version,
+        metric,
+        dims: header.dims as usize,
+        n_items: header.n_items,
+        n_present: header.n_present,
+        n_trees: header.n_trees as usize,
+        leaf_capacity: header.leaf_capacity as usize,
+        seed: header.seed,
+    };
+    info.check()?;
+    if header.row_len as usize != info.row_len() {
+        return Err(FormatError::BadHeader(format!(
+            "row length {} for {} dimensions",
+            header.row_len, info.dims
+        )));
+    }
+
+    let table: Vec<SectionEntry> = bytemuck::pod_collect_to_vec(&header_bytes[header_size..]);
+    let sections = locate_sections(&info, &table, header_len as u64, len)?;
+    check_trees(&info, data, &sections)?;
+    Ok((info, sections, table))
+}
+
+/// Finds each known section, checks its placement and its exact expected size.
+fn locate_sections(
+    info: &IndexInfo,
+    table: &[SectionEntry],
+    header_len: u64,
+    file_len: u64,
+) -> Result<Sections, FormatError> {
+    let mut found: Vec<(SectionKind, Range<usize>)> = Vec::new();
+    for entry in table {
+        let kind = SectionKind::from_code(entry.kind);
+        let bad = |problem: String| FormatError::BadSection { kind, problem };
+        let end = entry
+            .offset
+            .checked_add(entry.len)
+            .ok_or_else(|| bad("overflows".into()))?;
+        if !entry.offset.is_multiple_of(SECTION_ALIGN) {
+            return Err(bad(format!("starts at unaligned offset {}", entry.offset)));
+        }
+        if entry.offset < header_len || end > file_len {
+            return Err(bad(format!(
+                "spans bytes {}..{end} outside {header_len}..{file_len}",
+                entry.offset
+            )));
+        }
+        if matches!(kind, SectionKind::Unknown(_)) {
+            continue;
+        }
+        if found.iter().any(|(k, _)| *k == kind) {
+            return Err(bad("appears twice".into()));
+        }
+        found.push((kind, entry.offset as usize..end as usize));
+    }
+    let take = |kind: SectionKind| -> Option<Range<usize>> {
+        found
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, r)| r.clone())
+    };
+    let need = |kind: SectionKind| {
+        take(kind).ok_or(FormatError::BadSection {
+            kind,
+            problem: "is missing".into(),
+        })
+    };
+    let sized = |kind: SectionKind, range: Range<usize>, expected: Option<u64>| {
+        let expected = expected.ok_or_else(|| FormatError::TooLarge(format!("{kind} section")))?;
+        if range.len() as u64 != expected {
+            return Err(FormatError::BadSection {
+                kind,
+                problem: format!("is {} bytes, expected {expected}", range.len()),
+            });
+        }
+        Ok(range)
+    };
+    let multiple = |kind: SectionKind, range: Range<usize>, unit: usize| {
+        if !range.len().is_multiple_of(unit) {
+            return Err(FormatError::BadSection {
+                kind,
+                problem: format!("is {} bytes, not a multiple of {unit}", range.len()),
+            });
+        }
+        Ok(range)
+    };
+
+    let row_bytes = (info.row_len() * info.element().size()) as u64;
+    let items = sized(
+        SectionKind::Items,
+        need(SectionKind::Items)?,
+        info.n_items.checked_mul(row_bytes),
+    )?;
+    let norms = if info.metric.stores_norms() {
+        sized(
+            SectionKind::Norms,
+            need(SectionKind::Norms)?,
+            info.n_items.checked_mul(4),
+        )?
+    } else {
+        forbid(SectionKind::Norms, take(SectionKind::Norms))?
+    };
+    let present = sized(
+        SectionKind::Present,
+        need(SectionKind::Present)?,
+        info.n_items.div_ceil(64).checked_mul(8),
+    )?;
+    let trees = sized(
+        SectionKind::Trees,
+        need(SectionKind::Trees)?,
+        (info.n_trees as u64).checked_mul(size_of::<TreeEntry>() as u64),
+    )?;
+    let splits = multiple(
+        SectionKind::Splits,
+        need(SectionKind::Splits)?,
+        size_of::<SplitNode>(),
+    )?;
+    let n_splits = (splits.len() / size_of::<SplitNode>()) as u64;
+    let normals = match info.element() {
+        Element::F32 => sized(
+            SectionKind::Normals,
+            need(SectionKind::Normals)?,
+            n_splits.checked_mul(info.row_len() as u64 * 4),
+        )?,
+        Element::Bits => forbid(SectionKind::Normals, take(SectionKind::Normals))?,
+    };
+    let leaf_offsets = multiple(SectionKind::LeafOffsets, need(SectionKind::LeafOffsets)?, 4)?;
+    let leaf_ids = multiple(SectionKind::LeafIds, need(SectionKind::LeafIds)?, 4)?;
+    Ok(Sections {
+        items,
+        norms,
+        present,
+        trees,
+        splits,
+        normals,
+        leaf_offsets,
+        leaf_ids,
+    })
+}
+
+/// A section this metric must not have; an empty range if absent.
+fn forbid(kind: SectionKind, range: Option<Range<usize>>) -> Result<Range<usize>, FormatError> {
+    match range {
+        None => Ok(0..0),
+        Some(_) => Err(FormatError::BadSection {
+            kind,
+            problem: "is present but this metric has none".into(),
+        }),
+    }
+}
+
+/// Checks each tree's entry against the section sizes, so that later lookups only need to
+/// check node indices against the tree's own counts.
+fn check_trees(info: &IndexInfo, data: &[u8], s: &Sections) -> Result<(), FormatError> {
+    let trees: &[TreeEntry] = cast(data, &s.trees);
+    if trees.len() != info.n_trees {
+        return Err(FormatError::BadSection {
+            kind: SectionKind::Trees,
+            problem: "cannot be read".into(),
+        });
+    }
+    let total_splits = (s.splits.len() / size_of::<SplitNode>()) as u64;
+    let total_offsets = (s.leaf_offsets.len() / 4) as u64;
+    let total_ids = (s.leaf_ids.len() / 4) as u64;
+    for (t, tree) in trees.iter().enumerate() {
+        let bad = |problem: &str| FormatError::BadTree {
+            tree: t,
+            problem: problem.into(),
+        };
+        let within = |base: u64, count: u64, total: u64| {
+            base.checked_add(count).is_some_and(|end| end <= total)
+        };
+        if !within(tree.split_base, tree.n_splits, total_splits) {
+            return Err(bad("has split nodes outside the splits section"));
+        }
+        if tree.n_leaves == 0 || !within(tree.leaf_base, tree.n_leaves + 1, total_offsets) {
+            return Err(bad("has leaf offsets outside the leaf-offsets section"));
+        }
+        if !within(tree.ids_base, tree.n_ids, total_ids) {
+            return Err(bad("has ids outside the leaf-ids section"));
+        }
+        if tree.n_ids != info.n_present {
+            return Err(bad("does not hold every present item"));
+        }
+        if tree.n_splits >= u64::from(LEAF_FLAG) || tree.n_leaves >= u64::from(LEAF_FLAG) {
+            return Err(bad("has too many nodes"));
+        }
+        let root_ok = match tree.root.decode() {
+            Ok(leaf) => u64::from(leaf) < tree.n_leaves,
+            Err(split) => u64::from(split) < tree.n_splits,
+        };
+        if !root_ok {
+            return Err(bad("has its root out of range"));
+        }
+    }
+    Ok(())
+}

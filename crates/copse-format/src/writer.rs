@@ -1,0 +1,175 @@
+//! Streaming writer: sections are written one after another to any `Write + Seek`, hashed as they
+//! stream, and the header with the section table is written last, over the space reserved for
+//! it at the start.
+
+use std::io::{Seek, SeekFrom, Write};
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::layout::{FORMAT_VERSION, Header, MAGIC, SECTION_ALIGN, SectionEntry};
+use crate::{FormatError, IndexInfo, SectionKind};
+
+/// Writes one index file. Call [`IndexWriter::section`] (or [`IndexWriter::write_section`]) once
+/// per section, then [`IndexWriter::finish`].
+pub struct IndexWriter<W: Write + Seek> {
+    out: W,
+    /// Stream position of the file's first byte.
+    start: u64,
+    info: IndexInfo,
+    table: Vec<SectionEntry>,
+    n_sections: usize,
+    /// Bytes written so far, relative to `start`.
+    pos: u64,
+}
+
+impl<W: Write + Seek> IndexWriter<W> {
+    /// Starts a file of `n_sections` sections at the current position of `out`, reserving room
+    /// for the header and section table.
+    pub fn new(mut out: W, info: IndexInfo, n_sections: usize) -> Result<Self, FormatError> {
+        info.check()?;
+        let start = out.stream_position()?;
+        let header_len = header_len(n_sections)?;
+        out.write_all(&vec![0u8; header_len as usize])?;
+        Ok(IndexWriter {
+            out,
+            start,
+            info,
+            table: Vec::with_capacity(n_sections),
+            n_sections,
+            pos: header_len,
+        })
+    }
+
+    /// Starts the next section; write its bytes into the returned writer and call
+    /// [`SectionWriter::finish`].
+    pub fn section(&mut self, kind: SectionKind) -> Result<SectionWriter<'_, W>, FormatError> {
+        if self.table.len() == self.n_sections {
+            return Err(FormatError::BadHeader(format!(
+                "more than the {} sections announced",
+                self.n_sections
+            )));
+        }
+        let padding = self.pos.next_multiple_of(SECTION_ALIGN) - self.pos;
+        self.out
+            .write_all(&[0u8; SECTION_ALIGN as usize][..padding as usize])?;
+        self.pos += padding;
+        Ok(SectionWriter {
+            offset: self.pos,
+            parent: self,
+            kind,
+            hasher: Xxh3::new(),
+            len: 0,
+        })
+    }
+
+    /// Writes a whole section from memory.
+    pub fn write_section(&mut self, kind: SectionKind, bytes: &[u8]) -> Result<(), FormatError> {
+        let mut section = self.section(kind)?;
+        section.write_all(bytes)?;
+        section.finish()
+    }
+
+    /// Writes the header and section table, and returns the output positioned at the end of
+    /// the file.
+    pub fn finish(mut self) -> Result<W, FormatError> {
+        if self.table.len() != self.n_sections {
+            return Err(FormatError::BadHeader(format!(
+                "{} sections written of the {} announced",
+                self.table.len(),
+                self.n_sections
+            )));
+        }
+        let header_bytes = encode_header(&self.info, &self.table, self.pos)?;
+        self.out.seek(SeekFrom::Start(self.start))?;
+        self.out.write_all(&header_bytes)?;
+        self.out.seek(SeekFrom::Start(self.start + self.pos))?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Bytes of header plus a table of `n_sections` entries.
+fn header_len(n_sections: usize) -> Result<u64, FormatError> {
+    if n_sections > crate::reader::MAX_SECTIONS {
+        return Err(FormatError::TooLarge(format!("{n_sections} sections")));
+    }
+    Ok((size_of::<Header>() + n_sections * size_of::<SectionEntry>()) as u64)
+}
+
+/// The header and table as they go on disk, checksum included.
+fn encode_header(
+    info: &IndexInfo,
+    table: &[SectionEntry],
+    file_len: u64,
+) -> Result<Vec<u8>, FormatError> {
+    let header_len = header_len(table.len())?;
+    let header = Header {
+        magic: MAGIC,
+        version: FORMAT_VERSION,
+        header_len: header_len as u32,
+        file_len,
+        metric: info.metric.code(),
+        element: info.element().code(),
+        dims: info.dims as u32,
+        row_len: info.row_len() as u32,
+        n_items: info.n_items,
+        n_present: info.n_present,
+        n_trees: info.n_trees as u32,
+        leaf_capacity: info.leaf_capacity as u32,
+        seed: info.seed,
+        n_sections: table.len() as u32,
+        flags: 0,
+        reserved: [0; 5],
+        checksum: 0,
+    };
+    let mut bytes = Vec::with_capacity(header_len as usize);
+    bytes.extend_from_slice(bytemuck::bytes_of(&header));
+    bytes.extend_from_slice(bytemuck::cast_slice(table));
+    let checksum = xxhash_rust::xxh3::xxh3_64(&bytes);
+    let at = core::mem::offset_of!(Header, checksum);
+    bytes[at..at + 8].copy_from_slice(&checksum.to_le_bytes());
+    Ok(bytes)
+}
+
+/// One section being written; bytes are hashed as they pass.
+pub struct SectionWriter<'a, W: Write + Seek> {
+    parent: &'a mut IndexWriter<W>,
+    kind: SectionKind,
+    offset: u64,
+    hasher: Xxh3,
+    len: u64,
+}
+
+impl<W: Write + Seek> SectionWriter<'_, W> {
+    /// Writes plain-old-data values (in their little-endian memory form).
+    pub fn write_pod<T: bytemuck::NoUninit>(&mut self, values: &[T]) -> Result<(), FormatError> {
+        self.write_all(bytemuck::cast_slice(values))?;
+        Ok(())
+    }
+
+    /// Records the section in the table.
+    pub fn finish(self) -> Result<(), FormatError> {
+        self.parent.table.push(SectionEntry {
+            kind: self.kind.code(),
+            flags: 0,
+            offset: self.offset,
+            len: self.len,
+            checksum: self.hasher.digest(),
+        });
+        self.parent.pos = self.offset + self.len;
+        Ok(())
+    }
+}
+
+impl<W: Write + Seek> Write for SectionWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.parent.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.parent.out.flush()
+    }
+}

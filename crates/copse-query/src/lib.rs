@@ -1,0 +1,115 @@
+//! Search over an open index: Annoy's best-first walk over all trees, then an exact re-rank of
+//! the deduplicated candidates.
+//!
+//! [`search`] dispatches once per query to code generic over the SIMD level and the metric. The
+//! walk keeps one max-heap of nodes over all trees, ordered by the smallest margin met on the way
+//! down (as Annoy), and gathers leaf ids until `search_k` ids (counting repeats, as Annoy) have
+//! been gathered. Repeats are dropped as they arrive with a per-searcher epoch array, the
+//! survivors are re-ranked with the batch kernels, and the best `n` are selected without sorting
+//! the rest. All buffers live in a reusable [`Scratch`], so a steady-state query allocates
+//! nothing.
+//!
+//! Every node reference read from the file is checked before it is followed, and the walk stops
+//! after visiting as many nodes as the trees hold, so a corrupt file gives an error or in-range
+//! results, never a crash or an endless loop. This crate never builds anything.
+
+mod metric;
+mod walk;
+
+use copse_distance::DistanceError;
+use copse_format::{Metric, View};
+
+pub use walk::Scratch;
+
+/// A result: an item and its distance to the query, in Annoy's convention for the metric
+/// (for dot, the inner product, larger being closer).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbor {
+    /// The item's id.
+    pub id: u32,
+    /// Its distance to the query.
+    pub distance: f32,
+}
+
+/// A query vector, as the metric stores them.
+#[derive(Debug, Clone, Copy)]
+pub enum Query<'a> {
+    /// f32 values, for every metric but hamming.
+    F32(&'a [f32]),
+    /// Packed bits, for hamming.
+    Bits(&'a [u64]),
+}
+
+/// Why a query failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    /// The query's length differs from the index's dimensions.
+    #[error("query has {found} dimensions, the index has {expected}")]
+    WrongDimensions {
+        /// The index's dimensions (words, for packed hamming queries).
+        expected: usize,
+        /// The query's length.
+        found: usize,
+    },
+    /// The query holds NaN or an infinity.
+    #[error("query value {value} at position {position} is not a finite number")]
+    NotFinite {
+        /// Where.
+        position: usize,
+        /// The value.
+        value: f32,
+    },
+    /// An f32 query for a hamming index or a bit query for an f32 index.
+    #[error("a {given} query cannot search a {metric} index")]
+    WrongKind {
+        /// What the query was.
+        given: &'static str,
+        /// The index's metric.
+        metric: Metric,
+    },
+    /// The index's contents are inconsistent (the file is corrupt).
+    #[error("corrupt index: {0}")]
+    Corrupt(&'static str),
+    /// The SIMD level forced by `COPSE_SIMD` is unusable.
+    #[error(transparent)]
+    Simd(#[from] DistanceError),
+}
+
+/// Finds up to `n` nearest items to `query`, gathering `search_k` candidates (default
+/// `n * n_trees`, as in Annoy), into `out` (cleared first), nearest first.
+pub fn search(
+    view: &View<'_>,
+    query: Query<'_>,
+    n: usize,
+    search_k: Option<usize>,
+    scratch: &mut Scratch,
+    out: &mut Vec<Neighbor>,
+) -> Result<(), QueryError> {
+    out.clear();
+    metric::check_query(view, query)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let search_k = search_k.unwrap_or_else(|| n.saturating_mul(view.info.n_trees.max(1)));
+    copse_distance::dispatch(walk::SearchOp {
+        view,
+        query,
+        n,
+        search_k,
+        scratch,
+        out,
+    })?
+}
+
+/// The distance between items `a` and `b` in Annoy's convention, or `None` if either is not a
+/// present item.
+pub fn item_distance(view: &View<'_>, a: u32, b: u32) -> Result<Option<f32>, QueryError> {
+    if !view.is_present(u64::from(a)) || !view.is_present(u64::from(b)) {
+        return Ok(None);
+    }
+    Ok(copse_distance::dispatch(metric::PairDistance {
+        view,
+        a,
+        b,
+    })?)
+}

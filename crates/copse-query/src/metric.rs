@@ -1,0 +1,337 @@
+//! What differs between metrics at query time: how a split node ranks its two children, and how
+//! candidates are scored. Internal scores are "lower is closer"; [`QueryMetric::user`] turns
+//! them into Annoy's reported distances.
+
+use copse_distance::{Dot, Kernels, L1, L2Squared, WithKernels};
+use copse_format::{ItemRows, Metric, SplitNode, View};
+
+use crate::{Query, QueryError};
+
+/// The walk's starting priority for hamming: large, but small enough that subtracting 1 per
+/// mismatched bit stays exact in f32.
+const HAMMING_INITIAL: f32 = 16_777_216.0;
+
+/// A query checked against the index, with what the metric precomputes.
+#[derive(Clone, Copy)]
+pub(crate) struct Prepared<'a> {
+    pub floats: &'a [f32],
+    pub bits: &'a [u64],
+    /// Euclidean norm of `floats` (angular).
+    pub norm: f32,
+}
+
+pub(crate) fn check_query(view: &View<'_>, query: Query<'_>) -> Result<(), QueryError> {
+    let metric = view.info.metric;
+    match (query, view.items) {
+        (Query::F32(q), ItemRows::F32(rows)) => {
+            if q.len() != rows.dims() {
+                return Err(QueryError::WrongDimensions {
+                    expected: rows.dims(),
+                    found: q.len(),
+                });
+            }
+            if let Some(position) = q.iter().position(|v| !v.is_finite()) {
+                return Err(QueryError::NotFinite {
+                    position,
+                    value: q[position],
+                });
+            }
+            Ok(())
+        }
+        (Query::Bits(q), ItemRows::Bits { row_len, .. }) => {
+            if q.len() != row_len {
+                return Err(QueryError::WrongDimensions {
+                    expected: row_len,
+                    found: q.len(),
+                });
+            }
+            Ok(())
+        }
+        (Query::F32(_), _) => Err(QueryError::WrongKind {
+            given: "float",
+            metric,
+        }),
+        (Query::Bits(_), _) => Err(QueryError::WrongKind {
+            given: "bit",
+            metric,
+        }),
+    }
+}
+
+/// A metric's query-time behaviour.
+pub(crate) trait QueryMetric {
+    /// Priority of each tree's root.
+    const INITIAL: f32;
+
+    /// Priorities of a split's negative and positive children, given the parent's (Annoy's
+    /// `pq_distance`).
+    fn children<K: Kernels>(
+        k: K,
+        parent: f32,
+        split: &SplitNode,
+        normal: &[f32],
+        q: &Prepared<'_>,
+    ) -> [f32; 2];
+
+    /// Internal scores of `ids` into `out` (same length).
+    fn score<K: Kernels>(
+        k: K,
+        view: &View<'_>,
+        q: &Prepared<'_>,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), QueryError>;
+
+    /// The reported distance for an internal score.
+    fn user(score: f32) -> f32;
+}
+
+/// `[min(d, -m), min(d, m)]`: the child on the query's side keeps the parent's priority, the
+/// other is limited by the query's distance to the hyperplane.
+#[inline(always)]
+fn hyperplane_children(parent: f32, margin: f32) -> [f32; 2] {
+    [parent.min(-margin), parent.min(margin)]
+}
+
+fn rows_of<'a>(view: &View<'a>) -> Result<copse_distance::Rows<'a>, QueryError> {
+    match view.items {
+        ItemRows::F32(rows) => Ok(rows),
+        ItemRows::Bits { .. } => Err(QueryError::Corrupt("item rows of the wrong kind")),
+    }
+}
+
+fn kernel_error(_: copse_distance::DistanceError) -> QueryError {
+    QueryError::Corrupt("leaf id out of range")
+}
+
+pub(crate) struct Angular;
+pub(crate) struct Euclidean;
+pub(crate) struct Manhattan;
+pub(crate) struct DotProduct;
+pub(crate) struct Hamming;
+
+impl QueryMetric for Angular {
+    const INITIAL: f32 = f32::INFINITY;
+
+    #[inline(always)]
+    fn children<K: Kernels>(
+        k: K,
+        parent: f32,
+        _: &SplitNode,
+        normal: &[f32],
+        q: &Prepared<'_>,
+    ) -> [f32; 2] {
+        hyperplane_children(parent, k.dot(normal, q.floats))
+    }
+
+    #[inline(always)]
+    fn score<K: Kernels>(
+        k: K,
+        view: &View<'_>,
+        q: &Prepared<'_>,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), QueryError> {
+        k.batch_ids(Dot, q.floats, rows_of(view)?, ids, out)
+            .map_err(kernel_error)?;
+        for (score, &id) in out.iter_mut().zip(ids) {
+            let norm = view.norms.get(id as usize).copied().unwrap_or(0.0);
+            *score = angular_score(*score, q.norm * norm);
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn user(score: f32) -> f32 {
+        score.max(0.0).sqrt()
+    }
+}
+
+/// `2 - 2 cos` from a dot product and the product of the norms (2 if either is zero, as Annoy).
+#[inline(always)]
+fn angular_score(dot: f32, norms: f32) -> f32 {
+    if norms > 0.0 {
+        2.0 - 2.0 * dot / norms
+    } else {
+        2.0
+    }
+}
+
+impl QueryMetric for Euclidean {
+    const INITIAL: f32 = f32::INFINITY;
+
+    #[inline(always)]
+    fn children<K: Kernels>(
+        k: K,
+        parent: f32,
+        split: &SplitNode,
+        normal: &[f32],
+        q: &Prepared<'_>,
+    ) -> [f32; 2] {
+        hyperplane_children(parent, split.offset + k.dot(normal, q.floats))
+    }
+
+    #[inline(always)]
+    fn score<K: Kernels>(
+        k: K,
+        view: &View<'_>,
+        q: &Prepared<'_>,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), QueryError> {
+        k.batch_ids(L2Squared, q.floats, rows_of(view)?, ids, out)
+            .map_err(kernel_error)
+    }
+
+    #[inline(always)]
+    fn user(score: f32) -> f32 {
+        score.max(0.0).sqrt()
+    }
+}
+
+impl QueryMetric for Manhattan {
+    const INITIAL: f32 = f32::INFINITY;
+
+    #[inline(always)]
+    fn children<K: Kernels>(
+        k: K,
+        parent: f32,
+        split: &SplitNode,
+        normal: &[f32],
+        q: &Prepared<'_>,
+    ) -> [f32; 2] {
+        hyperplane_children(parent, split.offset + k.dot(normal, q.floats))
+    }
+
+    #[inline(always)]
+    fn score<K: Kernels>(
+        k: K,
+        view: &View<'_>,
+        q: &Prepared<'_>,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), QueryError> {
+        k.batch_ids(L1, q.floats, rows_of(view)?, ids, out)
+            .map_err(kernel_error)
+    }
+
+    #[inline(always)]
+    fn user(score: f32) -> f32 {
+        score.max(0.0)
+    }
+}
+
+impl QueryMetric for DotProduct {
+    const INITIAL: f32 = f32::INFINITY;
+
+    /// The query's coordinate in the transform's extra dimension is zero, so only the stored
+    /// part of the normal matters.
+    #[inline(always)]
+    fn children<K: Kernels>(
+        k: K,
+        parent: f32,
+        _: &SplitNode,
+        normal: &[f32],
+        q: &Prepared<'_>,
+    ) -> [f32; 2] {
+        hyperplane_children(parent, k.dot(normal, q.floats))
+    }
+
+    #[inline(always)]
+    fn score<K: Kernels>(
+        k: K,
+        view: &View<'_>,
+        q: &Prepared<'_>,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), QueryError> {
+        k.batch_ids(Dot, q.floats, rows_of(view)?, ids, out)
+            .map_err(kernel_error)?;
+        for score in out.iter_mut() {
+            *score = -*score;
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn user(score: f32) -> f32 {
+        -score
+    }
+}
+
+impl QueryMetric for Hamming {
+    const INITIAL: f32 = HAMMING_INITIAL;
+
+    /// Annoy's hamming priority: one less for the child whose bit differs from the query's.
+    #[inline(always)]
+    fn children<K: Kernels>(
+        _: K,
+        parent: f32,
+        split: &SplitNode,
+        _: &[f32],
+        q: &Prepared<'_>,
+    ) -> [f32; 2] {
+        if split.axis == SplitNode::RANDOM {
+            return [parent, parent];
+        }
+        let word = q.bits.get(split.axis as usize / 64).copied().unwrap_or(0);
+        if word >> (split.axis % 64) & 1 == 1 {
+            [parent - 1.0, parent]
+        } else {
+            [parent, parent - 1.0]
+        }
+    }
+
+    #[inline(always)]
+    fn score<K: Kernels>(
+        k: K,
+        view: &View<'_>,
+        q: &Prepared<'_>,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), QueryError> {
+        for (score, &id) in out.iter_mut().zip(ids) {
+            let row = view
+                .item_bits(id as usize)
+                .ok_or(QueryError::Corrupt("leaf id out of range"))?;
+            *score = k.hamming(q.bits, row) as f32;
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn user(score: f32) -> f32 {
+        score
+    }
+}
+
+/// The distance between two stored items, under one dispatch.
+pub(crate) struct PairDistance<'a, 'v> {
+    pub view: &'a View<'v>,
+    pub a: u32,
+    pub b: u32,
+}
+
+impl WithKernels for PairDistance<'_, '_> {
+    type Output = Option<f32>;
+
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> Option<f32> {
+        let (view, a, b) = (self.view, self.a as usize, self.b as usize);
+        Some(match view.info.metric {
+            Metric::Hamming => k.hamming(view.item_bits(a)?, view.item_bits(b)?) as f32,
+            metric => {
+                let (x, y) = (view.item_f32(a)?, view.item_f32(b)?);
+                match metric {
+                    Metric::Angular => {
+                        let norms = view.norms.get(a)? * view.norms.get(b)?;
+                        Angular::user(angular_score(k.dot(x, y), norms))
+                    }
+                    Metric::Euclidean => Euclidean::user(k.l2_squared(x, y)),
+                    Metric::Manhattan => Manhattan::user(k.l1(x, y)),
+                    _ => k.dot(x, y),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! Shared test helpers: data generators and a brute-force f64 oracle.
+
+#![allow(dead_code)]
+
+use copse::Metric;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, Normal};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+pub fn rng(seed: u64) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(seed)
+}
+
+/// `n` vectors of `d` standard normal values.
+pub fn gaussian(rng: &mut Xoshiro256PlusPlus, n: usize, d: usize) -> Vec<Vec<f32>> {
+    let normal = Normal::new(0.0f32, 1.0).unwrap();
+    (0..n)
+        .map(|_| (0..d).map(|_| normal.sample(rng)).collect())
+        .collect()
+}
+
+/// `n` vectors around `clusters` random centres (spread 10, noise 1), with norms varying
+/// between clusters (so dot differs from angular).
+pub fn clustered(
+    rng: &mut Xoshiro256PlusPlus,
+    n: usize,
+    d: usize,
+    clusters: usize,
+) -> Vec<Vec<f32>> {
+    let normal = Normal::new(0.0f32, 1.0).unwrap();
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| {
+            let scale = rng.random_range(2.0f32..10.0);
+            (0..d).map(|_| normal.sample(rng) * scale).collect()
+        })
+        .collect();
+    (0..n)
+        .map(|_| {
+            let c = &centres[rng.random_range(0..clusters)];
+            c.iter().map(|x| x + normal.sample(rng)).collect()
+        })
+        .collect()
+}
+
+/// Random 0/1 vectors of `d` bits around `clusters` random centres, each bit flipped with
+/// probability 0.1.
+pub fn clustered_bits(
+    rng: &mut Xoshiro256PlusPlus,
+    n: usize,
+    d: usize,
+    clusters: usize,
+) -> Vec<Vec<f32>> {
+    let centres: Vec<Vec<bool>> = (0..clusters)
+        .map(|_| (0..d).map(|_| rng.random::<bool>()).collect())
+        .collect();
+    (0..n)
+        .map(|_| {
+            let c = &centres[rng.random_range(0..clusters)];
+            c.iter()
+                .map(|&b| {
+                    if b ^ (rng.random::<f32>() < 0.1) {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Annoy's distance for `metric`, in f64 from the f32 inputs (dot: the inner product).
+pub fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
+    let pairs = a.iter().zip(b).map(|(&x, &y)| (f64::from(x), f64::from(y)));
+    match metric {
+        Metric::Angular => {
+            let (mut dot, mut aa, mut bb) = (0.0, 0.0, 0.0);
+            for (x, y) in pairs {
+                dot += x * y;
+                aa += x * x;
+                bb += y * y;
+            }
+            if aa * bb > 0.0 {
+                (2.0 - 2.0 * dot / (aa * bb).sqrt()).max(0.0).sqrt()
+            } else {
+                2f64.sqrt()
+            }
+        }
+        Metric::Euclidean => pairs.map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt(),
+        Metric::Manhattan => pairs.map(|(x, y)| (x - y).abs()).sum(),
+        Metric::Dot => pairs.map(|(x, y)| x * y).sum(),
+        Metric::Hamming => pairs.filter(|(x, y)| (*x > 0.5) != (*y > 0.5)).count() as f64,
+    }
+}
+
+/// "Closer first" order key: dot ranks by larger inner product.
+pub fn rank_key(metric: Metric, d: f64) -> f64 {
+    if metric == Metric::Dot { -d } else { d }
+}
+
+/// All (id, distance) by brute force, closest first.
+pub fn brute_force(metric: Metric, data: &[Vec<f32>], q: &[f32]) -> Vec<(u32, f64)> {
+    let mut all: Vec<(u32, f64)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u32, distance(metric, q, v)))
+        .collect();
+    all.sort_by(|a, b| {
+        rank_key(metric, a.1)
+            .total_cmp(&rank_key(metric, b.1))
+            .then(a.0.cmp(&b.0))
+    });
+    all
+}
+
+/// Tie-aware recall: the share of `found` whose distance is no worse than the true k-th
+/// distance (k = `k`), so equidistant items count as correct.
+pub fn recall(metric: Metric, truth: &[(u32, f64)], found_distances: &[f64], k: usize) -> f64 {
+    let kth = rank_key(metric, truth[k.min(truth.len()) - 1].1);
+    let good = found_distances
+        .iter()
+        .take(k)
+        .filter(|&&d| rank_key(metric, d) <= kth + 1e-4 * kth.abs().max(1.0))
+        .count();
+    good as f64 / k.min(truth.len()) as f64
+}
