@@ -328,6 +328,8 @@ struct TwoMeansOp<'a, 'i> {
 impl WithKernels for TwoMeansOp<'_, '_> {
     type Output = ();
 
+    // No closures in here: a closure is compiled as its own function without the level's target
+    // features, and every kernel call in it would stop being inlined.
     #[inline(always)]
     fn run<K: Kernels>(self, k: K) {
         let TwoMeansOp {
@@ -340,18 +342,8 @@ impl WithKernels for TwoMeansOp<'_, '_> {
         let d = items.dims;
         let metric = items.metric;
         let cosine = matches!(metric, Metric::Angular | Metric::Dot);
-        let id_at = |pick: u32| ids.get(pick as usize).copied().unwrap_or(0);
-        let row = |id: u32| items.rows.row(id as usize).unwrap_or(&[]);
-        // The sample's vector (with the extra coordinate for dot) written into a centroid.
-        let load = |target: &mut [f32], id: u32| {
-            let r = row(id);
-            target[..r.len().min(d)].copy_from_slice(&r[..r.len().min(d)]);
-            if metric == Metric::Dot {
-                target[d] = items.extra(id);
-            }
-        };
-        load(p, id_at(picks[0]));
-        load(q, id_at(picks[1]));
+        load_centroid(items, p, sample(ids, picks[0]));
+        load_centroid(items, q, sample(ids, picks[1]));
         if cosine {
             normalize(p);
             normalize(q);
@@ -362,16 +354,15 @@ impl WithKernels for TwoMeansOp<'_, '_> {
         let samples = &picks[2..];
         for (s, &pick) in samples.iter().enumerate() {
             if let Some(&ahead) = samples.get(s + PREFETCH_AHEAD) {
-                copse_distance::prefetch_row(items.rows, id_at(ahead));
+                copse_distance::prefetch_row(items.rows, sample(ids, ahead));
             }
-            let id = id_at(pick);
-            let x = row(id);
-            if x.len() != d {
+            let id = sample(ids, pick);
+            let Some(x) = items.rows.row(id as usize) else {
                 continue;
-            }
+            };
             // Angular and dot use the cosine distance `2 - 2 cos`, dot in the transformed space
             // where every item has norm `max_norm` (Annoy's two-means for both).
-            let (di, dj, norm) = match metric {
+            let (di, dj, norm, extra) = match metric {
                 Metric::Angular | Metric::Dot => {
                     let (xn, extra) = if metric == Metric::Dot {
                         (items.max_norm, items.extra(id))
@@ -379,51 +370,75 @@ impl WithKernels for TwoMeansOp<'_, '_> {
                         (items.norms.get(id as usize).copied().unwrap_or(0.0), 0.0)
                     };
                     let xn2 = xn * xn;
-                    let cos_dist = |c: &[f32], c2: f32| {
-                        let pq = k.dot(&c[..d], x) + c.get(d).map_or(0.0, |e| e * extra);
-                        let ppqq = c2 * xn2;
-                        if ppqq > 0.0 {
-                            2.0 - 2.0 * pq / ppqq.sqrt()
-                        } else {
-                            2.0
-                        }
-                    };
-                    (cos_dist(p, p_norm2), cos_dist(q, q_norm2), xn)
+                    let di = cosine_distance(k, p, p_norm2, x, xn2, extra);
+                    let dj = cosine_distance(k, q, q_norm2, x, xn2, extra);
+                    (di, dj, xn, extra)
                 }
-                Metric::Manhattan => (k.l1(p, x), k.l1(q, x), 1.0),
-                _ => (k.l2_squared(p, x), k.l2_squared(q, x), 1.0),
+                Metric::Manhattan => (k.l1(&p[..d], x), k.l1(&q[..d], x), 1.0, 0.0),
+                _ => (k.l2_squared(&p[..d], x), k.l2_squared(&q[..d], x), 1.0, 0.0),
             };
             let (di, dj) = (ic * di, jc * dj);
             // Skips zero norms (and NaN, which finite inputs never produce).
             if norm.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 continue;
             }
-            let extra = if metric == Metric::Dot {
-                items.extra(id)
-            } else {
-                0.0
-            };
-            let update = |c: &mut [f32], count: f32| {
-                for (cz, xz) in c[..d].iter_mut().zip(x) {
-                    *cz = (*cz * count + xz / norm) / (count + 1.0);
-                }
-                if metric == Metric::Dot {
-                    c[d] = (c[d] * count + extra / norm) / (count + 1.0);
-                }
-            };
             if di < dj {
-                update(p, ic);
+                update_centroid(p, ic, x, extra, norm);
                 ic += 1.0;
                 if cosine {
                     p_norm2 = k.norm_squared(p);
                 }
             } else if dj < di {
-                update(q, jc);
+                update_centroid(q, jc, x, extra, norm);
                 jc += 1.0;
                 if cosine {
                     q_norm2 = k.norm_squared(q);
                 }
             }
         }
+    }
+}
+
+/// The id at sampled position `pick` of `ids`.
+#[inline(always)]
+fn sample(ids: &[u32], pick: u32) -> u32 {
+    ids.get(pick as usize).copied().unwrap_or(0)
+}
+
+/// Copies item `id` into a centroid (with the extra coordinate for dot).
+#[inline(always)]
+fn load_centroid(items: &Items<'_>, target: &mut [f32], id: u32) {
+    let d = items.dims;
+    let row = items.rows.row(id as usize).unwrap_or(&[]);
+    let n = row.len().min(d);
+    target[..n].copy_from_slice(&row[..n]);
+    if items.metric == Metric::Dot {
+        target[d] = items.extra(id);
+    }
+}
+
+/// `2 - 2 cos` between centroid `c` (squared norm `c2`, extra coordinate last for dot) and
+/// item `x` (squared norm `x2`, extra coordinate `extra`); 2 if either is zero, as Annoy.
+#[inline(always)]
+fn cosine_distance<K: Kernels>(k: K, c: &[f32], c2: f32, x: &[f32], x2: f32, extra: f32) -> f32 {
+    let d = x.len();
+    let pq = k.dot(&c[..d], x) + c.get(d).map_or(0.0, |e| e * extra);
+    let ppqq = c2 * x2;
+    if ppqq > 0.0 {
+        2.0 - 2.0 * pq / ppqq.sqrt()
+    } else {
+        2.0
+    }
+}
+
+/// Moves a centroid holding `count` samples towards `x / norm` (and its extra coordinate).
+#[inline(always)]
+fn update_centroid(c: &mut [f32], count: f32, x: &[f32], extra: f32, norm: f32) {
+    let d = x.len();
+    for (cz, xz) in c[..d].iter_mut().zip(x) {
+        *cz = (*cz * count + xz / norm) / (count + 1.0);
+    }
+    if let Some(e) = c.get_mut(d) {
+        *e = (*e * count + extra / norm) / (count + 1.0);
     }
 }

@@ -96,9 +96,17 @@ fn last_vector<S: Simd>(x: &[f32]) -> S::f32s {
 /// times, and the four rows accumulate in independent chains.
 #[inline(always)]
 fn group<M: Lanewise, S: Simd>(simd: S, query: &[f32], rows: [&[f32]; GROUP]) -> [f32; GROUP] {
-    let n = rows.iter().fold(query.len(), |n, r| n.min(r.len()));
+    // No closures here or below: a closure is compiled as its own function, without the level's
+    // target features, and every SIMD operation in it would become a call.
+    let mut n = query.len();
+    for r in rows {
+        n = n.min(r.len());
+    }
     let (q_body, q_tail) = S::as_simd_f32s(&query[..n]);
-    let [r0, r1, r2, r3] = rows.map(|r| S::as_simd_f32s(&r[..n]).0);
+    let r0 = S::as_simd_f32s(&rows[0][..n]).0;
+    let r1 = S::as_simd_f32s(&rows[1][..n]).0;
+    let r2 = S::as_simd_f32s(&rows[2][..n]).0;
+    let r3 = S::as_simd_f32s(&rows[3][..n]).0;
 
     // Two chains per row (even and odd chunks): eight in flight keep both FMA ports busy.
     let zero = simd.splat_f32s(0.0);
@@ -127,15 +135,39 @@ fn group<M: Lanewise, S: Simd>(simd: S, query: &[f32], rows: [&[f32]; GROUP]) ->
     if !q_tail.is_empty() {
         if q_body.is_empty() {
             // Shorter than one vector.
-            return rows.map(|r| pair::<M, S>(simd, query, r));
+            return [
+                pair::<M, S>(simd, query, rows[0]),
+                pair::<M, S>(simd, query, rows[1]),
+                pair::<M, S>(simd, query, rows[2]),
+                pair::<M, S>(simd, query, rows[3]),
+            ];
         }
         let keep = tail_mask(simd, q_tail.len());
-        let last = |x: &[f32]| simd.and_f32s(keep, last_vector::<S>(&x[..n]));
-        let q = last(query);
-        acc0 = M::step(simd, q, last(rows[0]), acc0);
-        acc1 = M::step(simd, q, last(rows[1]), acc1);
-        acc2 = M::step(simd, q, last(rows[2]), acc2);
-        acc3 = M::step(simd, q, last(rows[3]), acc3);
+        let q = simd.and_f32s(keep, last_vector::<S>(&query[..n]));
+        acc0 = M::step(
+            simd,
+            q,
+            simd.and_f32s(keep, last_vector::<S>(&rows[0][..n])),
+            acc0,
+        );
+        acc1 = M::step(
+            simd,
+            q,
+            simd.and_f32s(keep, last_vector::<S>(&rows[1][..n])),
+            acc1,
+        );
+        acc2 = M::step(
+            simd,
+            q,
+            simd.and_f32s(keep, last_vector::<S>(&rows[2][..n])),
+            acc2,
+        );
+        acc3 = M::step(
+            simd,
+            q,
+            simd.and_f32s(keep, last_vector::<S>(&rows[3][..n])),
+            acc3,
+        );
     }
     [
         simd.reduce_sum_f32s(simd.add_f32s(acc0, odd0)),
@@ -199,7 +231,7 @@ pub(crate) fn batch_ids<M: Lanewise, S: Simd>(
     if S::F32_LANES == 1 {
         // See `batch_rows`.
         for (i, (&id, o)) in ids.iter().zip(out).enumerate() {
-            if let Some(&next) = ids.get(i + GROUP) {
+            if let Some(&next) = ids.get(i + PREFETCH_GROUPS * GROUP) {
                 prefetch_row(rows, next);
             }
             *o = pair::<M, S>(simd, query, fetch(id)?);
@@ -208,9 +240,10 @@ pub(crate) fn batch_ids<M: Lanewise, S: Simd>(
     }
     let mut id_blocks = ids.chunks_exact(GROUP);
     let mut out_blocks = out.chunks_exact_mut(GROUP);
-    let mut next_start = GROUP;
+    let mut next_start = PREFETCH_GROUPS * GROUP;
     for (block, o) in (&mut id_blocks).zip(&mut out_blocks) {
-        // Rows are scattered: start loading the next group while this one computes.
+        // Rows are scattered: start loading a group a few ahead while this one computes, far
+        // enough to cover a miss to memory.
         if let Some(next) = ids.get(next_start..next_start + GROUP) {
             for &id in next {
                 prefetch_row(rows, id);
@@ -234,6 +267,9 @@ pub(crate) fn batch_ids<M: Lanewise, S: Simd>(
     }
     Ok(())
 }
+
+/// How many groups ahead `batch_ids` prefetches.
+const PREFETCH_GROUPS: usize = 4;
 
 /// Cache lines of a row to prefetch at most; the hardware prefetcher follows longer rows.
 const PREFETCH_LINES: usize = 8;
