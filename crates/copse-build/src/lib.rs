@@ -8,11 +8,13 @@
 //!
 //! This crate owns splitting and tree shape; it knows nothing of queries.
 
+mod codes;
 mod split;
 mod store;
 mod tree;
 
 use std::io::{Seek, Write};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use copse_format::{
@@ -173,10 +175,11 @@ pub fn build_forest(
     copse_distance::Level::detect()?;
     let present = store.present_ids();
     let max_norm = store.norms().iter().copied().fold(0.0f32, f32::max);
+    let codes = codes::RowCodes::new(store.rows());
     let items = split::Items {
         metric: store.metric(),
         dims: store.dims(),
-        rows: store.rows(),
+        codes: codes.view(),
         norms: store.norms(),
         words: store.words(),
         row_len: store.row_len(),
@@ -220,7 +223,7 @@ impl Forest {
             seed: self.options.seed,
         };
         let f32_metric = metric != Metric::Hamming;
-        let n_sections = 6 + usize::from(metric.stores_norms()) + usize::from(f32_metric);
+        let n_sections = 6 + usize::from(metric.stores_norms());
         let mut w = IndexWriter::new(out, info, n_sections)?;
 
         if f32_metric {
@@ -259,18 +262,28 @@ impl Forest {
         }
         w.write_section(SectionKind::Trees, bytemuck::cast_slice(&entries))?;
 
+        // Split records: header, then the quantized normal, padded to the stride.
+        let row_len = store.row_len();
+        let stride = copse_format::split_stride(metric, row_len);
+        let mut record = vec![0u8; stride];
         let mut section = w.section(SectionKind::Splits)?;
         for tree in &self.trees {
-            section.write_pod(&tree.splits)?;
+            for (i, split) in tree.splits.iter().enumerate() {
+                record.fill(0);
+                record[..size_of::<copse_format::SplitNode>()]
+                    .copy_from_slice(bytemuck::bytes_of(split));
+                if f32_metric {
+                    let normal = tree
+                        .normals
+                        .get(i * row_len..(i + 1) * row_len)
+                        .ok_or_else(|| BuildError::Internal("split without a normal".into()))?;
+                    record[size_of::<copse_format::SplitNode>()..][..row_len]
+                        .copy_from_slice(bytemuck::cast_slice(normal));
+                }
+                section.write_all(&record).map_err(FormatError::Io)?;
+            }
         }
         section.finish()?;
-        if f32_metric {
-            let mut section = w.section(SectionKind::Normals)?;
-            for tree in &self.trees {
-                section.write_pod(&tree.normals)?;
-            }
-            section.finish()?;
-        }
         let mut section = w.section(SectionKind::LeafOffsets)?;
         for tree in &self.trees {
             section.write_pod(&tree.leaf_offsets)?;

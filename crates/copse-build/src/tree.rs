@@ -18,8 +18,8 @@ pub struct Tree {
     pub leaf_offsets: Vec<u32>,
     /// Split nodes; `children` refer to this tree's splits and leaves.
     pub splits: Vec<SplitNode>,
-    /// `row_len` f32 per split (f32 metrics); empty for hamming.
-    pub normals: Vec<f32>,
+    /// Each split's quantized normal, `row_len` i8 per split (f32 metrics); empty for hamming.
+    pub normals: Vec<i8>,
     /// The root.
     pub root: NodeRef,
 }
@@ -66,8 +66,7 @@ pub(crate) fn build_tree(
             let range = &mut tree.ids[work.start..work.end];
             let split = split_node(items, range, rng, &mut scratch)?;
             tree.splits.push(split.node);
-            tree.normals
-                .extend_from_slice(&split.normal[..split.normal.len().min(items.dims)]);
+            tree.normals.extend_from_slice(&split.normal);
             let mid = work.start + split.mid;
             // Right first, so the left range is popped (and its leaves numbered) first.
             stack.push(Work {

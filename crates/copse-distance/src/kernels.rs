@@ -65,6 +65,13 @@ pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::To
         self.pair(Dot, a, a)
     }
 
+    /// `sum(q[i] * v[i])` of an f32 vector and an i8 one (a quantized hyperplane normal), over
+    /// the common prefix.
+    #[inline(always)]
+    fn dot_i8(self, q: &[f32], v: &[i8]) -> f32 {
+        self.dot_i8_impl(q, v)
+    }
+
     /// Number of differing bits between two packed bit vectors (over the common prefix if their
     /// lengths differ).
     #[inline(always)]
@@ -223,6 +230,11 @@ pub(crate) mod private {
         type Simd: pulp::Simd;
         /// The pulp token.
         fn simd(self) -> Self::Simd;
+        /// `sum(q[i] * v[i])` for i8 `v`; levels with a widening conversion override it.
+        #[inline(always)]
+        fn dot_i8_impl(self, q: &[f32], v: &[i8]) -> f32 {
+            crate::int8::dot_i8_portable(q, v)
+        }
         /// Popcount of `a ^ b` over the common prefix; levels with a vector popcount override it.
         #[inline(always)]
         fn hamming_words(self, a: &[u64], b: &[u64]) -> u64 {

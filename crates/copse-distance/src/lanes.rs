@@ -283,13 +283,20 @@ pub fn prefetch_row(rows: Rows<'_>, id: u32) {
         let bytes = core::mem::size_of_val(row);
         let lines = bytes.div_ceil(64).min(PREFETCH_LINES);
         for line in 0..lines {
-            prefetch(row.as_ptr().cast::<u8>().wrapping_add(line * 64));
+            prefetch_ptr(row.as_ptr().cast::<u8>().wrapping_add(line * 64));
         }
     }
 }
 
+/// Hints the CPU to load the cache line holding the start of `data`, ahead of a read. Never
+/// faults and never changes a result.
 #[inline(always)]
-fn prefetch(ptr: *const u8) {
+pub fn prefetch<T>(data: &[T]) {
+    prefetch_ptr(data.as_ptr().cast::<u8>());
+}
+
+#[inline(always)]
+fn prefetch_ptr(ptr: *const u8) {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};

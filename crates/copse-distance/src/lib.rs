@@ -57,6 +57,7 @@
 
 mod arch;
 mod hamming;
+mod int8;
 mod kernels;
 mod lanes;
 mod level;
@@ -69,7 +70,7 @@ pub use arch::Avx512;
 pub use arch::Neon;
 pub use arch::Scalar;
 pub use kernels::{Dot, F32Metric, Kernels, L1, L2Squared, Rows, WithKernels};
-pub use lanes::prefetch_row;
+pub use lanes::{prefetch, prefetch_row};
 pub use level::{Level, dispatch};
 
 /// What can go wrong when calling a kernel or choosing a level.

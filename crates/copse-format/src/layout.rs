@@ -85,10 +85,9 @@ pub enum SectionKind {
     Present,
     /// One [`TreeEntry`] per tree.
     Trees,
-    /// Every tree's [`SplitNode`]s, tree after tree.
+    /// Every tree's split records, tree after tree, [`split_stride`] bytes each: a
+    /// [`SplitNode`], then (f32 metrics) the hyperplane normal quantized to `row_len` i8.
     Splits,
-    /// The hyperplane normal of each split node, `row_len` f32 each (f32 metrics only).
-    Normals,
     /// Per tree, `n_leaves + 1` u32 offsets into that tree's ids: leaf `i` holds
     /// `ids[off[i]..off[i + 1]]`.
     LeafOffsets,
@@ -100,13 +99,12 @@ pub enum SectionKind {
 
 impl SectionKind {
     /// Every kind this version writes, in file order.
-    pub const KNOWN: [SectionKind; 8] = [
+    pub const KNOWN: [SectionKind; 7] = [
         SectionKind::Items,
         SectionKind::Norms,
         SectionKind::Present,
         SectionKind::Trees,
         SectionKind::Splits,
-        SectionKind::Normals,
         SectionKind::LeafOffsets,
         SectionKind::LeafIds,
     ];
@@ -119,7 +117,6 @@ impl SectionKind {
             SectionKind::Present => 3,
             SectionKind::Trees => 4,
             SectionKind::Splits => 5,
-            SectionKind::Normals => 6,
             SectionKind::LeafOffsets => 7,
             SectionKind::LeafIds => 8,
             SectionKind::Unknown(code) => code,
@@ -142,7 +139,6 @@ impl SectionKind {
             SectionKind::Present => "present-ids",
             SectionKind::Trees => "trees",
             SectionKind::Splits => "splits",
-            SectionKind::Normals => "normals",
             SectionKind::LeafOffsets => "leaf-offsets",
             SectionKind::LeafIds => "leaf-ids",
             SectionKind::Unknown(_) => "unknown",
@@ -164,7 +160,7 @@ impl core::fmt::Display for SectionKind {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq, Default)]
 pub struct TreeEntry {
-    /// Index of the tree's first split in [`SectionKind::Splits`] (and its first normal).
+    /// Index of the tree's first split record in [`SectionKind::Splits`].
     pub split_base: u64,
     /// Number of split nodes.
     pub n_splits: u64,
@@ -210,23 +206,46 @@ impl NodeRef {
     }
 }
 
-/// An inner node: a hyperplane (its normal is in [`SectionKind::Normals`] at the split's index)
-/// or, for hamming, a bit position. Points with a positive margin go to `children[1]`.
+/// The fixed part of a split record: where the children are, and how to compute a query's
+/// margin. For f32 metrics the record continues with the hyperplane's normal quantized to
+/// `row_len` i8, and the margin is `offset + scale * dot(normal, query)`; points with a positive
+/// margin go to `children[1]`. For hamming the split tests one bit (set: `children[1]`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Default)]
 pub struct SplitNode {
     /// Negative side, positive side.
     pub children: [NodeRef; 2],
-    /// Added to the normal's dot product (euclidean and manhattan; zero otherwise).
+    /// Added to the margin (euclidean and manhattan; zero otherwise).
     pub offset: f32,
-    /// Hamming: the bit tested, or [`SplitNode::RANDOM`] for a split that sent items to random
-    /// sides. Unused (zero) for other metrics, whose random splits have a zero normal.
-    pub axis: u32,
+    /// f32 metrics: the normal's scale, as `f32` bits (zero for a split that sent items to
+    /// random sides). Hamming: the bit tested, or [`SplitNode::RANDOM`].
+    pub param: u32,
 }
 
 impl SplitNode {
-    /// The `axis` of a hamming split that assigned items to random sides.
+    /// The hamming `param` of a split that assigned items to random sides.
     pub const RANDOM: u32 = u32::MAX;
+
+    /// The normal's scale (f32 metrics).
+    #[inline(always)]
+    pub fn scale(&self) -> f32 {
+        f32::from_bits(self.param)
+    }
+
+    /// The bit tested (hamming).
+    #[inline(always)]
+    pub fn axis(&self) -> u32 {
+        self.param
+    }
+}
+
+/// Bytes per split record for `metric` with `row_len` stored elements per item: the header and,
+/// for f32 metrics, `row_len` i8, padded to a multiple of 4 so every header stays aligned.
+pub fn split_stride(metric: Metric, row_len: usize) -> usize {
+    match metric.element() {
+        Element::Bits => size_of::<SplitNode>(),
+        Element::F32 => (size_of::<SplitNode>() + row_len).next_multiple_of(4),
+    }
 }
 
 /// The logical header: what the writer is told and the reader reports.

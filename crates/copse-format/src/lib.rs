@@ -25,7 +25,7 @@ mod writer;
 pub use error::FormatError;
 pub use layout::{
     FORMAT_VERSION, Header, IndexInfo, LEAF_FLAG, MAGIC, NodeRef, OLDEST_VERSION, SECTION_ALIGN,
-    SectionEntry, SectionKind, SplitNode, TreeEntry,
+    SectionEntry, SectionKind, SplitNode, TreeEntry, split_stride,
 };
 pub use metric::{Element, Metric};
 pub use reader::{IndexFile, ItemRows, View};

@@ -10,7 +10,9 @@ use copse_distance::Rows;
 use crate::layout::{
     FORMAT_VERSION, Header, LEAF_FLAG, MAGIC, OLDEST_VERSION, SECTION_ALIGN, SectionEntry,
 };
-use crate::{Element, FormatError, IndexInfo, Metric, SectionKind, SplitNode, TreeEntry};
+use crate::{
+    Element, FormatError, IndexInfo, Metric, SectionKind, SplitNode, TreeEntry, split_stride,
+};
 
 /// More section-table entries than any version needs: a bound on what open reads.
 pub(crate) const MAX_SECTIONS: usize = 1024;
@@ -32,7 +34,6 @@ struct Sections {
     present: Range<usize>,
     trees: Range<usize>,
     splits: Range<usize>,
-    normals: Range<usize>,
     leaf_offsets: Range<usize>,
     leaf_ids: Range<usize>,
 }
@@ -109,8 +110,8 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
             norms: cast(data, &s.norms),
             present: cast(data, &s.present),
             trees: cast(data, &s.trees),
-            splits: cast(data, &s.splits),
-            normals: cast(data, &s.normals),
+            splits: data.get(s.splits.clone()).unwrap_or(&[]),
+            split_stride: split_stride(self.info.metric, row_len),
             leaf_offsets: cast(data, &s.leaf_offsets),
             leaf_ids: cast(data, &s.leaf_ids),
         }
@@ -153,10 +154,10 @@ pub struct View<'a> {
     pub present: &'a [u64],
     /// One entry per tree.
     pub trees: &'a [TreeEntry],
-    /// All split nodes.
-    pub splits: &'a [SplitNode],
-    /// All split normals, `row_len` each (f32 metrics).
-    pub normals: &'a [f32],
+    /// All split records, `split_stride` bytes each.
+    pub splits: &'a [u8],
+    /// Bytes per split record.
+    pub split_stride: usize,
     /// All leaf offsets.
     pub leaf_offsets: &'a [u32],
     /// All leaf ids.
@@ -196,23 +197,29 @@ impl<'a> View<'a> {
         }
     }
 
-    /// Split `index` of `tree` and its normal (empty for hamming), if in range.
+    /// Split `index` of `tree` and its quantized normal (empty for hamming), if in range.
     #[inline(always)]
-    pub fn split(&self, tree: &TreeEntry, index: u32) -> Option<(&'a SplitNode, &'a [f32])> {
+    pub fn split(&self, tree: &TreeEntry, index: u32) -> Option<(SplitNode, &'a [i8])> {
+        let record = self.split_record(tree, index)?;
+        let (header, normal) = record.split_at_checked(size_of::<SplitNode>())?;
+        let node: SplitNode = bytemuck::pod_read_unaligned(header);
+        let normal = match self.info.element() {
+            Element::F32 => normal.get(..self.info.row_len())?,
+            Element::Bits => &[],
+        };
+        Some((node, bytemuck::cast_slice(normal)))
+    }
+
+    /// The raw bytes of split `index` of `tree`, if in range (for prefetching).
+    #[inline(always)]
+    pub fn split_record(&self, tree: &TreeEntry, index: u32) -> Option<&'a [u8]> {
         if u64::from(index) >= tree.n_splits {
             return None;
         }
         let global = tree.split_base as usize + index as usize;
-        let split = self.splits.get(global)?;
-        let normal = match self.info.element() {
-            Element::F32 => {
-                let row_len = self.info.row_len();
-                let start = global.checked_mul(row_len)?;
-                self.normals.get(start..start.checked_add(row_len)?)?
-            }
-            Element::Bits => &[],
-        };
-        Some((split, normal))
+        let start = global.checked_mul(self.split_stride)?;
+        self.splits
+            .get(start..start.checked_add(self.split_stride)?)
     }
 
     /// The ids in leaf `index` of `tree`, if the leaf and its offsets are in range.
@@ -396,17 +403,8 @@ fn locate_sections(
     let splits = multiple(
         SectionKind::Splits,
         need(SectionKind::Splits)?,
-        size_of::<SplitNode>(),
+        split_stride(info.metric, info.row_len()),
     )?;
-    let n_splits = (splits.len() / size_of::<SplitNode>()) as u64;
-    let normals = match info.element() {
-        Element::F32 => sized(
-            SectionKind::Normals,
-            need(SectionKind::Normals)?,
-            n_splits.checked_mul(info.row_len() as u64 * 4),
-        )?,
-        Element::Bits => forbid(SectionKind::Normals, take(SectionKind::Normals))?,
-    };
     let leaf_offsets = multiple(SectionKind::LeafOffsets, need(SectionKind::LeafOffsets)?, 4)?;
     let leaf_ids = multiple(SectionKind::LeafIds, need(SectionKind::LeafIds)?, 4)?;
     Ok(Sections {
@@ -415,7 +413,6 @@ fn locate_sections(
         present,
         trees,
         splits,
-        normals,
         leaf_offsets,
         leaf_ids,
     })
@@ -442,7 +439,7 @@ fn check_trees(info: &IndexInfo, data: &[u8], s: &Sections) -> Result<(), Format
             problem: "cannot be read".into(),
         });
     }
-    let total_splits = (s.splits.len() / size_of::<SplitNode>()) as u64;
+    let total_splits = (s.splits.len() / split_stride(info.metric, info.row_len())) as u64;
     let total_offsets = (s.leaf_offsets.len() / 4) as u64;
     let total_ids = (s.leaf_ids.len() / 4) as u64;
     for (t, tree) in trees.iter().enumerate() {

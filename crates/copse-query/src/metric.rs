@@ -69,7 +69,7 @@ pub(crate) trait QueryMetric {
         k: K,
         parent: f32,
         split: &SplitNode,
-        normal: &[f32],
+        normal: &[i8],
         q: &Prepared<'_>,
     ) -> [f32; 2];
 
@@ -117,11 +117,11 @@ impl QueryMetric for Angular {
     fn children<K: Kernels>(
         k: K,
         parent: f32,
-        _: &SplitNode,
-        normal: &[f32],
+        split: &SplitNode,
+        normal: &[i8],
         q: &Prepared<'_>,
     ) -> [f32; 2] {
-        hyperplane_children(parent, k.dot(normal, q.floats))
+        hyperplane_children(parent, split.scale() * k.dot_i8(q.floats, normal))
     }
 
     #[inline(always)]
@@ -165,10 +165,13 @@ impl QueryMetric for Euclidean {
         k: K,
         parent: f32,
         split: &SplitNode,
-        normal: &[f32],
+        normal: &[i8],
         q: &Prepared<'_>,
     ) -> [f32; 2] {
-        hyperplane_children(parent, split.offset + k.dot(normal, q.floats))
+        hyperplane_children(
+            parent,
+            split.offset + split.scale() * k.dot_i8(q.floats, normal),
+        )
     }
 
     #[inline(always)]
@@ -197,10 +200,13 @@ impl QueryMetric for Manhattan {
         k: K,
         parent: f32,
         split: &SplitNode,
-        normal: &[f32],
+        normal: &[i8],
         q: &Prepared<'_>,
     ) -> [f32; 2] {
-        hyperplane_children(parent, split.offset + k.dot(normal, q.floats))
+        hyperplane_children(
+            parent,
+            split.offset + split.scale() * k.dot_i8(q.floats, normal),
+        )
     }
 
     #[inline(always)]
@@ -230,11 +236,11 @@ impl QueryMetric for DotProduct {
     fn children<K: Kernels>(
         k: K,
         parent: f32,
-        _: &SplitNode,
-        normal: &[f32],
+        split: &SplitNode,
+        normal: &[i8],
         q: &Prepared<'_>,
     ) -> [f32; 2] {
-        hyperplane_children(parent, k.dot(normal, q.floats))
+        hyperplane_children(parent, split.scale() * k.dot_i8(q.floats, normal))
     }
 
     #[inline(always)]
@@ -268,14 +274,15 @@ impl QueryMetric for Hamming {
         _: K,
         parent: f32,
         split: &SplitNode,
-        _: &[f32],
+        _: &[i8],
         q: &Prepared<'_>,
     ) -> [f32; 2] {
-        if split.axis == SplitNode::RANDOM {
+        let axis = split.axis();
+        if axis == SplitNode::RANDOM {
             return [parent, parent];
         }
-        let word = q.bits.get(split.axis as usize / 64).copied().unwrap_or(0);
-        if word >> (split.axis % 64) & 1 == 1 {
+        let word = q.bits.get(axis as usize / 64).copied().unwrap_or(0);
+        if word >> (axis % 64) & 1 == 1 {
             [parent - 1.0, parent]
         } else {
             [parent, parent - 1.0]

@@ -37,8 +37,19 @@ impl Storage {
         Ok(Storage::Mapped(map))
     }
 
-    /// An aligned copy of `bytes`.
+    /// An aligned copy of `bytes`: in anonymous memory advised to use huge pages when large
+    /// (random row reads then miss the TLB far less often), in a `u64` buffer otherwise.
     pub(crate) fn copy(bytes: &[u8]) -> Storage {
+        if bytes.len() >= HUGE_PAGE
+            && let Ok(mut map) = memmap2::MmapMut::map_anon(bytes.len())
+        {
+            // Advice only: without huge pages the mapping still works.
+            let _ = map.advise(memmap2::Advice::HugePage);
+            map.copy_from_slice(bytes);
+            if let Ok(map) = map.make_read_only() {
+                return Storage::Mapped(map);
+            }
+        }
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
         bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
         Storage::Owned {
@@ -47,6 +58,9 @@ impl Storage {
         }
     }
 }
+
+/// Bytes in a huge page; smaller buffers gain nothing from the advice.
+const HUGE_PAGE: usize = 2 << 20;
 
 impl AsRef<[u8]> for Storage {
     fn as_ref(&self) -> &[u8] {

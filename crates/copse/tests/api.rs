@@ -211,9 +211,9 @@ fn recall_at_10_on_clustered_data_for_every_metric() {
             let mut r = rng(13 + d as u64);
             let n = if d == 1000 { 1500 } else { 3000 };
             let all = if metric == Metric::Hamming {
-                clustered_bits(&mut r, n + 30, d, 30)
+                clustered_bits(&mut r, n + 100, d, 30)
             } else {
-                clustered(&mut r, n + 30, d, 30)
+                clustered(&mut r, n + 100, d, 30)
             };
             let (data, queries) = all.split_at(n);
             let index = build(metric, data, 10, 7);

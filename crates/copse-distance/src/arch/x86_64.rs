@@ -25,6 +25,11 @@ impl Token for Avx2 {
         // POPCNT.
         unsafe { crate::hamming::popcount_xor_avx2(a, b) }
     }
+    #[inline(always)]
+    fn dot_i8_impl(self, q: &[f32], v: &[i8]) -> f32 {
+        // SAFETY: x86-64-v3 includes AVX2 and FMA.
+        unsafe { crate::int8::dot_i8_avx2(q, v) }
+    }
 }
 
 impl Kernels for Avx2 {
@@ -62,6 +67,11 @@ impl Token for Avx512 {
     #[inline(always)]
     fn simd(self) -> pulp::x86::V4 {
         self.simd
+    }
+    #[inline(always)]
+    fn dot_i8_impl(self, q: &[f32], v: &[i8]) -> f32 {
+        // SAFETY: x86-64-v4 includes AVX2 and FMA.
+        unsafe { crate::int8::dot_i8_avx2(q, v) }
     }
     #[inline(always)]
     fn hamming_words(self, a: &[u64], b: &[u64]) -> u64 {
