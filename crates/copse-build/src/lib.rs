@@ -223,7 +223,9 @@ impl Forest {
             seed: self.options.seed,
         };
         let f32_metric = metric != Metric::Hamming;
-        let n_sections = 6 + usize::from(metric.stores_norms());
+        let id_bits = info.id_bits();
+        let n_sections =
+            6 + usize::from(metric.stores_norms()) + usize::from(metric.stores_codes());
         let mut w = IndexWriter::new(out, info, n_sections)?;
 
         if f32_metric {
@@ -258,7 +260,8 @@ impl Forest {
             });
             split_base += tree.splits.len() as u64;
             leaf_base += tree.leaf_offsets.len() as u64;
-            ids_base += tree.ids.len() as u64;
+            ids_base += copse_format::packed_ids_len(tree.ids.len() as u64, id_bits)
+                .ok_or_else(|| BuildError::TooLarge("leaf ids".into()))?;
         }
         w.write_section(SectionKind::Trees, bytemuck::cast_slice(&entries))?;
 
@@ -290,10 +293,28 @@ impl Forest {
         }
         section.finish()?;
         let mut section = w.section(SectionKind::LeafIds)?;
+        let mut packed = Vec::new();
         for tree in &self.trees {
-            section.write_pod(&tree.ids)?;
+            packed.clear();
+            copse_format::pack_ids(&tree.ids, id_bits, &mut packed);
+            section.write_all(&packed).map_err(FormatError::Io)?;
         }
+        // Unpacking reads 8 bytes at a time: the padding keeps the last reads inside.
+        section.write_all(&[0u8; 8]).map_err(FormatError::Io)?;
         section.finish()?;
+        if metric.stores_codes() {
+            let stride = copse_format::item_code_stride(row_len);
+            let mut section = w.section(SectionKind::ItemCodes)?;
+            let mut code = vec![0u8; stride];
+            let rows = store.rows();
+            for id in 0..store.n_items() {
+                let row = rows.row(id).unwrap_or(&[]);
+                let norm = store.norms().get(id).copied().unwrap_or(0.0);
+                copse_format::encode_item_code(metric, row, norm, &mut code);
+                section.write_all(&code).map_err(FormatError::Io)?;
+            }
+            section.finish()?;
+        }
         Ok(w.finish()?)
     }
 }

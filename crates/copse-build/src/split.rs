@@ -77,8 +77,7 @@ pub(crate) struct Scratch {
     margins: Vec<f32>,
     sides: Vec<bool>,
     picks: Vec<u32>,
-    p: Vec<f32>,
-    q: Vec<f32>,
+    centroids: Vec<f32>,
     x: Vec<f32>,
     right: Vec<u32>,
 }
@@ -270,21 +269,18 @@ fn hyperplane_split(
         .extend((0..two_means_steps(items.metric, n as usize)).map(|_| rng.random_range(0..n)));
     let d = items.dims;
     let len = d + usize::from(items.metric == Metric::Dot);
-    scratch.p.clear();
-    scratch.p.resize(len, 0.0);
-    scratch.q.clear();
-    scratch.q.resize(len, 0.0);
+    scratch.centroids.clear();
+    scratch.centroids.resize(2 * len, 0.0);
     scratch.x.clear();
     scratch.x.resize(d, 0.0);
     copse_distance::dispatch(TwoMeansOp {
         items,
         ids,
         picks: &scratch.picks,
-        p: &mut scratch.p,
-        q: &mut scratch.q,
+        centroids: &mut scratch.centroids,
         x: &mut scratch.x,
     })?;
-    let (p, q) = (&scratch.p, &scratch.q);
+    let (p, q) = scratch.centroids.split_at(len);
     let mut normal: Vec<f32> = p.iter().zip(q).map(|(a, b)| a - b).collect();
     normalize(&mut normal);
     let extra = normal.get(d).copied().unwrap_or(0.0);
@@ -390,8 +386,8 @@ struct TwoMeansOp<'a, 'i> {
     items: &'a Items<'i>,
     ids: &'a [u32],
     picks: &'a [u32],
-    p: &'a mut [f32],
-    q: &'a mut [f32],
+    /// The two centroids, one after the other (`len` values each).
+    centroids: &'a mut [f32],
     /// Room for one decoded row.
     x: &'a mut [f32],
 }
@@ -407,22 +403,29 @@ impl WithKernels for TwoMeansOp<'_, '_> {
             items,
             ids,
             picks,
-            p,
-            q,
+            centroids,
             x,
         } = self;
         let d = items.dims;
+        let len = centroids.len() / 2;
         let metric = items.metric;
         let cosine = matches!(metric, Metric::Angular | Metric::Dot);
-        load_centroid(items, p, sample(ids, picks[0]));
-        load_centroid(items, q, sample(ids, picks[1]));
-        if cosine {
-            normalize(p);
-            normalize(q);
+        {
+            let (p, q) = centroids.split_at_mut(len);
+            load_centroid(items, p, sample(ids, picks[0]));
+            load_centroid(items, q, sample(ids, picks[1]));
+            if cosine {
+                normalize(p);
+                normalize(q);
+            }
         }
-        let (mut ic, mut jc) = (1.0f32, 1.0f32);
-        let mut p_norm2 = k.norm_squared(p);
-        let mut q_norm2 = k.norm_squared(q);
+        // Per centroid: samples absorbed and squared norm. Which centroid a sample joins is a
+        // coin flip to the branch predictor, so it is selected by index, not by branching.
+        let mut counts = [1.0f32; 2];
+        let mut norms2 = [
+            k.norm_squared(&centroids[..len]),
+            k.norm_squared(&centroids[len..]),
+        ];
         let samples = &picks[2..];
         for (s, &pick) in samples.iter().enumerate() {
             if let Some(&ahead) = samples.get(s + PREFETCH_AHEAD) {
@@ -437,9 +440,10 @@ impl WithKernels for TwoMeansOp<'_, '_> {
                 continue;
             }
             let x = &*x;
+            let (p, q) = centroids.split_at(len);
             // Angular and dot use the cosine distance `2 - 2 cos`, dot in the transformed space
             // where every item has norm `max_norm` (Annoy's two-means for both).
-            let (di, dj, norm, extra, x2, px, qx) = match metric {
+            let (di, dj, norm, extra, x2, dots) = match metric {
                 Metric::Angular | Metric::Dot => {
                     let (xn, extra) = if metric == Metric::Dot {
                         (items.max_norm, items.extra(id))
@@ -449,35 +453,32 @@ impl WithKernels for TwoMeansOp<'_, '_> {
                     let x2 = xn * xn;
                     let px = augmented_dot(k, p, x, extra);
                     let qx = augmented_dot(k, q, x, extra);
-                    let di = cosine_distance(px, p_norm2, x2);
-                    let dj = cosine_distance(qx, q_norm2, x2);
-                    (di, dj, xn, extra, x2, px, qx)
+                    let di = cosine_distance(px, norms2[0], x2);
+                    let dj = cosine_distance(qx, norms2[1], x2);
+                    (di, dj, xn, extra, x2, [px, qx])
                 }
                 Metric::Manhattan => {
                     let (di, dj) = (k.l1(&p[..d], x), k.l1(&q[..d], x));
-                    (di, dj, 1.0, 0.0, 0.0, 0.0, 0.0)
+                    (di, dj, 1.0, 0.0, 0.0, [0.0; 2])
                 }
                 _ => {
                     let (di, dj) = (k.l2_squared(&p[..d], x), k.l2_squared(&q[..d], x));
-                    (di, dj, 1.0, 0.0, 0.0, 0.0, 0.0)
+                    (di, dj, 1.0, 0.0, 0.0, [0.0; 2])
                 }
             };
-            let (di, dj) = (ic * di, jc * dj);
-            // Skips zero norms (and NaN, which finite inputs never produce).
-            if norm.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+            let (di, dj) = (counts[0] * di, counts[1] * dj);
+            // Skips zero norms (and NaN, which finite inputs never produce), and ties.
+            if norm.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || di == dj {
                 continue;
             }
+            let which = usize::from(dj < di);
+            let count = counts[which];
+            let centroid = &mut centroids[which * len..(which + 1) * len];
+            let (a, b) = update_centroid(centroid, count, x, extra, norm);
             // The centroid's squared norm follows its update without another pass over it:
             // |a c + b x|^2 = a^2 |c|^2 + 2 a b (c . x) + b^2 |x|^2.
-            if di < dj {
-                let (a, b) = update_centroid(p, ic, x, extra, norm);
-                p_norm2 = a * a * p_norm2 + 2.0 * a * b * px + b * b * x2;
-                ic += 1.0;
-            } else if dj < di {
-                let (a, b) = update_centroid(q, jc, x, extra, norm);
-                q_norm2 = a * a * q_norm2 + 2.0 * a * b * qx + b * b * x2;
-                jc += 1.0;
-            }
+            norms2[which] = a * a * norms2[which] + 2.0 * a * b * dots[which] + b * b * x2;
+            counts[which] = count + 1.0;
         }
     }
 }

@@ -49,8 +49,8 @@ pub struct Header {
     pub seed: u64,
     /// Entries in the section table.
     pub n_sections: u32,
-    /// Reserved, zero.
-    pub flags: u32,
+    /// Bits per id in [`SectionKind::LeafIds`] (see [`IndexInfo::id_bits`]).
+    pub id_bits: u32,
     /// Reserved, zero.
     pub reserved: [u64; 5],
     /// xxh3-64 of the header (with this field zero) followed by the section table.
@@ -91,15 +91,20 @@ pub enum SectionKind {
     /// Per tree, `n_leaves + 1` u32 offsets into that tree's ids: leaf `i` holds
     /// `ids[off[i]..off[i + 1]]`.
     LeafOffsets,
-    /// Per tree, a permutation of the present ids, grouped by leaf.
+    /// Per tree, a permutation of the present ids, grouped by leaf, packed `id_bits` bits each
+    /// (little-endian bit order) from the tree's `ids_base` byte; 8 zero bytes end the section.
     LeafIds,
+    /// Each item quantized for fast approximate scoring (angular, euclidean, dot):
+    /// [`item_code_stride`] bytes per item: scale (f32), sum of squared codes (f32), then
+    /// `row_len` i8 codes (of the unit vector, for angular).
+    ItemCodes,
     /// A kind this reader does not know (skipped).
     Unknown(u32),
 }
 
 impl SectionKind {
     /// Every kind this version writes, in file order.
-    pub const KNOWN: [SectionKind; 7] = [
+    pub const KNOWN: [SectionKind; 8] = [
         SectionKind::Items,
         SectionKind::Norms,
         SectionKind::Present,
@@ -107,6 +112,7 @@ impl SectionKind {
         SectionKind::Splits,
         SectionKind::LeafOffsets,
         SectionKind::LeafIds,
+        SectionKind::ItemCodes,
     ];
 
     /// The code the section table stores.
@@ -119,6 +125,7 @@ impl SectionKind {
             SectionKind::Splits => 5,
             SectionKind::LeafOffsets => 7,
             SectionKind::LeafIds => 8,
+            SectionKind::ItemCodes => 9,
             SectionKind::Unknown(code) => code,
         }
     }
@@ -141,6 +148,7 @@ impl SectionKind {
             SectionKind::Splits => "splits",
             SectionKind::LeafOffsets => "leaf-offsets",
             SectionKind::LeafIds => "leaf-ids",
+            SectionKind::ItemCodes => "item-codes",
             SectionKind::Unknown(_) => "unknown",
         }
     }
@@ -168,7 +176,7 @@ pub struct TreeEntry {
     pub leaf_base: u64,
     /// Number of leaves (the tree has `n_leaves + 1` offsets).
     pub n_leaves: u64,
-    /// Index of the tree's first id in [`SectionKind::LeafIds`].
+    /// Byte offset of the tree's packed ids in [`SectionKind::LeafIds`].
     pub ids_base: u64,
     /// Number of ids (the present items).
     pub n_ids: u64,
@@ -248,6 +256,19 @@ pub fn split_stride(metric: Metric, row_len: usize) -> usize {
     }
 }
 
+/// Bytes per item in [`SectionKind::ItemCodes`]: 8 bytes of scale and squared-code sum, then
+/// `row_len` codes, padded to a multiple of 16 (a 50-dimensional item fills one cache line).
+pub fn item_code_stride(row_len: usize) -> usize {
+    (8 + row_len).next_multiple_of(16)
+}
+
+/// Bytes of the packed ids of one tree (without the section's end padding).
+pub fn packed_ids_len(n_ids: u64, id_bits: u32) -> Option<u64> {
+    n_ids
+        .checked_mul(u64::from(id_bits))
+        .map(|bits| bits.div_ceil(8))
+}
+
 /// The logical header: what the writer is told and the reader reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexInfo {
@@ -278,6 +299,11 @@ impl IndexInfo {
     /// How items are stored.
     pub fn element(&self) -> Element {
         self.metric.element()
+    }
+
+    /// Bits per packed leaf id: enough for the largest id, at least 1.
+    pub fn id_bits(&self) -> u32 {
+        (64 - self.n_items.saturating_sub(1).leading_zeros()).max(1)
     }
 
     /// Checks the fields against each other and the format's limits.

@@ -16,17 +16,20 @@ compile_error!(
     "copse maps its little-endian files directly into memory; big-endian hosts are not supported"
 );
 
+mod encode;
 mod error;
 mod layout;
 mod metric;
 mod reader;
 mod writer;
 
+pub use encode::{encode_item_code, pack_ids};
 pub use error::FormatError;
 pub use layout::{
     FORMAT_VERSION, Header, IndexInfo, LEAF_FLAG, MAGIC, NodeRef, OLDEST_VERSION, SECTION_ALIGN,
-    SectionEntry, SectionKind, SplitNode, TreeEntry, split_stride,
+    SectionEntry, SectionKind, SplitNode, TreeEntry, item_code_stride, packed_ids_len,
+    split_stride,
 };
 pub use metric::{Element, Metric};
-pub use reader::{IndexFile, ItemRows, View};
+pub use reader::{IndexFile, ItemCodes, ItemRows, LeafIds, LeafIdsIter, View};
 pub use writer::{IndexWriter, SectionWriter};

@@ -74,6 +74,12 @@ impl Metric {
         matches!(self, Metric::Angular | Metric::Dot)
     }
 
+    /// True if the index keeps quantized item codes for approximate scoring. Manhattan's
+    /// per-coordinate absolute values and hamming's bits gain nothing from them.
+    pub fn stores_codes(self) -> bool {
+        matches!(self, Metric::Angular | Metric::Euclidean | Metric::Dot)
+    }
+
     /// Stored elements per item for `dims` dimensions.
     pub fn row_len(self, dims: usize) -> usize {
         match self.element() {

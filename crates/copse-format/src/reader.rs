@@ -11,7 +11,8 @@ use crate::layout::{
     FORMAT_VERSION, Header, LEAF_FLAG, MAGIC, OLDEST_VERSION, SECTION_ALIGN, SectionEntry,
 };
 use crate::{
-    Element, FormatError, IndexInfo, Metric, SectionKind, SplitNode, TreeEntry, split_stride,
+    Element, FormatError, IndexInfo, Metric, SectionKind, SplitNode, TreeEntry, item_code_stride,
+    packed_ids_len, split_stride,
 };
 
 /// More section-table entries than any version needs: a bound on what open reads.
@@ -36,6 +37,7 @@ struct Sections {
     splits: Range<usize>,
     leaf_offsets: Range<usize>,
     leaf_ids: Range<usize>,
+    item_codes: Range<usize>,
 }
 
 impl<B: AsRef<[u8]>> IndexFile<B> {
@@ -113,7 +115,13 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
             splits: data.get(s.splits.clone()).unwrap_or(&[]),
             split_stride: split_stride(self.info.metric, row_len),
             leaf_offsets: cast(data, &s.leaf_offsets),
-            leaf_ids: cast(data, &s.leaf_ids),
+            leaf_ids: data.get(s.leaf_ids.clone()).unwrap_or(&[]),
+            id_bits: self.info.id_bits(),
+            codes: ItemCodes {
+                bytes: data.get(s.item_codes.clone()).unwrap_or(&[]),
+                stride: item_code_stride(row_len),
+                row_len,
+            },
         }
     }
 }
@@ -160,9 +168,127 @@ pub struct View<'a> {
     pub split_stride: usize,
     /// All leaf offsets.
     pub leaf_offsets: &'a [u32],
-    /// All leaf ids.
-    pub leaf_ids: &'a [u32],
+    /// All leaf ids, packed.
+    pub leaf_ids: &'a [u8],
+    /// Bits per packed leaf id.
+    pub id_bits: u32,
+    /// Quantized items (empty unless the metric stores them).
+    pub codes: ItemCodes<'a>,
 }
+
+/// The quantized items of [`SectionKind::ItemCodes`].
+#[derive(Debug, Clone, Copy)]
+pub struct ItemCodes<'a> {
+    bytes: &'a [u8],
+    stride: usize,
+    row_len: usize,
+}
+
+impl<'a> ItemCodes<'a> {
+    /// True if the index has no codes.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The whole record of item `id` (for prefetching).
+    #[inline(always)]
+    pub fn record(&self, id: u32) -> Option<&'a [u8]> {
+        let start = (id as usize).checked_mul(self.stride)?;
+        self.bytes.get(start..start.checked_add(self.stride)?)
+    }
+
+    /// Item `id`'s scale, sum of squared codes, and codes (`x ~ codes * scale`).
+    #[inline(always)]
+    pub fn get(&self, id: u32) -> Option<(f32, f32, &'a [i8])> {
+        let record = self.record(id)?;
+        let scale = f32::from_le_bytes(record.get(0..4)?.try_into().ok()?);
+        let squares = f32::from_le_bytes(record.get(4..8)?.try_into().ok()?);
+        let codes = record.get(8..8 + self.row_len)?;
+        Some((scale, squares, bytemuck::cast_slice(codes)))
+    }
+}
+
+/// The ids of one leaf, unpacked on the fly.
+#[derive(Debug, Clone, Copy)]
+pub struct LeafIds<'a> {
+    bytes: &'a [u8],
+    start_bit: u64,
+    len: usize,
+    bits: u32,
+}
+
+impl<'a> LeafIds<'a> {
+    /// Number of ids.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the leaf is empty.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The ids, in order.
+    #[inline(always)]
+    pub fn iter(&self) -> LeafIdsIter<'a> {
+        LeafIdsIter {
+            bytes: self.bytes,
+            bit: self.start_bit,
+            left: self.len,
+            bits: self.bits,
+            mask: (1u64 << self.bits) - 1,
+        }
+    }
+}
+
+impl<'a> IntoIterator for LeafIds<'a> {
+    type Item = u32;
+    type IntoIter = LeafIdsIter<'a>;
+    fn into_iter(self) -> LeafIdsIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over a [`LeafIds`]. Each id is one unaligned 8-byte load, a shift and a mask; the
+/// load is bounds-checked (open validated the range, so the check never fails on a file that
+/// opened, and yields 0 rather than reading out of bounds if it did).
+#[derive(Debug, Clone)]
+pub struct LeafIdsIter<'a> {
+    bytes: &'a [u8],
+    bit: u64,
+    left: usize,
+    bits: u32,
+    mask: u64,
+}
+
+impl Iterator for LeafIdsIter<'_> {
+    type Item = u32;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<u32> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let byte = (self.bit / 8) as usize;
+        let word = self
+            .bytes
+            .get(byte..byte + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes);
+        let id = (word >> (self.bit % 8)) & self.mask;
+        self.bit += u64::from(self.bits);
+        Some(id as u32)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for LeafIdsIter<'_> {}
 
 impl<'a> View<'a> {
     /// True if `id` was added (false for holes and ids out of range).
@@ -224,18 +350,31 @@ impl<'a> View<'a> {
 
     /// The ids in leaf `index` of `tree`, if the leaf and its offsets are in range.
     #[inline(always)]
-    pub fn leaf(&self, tree: &TreeEntry, index: u32) -> Option<&'a [u32]> {
+    pub fn leaf(&self, tree: &TreeEntry, index: u32) -> Option<LeafIds<'a>> {
         if u64::from(index) >= tree.n_leaves {
             return None;
         }
         let at = tree.leaf_base as usize + index as usize;
-        let start = *self.leaf_offsets.get(at)? as usize;
-        let end = *self.leaf_offsets.get(at + 1)? as usize;
-        if start > end || end as u64 > tree.n_ids {
+        let start = *self.leaf_offsets.get(at)?;
+        let end = *self.leaf_offsets.get(at + 1)?;
+        if start > end || u64::from(end) > tree.n_ids {
             return None;
         }
-        let base = tree.ids_base as usize;
-        self.leaf_ids.get(base + start..base + end)
+        Some(LeafIds {
+            bytes: self.leaf_ids,
+            start_bit: tree.ids_base * 8 + u64::from(start) * u64::from(self.id_bits),
+            len: (end - start) as usize,
+            bits: self.id_bits,
+        })
+    }
+
+    /// The bytes holding the start of leaf `index`'s ids (for prefetching), if in range.
+    #[inline(always)]
+    pub fn leaf_start(&self, tree: &TreeEntry, index: u32) -> Option<&'a [u8]> {
+        let at = tree.leaf_base as usize + index as usize;
+        let start = u64::from(*self.leaf_offsets.get(at)?);
+        let byte = tree.ids_base + start * u64::from(self.id_bits) / 8;
+        self.leaf_ids.get(usize::try_from(byte).ok()?..)
     }
 }
 
@@ -298,6 +437,12 @@ fn validate(data: &[u8]) -> Result<(IndexInfo, Sections, Vec<SectionEntry>), For
         seed: header.seed,
     };
     info.check()?;
+    if header.id_bits != info.id_bits() {
+        return Err(FormatError::BadHeader(format!(
+            "{} bits per leaf id for {} items",
+            header.id_bits, info.n_items
+        )));
+    }
     if header.row_len as usize != info.row_len() {
         return Err(FormatError::BadHeader(format!(
             "row length {} for {} dimensions",
@@ -406,7 +551,17 @@ fn locate_sections(
         split_stride(info.metric, info.row_len()),
     )?;
     let leaf_offsets = multiple(SectionKind::LeafOffsets, need(SectionKind::LeafOffsets)?, 4)?;
-    let leaf_ids = multiple(SectionKind::LeafIds, need(SectionKind::LeafIds)?, 4)?;
+    let leaf_ids = need(SectionKind::LeafIds)?;
+    let item_codes = if info.metric.stores_codes() {
+        sized(
+            SectionKind::ItemCodes,
+            need(SectionKind::ItemCodes)?,
+            info.n_items
+                .checked_mul(item_code_stride(info.row_len()) as u64),
+        )?
+    } else {
+        forbid(SectionKind::ItemCodes, take(SectionKind::ItemCodes))?
+    };
     Ok(Sections {
         items,
         norms,
@@ -415,6 +570,7 @@ fn locate_sections(
         splits,
         leaf_offsets,
         leaf_ids,
+        item_codes,
     })
 }
 
@@ -441,7 +597,8 @@ fn check_trees(info: &IndexInfo, data: &[u8], s: &Sections) -> Result<(), Format
     }
     let total_splits = (s.splits.len() / split_stride(info.metric, info.row_len())) as u64;
     let total_offsets = (s.leaf_offsets.len() / 4) as u64;
-    let total_ids = (s.leaf_ids.len() / 4) as u64;
+    let ids_bytes = s.leaf_ids.len() as u64;
+    let id_bits = info.id_bits();
     for (t, tree) in trees.iter().enumerate() {
         let bad = |problem: &str| FormatError::BadTree {
             tree: t,
@@ -456,7 +613,9 @@ fn check_trees(info: &IndexInfo, data: &[u8], s: &Sections) -> Result<(), Format
         if tree.n_leaves == 0 || !within(tree.leaf_base, tree.n_leaves + 1, total_offsets) {
             return Err(bad("has leaf offsets outside the leaf-offsets section"));
         }
-        if !within(tree.ids_base, tree.n_ids, total_ids) {
+        // The ids end 8 bytes before the section does: every unpacking load stays inside.
+        let packed = packed_ids_len(tree.n_ids, id_bits).and_then(|n| n.checked_add(8));
+        if !packed.is_some_and(|n| within(tree.ids_base, n, ids_bytes)) {
             return Err(bad("has ids outside the leaf-ids section"));
         }
         if tree.n_ids != info.n_present {

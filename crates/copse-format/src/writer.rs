@@ -118,7 +118,7 @@ fn encode_header(
         leaf_capacity: info.leaf_capacity as u32,
         seed: info.seed,
         n_sections: table.len() as u32,
-        flags: 0,
+        id_bits: info.id_bits(),
         reserved: [0; 5],
         checksum: 0,
     };

@@ -84,7 +84,52 @@ pub(crate) trait QueryMetric {
 
     /// The reported distance for an internal score.
     fn user(score: f32) -> f32;
+
+    /// True if [`QueryMetric::approximate`] ranks like [`QueryMetric::score`] from the item
+    /// codes (for metrics whose index stores them).
+    const APPROXIMATE: bool = false;
+
+    /// Scores of `ids` from the item codes, ordered like the exact scores up to the codes'
+    /// rounding; only called when [`QueryMetric::APPROXIMATE`] holds.
+    #[inline(always)]
+    fn approximate<K: Kernels>(
+        k: K,
+        view: &View<'_>,
+        q: &Prepared<'_>,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), QueryError> {
+        Self::score(k, view, q, ids, out)
+    }
 }
+
+/// `scale * dot(q, codes)` and the sum of squared codes, for each id.
+#[inline(always)]
+fn code_dots<K: Kernels>(
+    k: K,
+    view: &View<'_>,
+    q: &Prepared<'_>,
+    ids: &[u32],
+    out: &mut [f32],
+    mut finish: impl FnMut(f32, f32, f32) -> f32,
+) -> Result<(), QueryError> {
+    for (i, (slot, &id)) in out.iter_mut().zip(ids).enumerate() {
+        if let Some(&ahead) = ids.get(i + CODE_PREFETCH)
+            && let Some(record) = view.codes.record(ahead)
+        {
+            copse_distance::prefetch(record);
+        }
+        let (scale, squares, codes) = view
+            .codes
+            .get(id)
+            .ok_or(QueryError::Corrupt("item code out of range"))?;
+        *slot = finish(scale * k.dot_i8(q.floats, codes), scale, squares);
+    }
+    Ok(())
+}
+
+/// How many candidates ahead the approximate pass prefetches codes.
+const CODE_PREFETCH: usize = 8;
 
 /// `[min(d, -m), min(d, m)]`: the child on the query's side keeps the parent's priority, the
 /// other is limited by the query's distance to the hyperplane.
@@ -112,6 +157,19 @@ pub(crate) struct Hamming;
 
 impl QueryMetric for Angular {
     const INITIAL: f32 = f32::INFINITY;
+    const APPROXIMATE: bool = true;
+
+    /// The codes hold the unit vector: `-dot` ranks like `2 - 2 cos` for a fixed query.
+    #[inline(always)]
+    fn approximate<K: Kernels>(
+        k: K,
+        view: &View<'_>,
+        q: &Prepared<'_>,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), QueryError> {
+        code_dots(k, view, q, ids, out, negate_dot)
+    }
 
     #[inline(always)]
     fn children<K: Kernels>(
@@ -147,6 +205,16 @@ impl QueryMetric for Angular {
     }
 }
 
+#[inline(always)]
+fn negate_dot(dot: f32, _: f32, _: f32) -> f32 {
+    -dot
+}
+
+#[inline(always)]
+fn squared_distance_part(dot: f32, scale: f32, squares: f32) -> f32 {
+    scale * scale * squares - 2.0 * dot
+}
+
 /// `2 - 2 cos` from a dot product and the product of the norms (2 if either is zero, as Annoy).
 #[inline(always)]
 fn angular_score(dot: f32, norms: f32) -> f32 {
@@ -159,6 +227,19 @@ fn angular_score(dot: f32, norms: f32) -> f32 {
 
 impl QueryMetric for Euclidean {
     const INITIAL: f32 = f32::INFINITY;
+    const APPROXIMATE: bool = true;
+
+    /// `|x|^2 - 2 q.x` (the query's own `|q|^2` is the same for every candidate).
+    #[inline(always)]
+    fn approximate<K: Kernels>(
+        k: K,
+        view: &View<'_>,
+        q: &Prepared<'_>,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), QueryError> {
+        code_dots(k, view, q, ids, out, squared_distance_part)
+    }
 
     #[inline(always)]
     fn children<K: Kernels>(
@@ -229,6 +310,18 @@ impl QueryMetric for Manhattan {
 
 impl QueryMetric for DotProduct {
     const INITIAL: f32 = f32::INFINITY;
+    const APPROXIMATE: bool = true;
+
+    #[inline(always)]
+    fn approximate<K: Kernels>(
+        k: K,
+        view: &View<'_>,
+        q: &Prepared<'_>,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), QueryError> {
+        code_dots(k, view, q, ids, out, negate_dot)
+    }
 
     /// The query's coordinate in the transform's extra dimension is zero, so only the stored
     /// part of the normal matters.
