@@ -9,11 +9,19 @@
 
 use copse_distance::Rows;
 
-/// Quantized rows, `dims` codes per row, in memory advised to use huge pages.
+/// Quantized rows in memory advised to use huge pages: `stride` codes per row, the first
+/// `dims` of them the row's, the rest zero, so dot products run in whole 16-code steps.
 pub(crate) struct RowCodes {
     codes: Codes,
     scales: Vec<f32>,
-    dims: usize,
+    /// Squared norm of each quantized row.
+    squares: Vec<f32>,
+    stride: usize,
+}
+
+/// Row length of the codes for `dims` dimensions: a whole number of 16-code steps.
+pub(crate) fn code_stride(dims: usize) -> usize {
+    dims.next_multiple_of(16)
 }
 
 enum Codes {
@@ -28,7 +36,8 @@ impl RowCodes {
     /// Quantizes every row of `rows`.
     pub(crate) fn new(rows: Rows<'_>) -> RowCodes {
         let dims = rows.dims();
-        let len = rows.as_slice().len();
+        let stride = code_stride(dims);
+        let len = rows.len() * stride;
         let mut codes = match memmap2::MmapMut::map_anon(len) {
             Ok(map) if len >= HUGE_PAGE => {
                 // Advice only: without huge pages the copy works the same, just slower.
@@ -42,25 +51,30 @@ impl RowCodes {
             Codes::Heap(v) => v,
         };
         let mut scales = Vec::with_capacity(rows.len());
+        let mut squares = Vec::with_capacity(rows.len());
         if dims > 0 {
             for (row, code) in rows
                 .as_slice()
                 .chunks_exact(dims)
-                .zip(out.chunks_exact_mut(dims))
+                .zip(out.chunks_exact_mut(stride))
             {
                 let max = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
                 let scale = if max > 0.0 { max / 127.0 } else { 0.0 };
                 let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+                let mut sum = 0.0f32;
                 for (c, x) in code.iter_mut().zip(row) {
-                    *c = (x * inverse).round().clamp(-127.0, 127.0) as i8;
+                    *c = copse_distance::quantize_i8(x * inverse);
+                    sum += f32::from(*c) * f32::from(*c);
                 }
                 scales.push(scale);
+                squares.push(sum * scale * scale);
             }
         }
         RowCodes {
             codes,
             scales,
-            dims,
+            squares,
+            stride,
         }
     }
 
@@ -72,7 +86,8 @@ impl RowCodes {
                 Codes::Heap(v) => v,
             },
             scales: &self.scales,
-            dims: self.dims,
+            squares: &self.squares,
+            stride: self.stride,
         }
     }
 }
@@ -82,16 +97,30 @@ impl RowCodes {
 pub(crate) struct CodesView<'a> {
     codes: &'a [i8],
     scales: &'a [f32],
-    dims: usize,
+    squares: &'a [f32],
+    stride: usize,
 }
 
 impl<'a> CodesView<'a> {
-    /// Row `id`'s codes and scale (`x ~ codes * scale`).
+    /// Row `id`'s codes (with the zero padding, [`code_stride`] long) and scale
+    /// (`x ~ codes * scale`).
     #[inline(always)]
     pub(crate) fn row(&self, id: u32) -> Option<(&'a [i8], f32)> {
         let scale = *self.scales.get(id as usize)?;
-        let start = (id as usize).checked_mul(self.dims)?;
-        Some((self.codes.get(start..start + self.dims)?, scale))
+        let start = (id as usize).checked_mul(self.stride)?;
+        Some((self.codes.get(start..start + self.stride)?, scale))
+    }
+
+    /// Squared norm of quantized row `id` (0 if out of range).
+    #[inline(always)]
+    pub(crate) fn squared_norm(&self, id: u32) -> f32 {
+        self.squares.get(id as usize).copied().unwrap_or(0.0)
+    }
+
+    /// Codes per row (the dimensions rounded up to a whole number of 16-code steps).
+    #[inline(always)]
+    pub(crate) fn stride(&self) -> usize {
+        self.stride
     }
 
     /// Row `id` dequantized into `out` (`dims` long); false if out of range.
@@ -109,15 +138,18 @@ impl<'a> CodesView<'a> {
     /// Starts loading row `id`.
     #[inline(always)]
     pub(crate) fn prefetch(&self, id: u32) {
-        let start = (id as usize).saturating_mul(self.dims);
+        let start = (id as usize).saturating_mul(self.stride);
         if let Some(codes) = self.codes.get(start..) {
             copse_distance::prefetch(codes);
-            if self.dims > 64 {
+            if self.stride > 64 {
                 copse_distance::prefetch(&codes[64.min(codes.len())..]);
             }
         }
         if let Some(scale) = self.scales.get(id as usize..) {
             copse_distance::prefetch(scale);
+        }
+        if let Some(square) = self.squares.get(id as usize..) {
+            copse_distance::prefetch(square);
         }
     }
 }

@@ -67,7 +67,8 @@ pub(crate) struct Split {
 struct Candidate {
     node: SplitNode,
     quantized: Vec<i8>,
-    plane: Vec<f32>,
+    /// `quantized`, zero-padded to the build codes' row length.
+    padded: Vec<i8>,
     extra: f32,
 }
 
@@ -114,7 +115,7 @@ pub(crate) fn split_node(
             Metric::Hamming => Candidate {
                 node: hamming_split(items, ids, rng),
                 quantized: Vec::new(),
-                plane: Vec::new(),
+                padded: Vec::new(),
                 extra: 0.0,
             },
             _ => hyperplane_split(items, ids, rng, scratch)?,
@@ -162,20 +163,23 @@ fn imbalance(sides: &[bool]) -> f64 {
 }
 
 /// Stable partition: ids with side `false` first, then those with side `true`, each group in
-/// its original order. Returns where the `true` group starts.
+/// its original order. Returns where the `true` group starts. Branch-free: sides are coin flips
+/// to the branch predictor, so every id is written to both destinations and only the matching
+/// cursor advances.
 fn partition(ids: &mut [u32], sides: &[bool], right: &mut Vec<u32>) -> usize {
     right.clear();
-    let mut left = 0;
-    for i in 0..ids.len() {
+    right.resize(ids.len(), 0);
+    let (mut left, mut taken) = (0usize, 0usize);
+    for (i, &side) in sides.iter().enumerate().take(ids.len()) {
         let id = ids[i];
-        if sides[i] {
-            right.push(id);
-        } else {
-            ids[left] = id;
-            left += 1;
-        }
+        let side = usize::from(side);
+        // `left <= i`, so this never overwrites an id not yet read.
+        ids[left] = id;
+        right[taken] = id;
+        left += 1 - side;
+        taken += side;
     }
-    ids[left..].copy_from_slice(right);
+    ids[left..left + taken].copy_from_slice(&right[..taken]);
     left
 }
 
@@ -199,7 +203,8 @@ fn assign_sides(
     margins.resize(ids.len(), 0.0);
     copse_distance::dispatch(MarginsOp {
         codes: items.codes,
-        normal: &candidate.plane,
+        normal: &candidate.padded,
+        normal_scale: candidate.node.scale(),
         ids,
         out: margins,
     })?
@@ -268,7 +273,10 @@ fn hyperplane_split(
         .picks
         .extend((0..two_means_steps(items.metric, n as usize)).map(|_| rng.random_range(0..n)));
     let d = items.dims;
-    let len = d + usize::from(items.metric == Metric::Dot);
+    // Each centroid: the build codes' row length (the dimensions, then zeros), then for dot
+    // the transform's extra coordinate.
+    let stride = items.codes.stride();
+    let len = stride + usize::from(items.metric == Metric::Dot);
     scratch.centroids.clear();
     scratch.centroids.resize(2 * len, 0.0);
     scratch.x.clear();
@@ -281,11 +289,17 @@ fn hyperplane_split(
         x: &mut scratch.x,
     })?;
     let (p, q) = scratch.centroids.split_at(len);
-    let mut normal: Vec<f32> = p.iter().zip(q).map(|(a, b)| a - b).collect();
+    let mut normal: Vec<f32> = p[..d].iter().zip(q).map(|(a, b)| a - b).collect();
+    if items.metric == Metric::Dot {
+        normal.push(p[stride] - q[stride]);
+    }
     normalize(&mut normal);
     let extra = normal.get(d).copied().unwrap_or(0.0);
     let (quantized, scale) = quantize(&normal[..d]);
     let plane: Vec<f32> = quantized.iter().map(|&v| f32::from(v) * scale).collect();
+    // Zero-padded to the build codes' row length, so margins run in whole steps.
+    let mut padded = quantized.clone();
+    padded.resize(crate::codes::code_stride(d), 0);
     let offset = match items.metric {
         Metric::Euclidean | Metric::Manhattan => {
             let mut a = 0.0f64;
@@ -303,7 +317,7 @@ fn hyperplane_split(
             ..SplitNode::default()
         },
         quantized,
-        plane,
+        padded,
         extra,
     })
 }
@@ -318,7 +332,7 @@ fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
     let scale = max / 127.0;
     let q = v
         .iter()
-        .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8)
+        .map(|x| copse_distance::quantize_i8(x / scale))
         .collect();
     (q, scale)
 }
@@ -350,7 +364,9 @@ fn normalize(v: &mut [f32]) {
 /// `dot(normal, row)` for each id, on the quantized rows, under one dispatch.
 struct MarginsOp<'a> {
     codes: CodesView<'a>,
-    normal: &'a [f32],
+    /// The quantized normal, padded to the codes' row length.
+    normal: &'a [i8],
+    normal_scale: f32,
     ids: &'a [u32],
     out: &'a mut [f32],
 }
@@ -373,7 +389,8 @@ impl WithKernels for MarginsOp<'_> {
                         id,
                         rows: self.ids.len(),
                     })?;
-            *out = scale * k.dot_i8(self.normal, codes);
+            // Both sides quantized: an exact integer dot product, scaled once.
+            *out = self.normal_scale * scale * k.dot_i8_i8(self.normal, codes) as f32;
         }
         Ok(())
     }
@@ -407,6 +424,7 @@ impl WithKernels for TwoMeansOp<'_, '_> {
             x,
         } = self;
         let d = items.dims;
+        let stride = items.codes.stride();
         let len = centroids.len() / 2;
         let metric = items.metric;
         let cosine = matches!(metric, Metric::Angular | Metric::Dot);
@@ -419,51 +437,58 @@ impl WithKernels for TwoMeansOp<'_, '_> {
                 normalize(q);
             }
         }
-        // Per centroid: samples absorbed and squared norm. Which centroid a sample joins is a
-        // coin flip to the branch predictor, so it is selected by index, not by branching.
+        // Per centroid: samples absorbed, squared norm, and `1 / |c|` (refreshed after each
+        // update, so its square root overlaps the next sample's dot products). Which centroid a
+        // sample joins is a coin flip to the branch predictor: it is selected by index.
         let mut counts = [1.0f32; 2];
         let mut norms2 = [
             k.norm_squared(&centroids[..len]),
             k.norm_squared(&centroids[len..]),
         ];
+        let mut inverse_norms = norms2.map(inverse_sqrt);
+        // `1 / (count + 1)`: the share a new sample gets in each centroid.
+        let mut next_share = [0.5f32; 2];
         let samples = &picks[2..];
         for (s, &pick) in samples.iter().enumerate() {
             if let Some(&ahead) = samples.get(s + PREFETCH_AHEAD) {
-                let ahead = sample(ids, ahead);
-                items.codes.prefetch(ahead);
-                if let Some(norm) = items.norms.get(ahead as usize..) {
-                    copse_distance::prefetch(norm);
-                }
+                items.codes.prefetch(sample(ids, ahead));
             }
             let id = sample(ids, pick);
-            if !items.codes.decode(id, x) {
+            let Some((codes, scale)) = items.codes.row(id) else {
                 continue;
-            }
-            let x = &*x;
+            };
+            let extra = if metric == Metric::Dot {
+                items.extra(id)
+            } else {
+                0.0
+            };
+            // The sample is the quantized row `scale * codes` (with `extra` for dot): its dot
+            // products with the centroids read the one-line codes directly.
             let (p, q) = centroids.split_at(len);
-            // Angular and dot use the cosine distance `2 - 2 cos`, dot in the transformed space
-            // where every item has norm `max_norm` (Annoy's two-means for both).
-            let (di, dj, norm, extra, x2, dots) = match metric {
-                Metric::Angular | Metric::Dot => {
-                    let (xn, extra) = if metric == Metric::Dot {
-                        (items.max_norm, items.extra(id))
-                    } else {
-                        (items.norms.get(id as usize).copied().unwrap_or(0.0), 0.0)
-                    };
-                    let x2 = xn * xn;
-                    let px = augmented_dot(k, p, x, extra);
-                    let qx = augmented_dot(k, q, x, extra);
-                    let di = cosine_distance(px, norms2[0], x2);
-                    let dj = cosine_distance(qx, norms2[1], x2);
-                    (di, dj, xn, extra, x2, [px, qx])
+            let (di, dj, norm, inverse_norm, x2, dots) = if metric == Metric::Manhattan {
+                if !items.codes.decode(id, x) {
+                    continue;
                 }
-                Metric::Manhattan => {
-                    let (di, dj) = (k.l1(&p[..d], x), k.l1(&q[..d], x));
-                    (di, dj, 1.0, 0.0, 0.0, [0.0; 2])
-                }
-                _ => {
-                    let (di, dj) = (k.l2_squared(&p[..d], x), k.l2_squared(&q[..d], x));
-                    (di, dj, 1.0, 0.0, 0.0, [0.0; 2])
+                let (di, dj) = (k.l1(&p[..d], x), k.l1(&q[..d], x));
+                (di, dj, 1.0, 1.0, 0.0, [0.0; 2])
+            } else {
+                let px = scale * k.dot_i8(&p[..stride], codes)
+                    + p.get(stride).map_or(0.0, |e| e * extra);
+                let qx = scale * k.dot_i8(&q[..stride], codes)
+                    + q.get(stride).map_or(0.0, |e| e * extra);
+                let x2 = items.codes.squared_norm(id) + extra * extra;
+                if cosine {
+                    // Annoy's cosine distance `2 - 2 cos` (dot: in the transformed space).
+                    let norm = x2.sqrt();
+                    let inverse_x = inverse_sqrt(x2);
+                    let di = cosine_distance(px, inverse_norms[0] * inverse_x);
+                    let dj = cosine_distance(qx, inverse_norms[1] * inverse_x);
+                    (di, dj, norm, inverse_x, x2, [px, qx])
+                } else {
+                    // Squared euclidean distance from the expansion |c|^2 - 2 c.x + |x|^2.
+                    let di = norms2[0] - 2.0 * px + x2;
+                    let dj = norms2[1] - 2.0 * qx + x2;
+                    (di, dj, 1.0, 1.0, x2, [px, qx])
                 }
             };
             let (di, dj) = (counts[0] * di, counts[1] * dj);
@@ -474,11 +499,26 @@ impl WithKernels for TwoMeansOp<'_, '_> {
             let which = usize::from(dj < di);
             let count = counts[which];
             let centroid = &mut centroids[which * len..(which + 1) * len];
-            let (a, b) = update_centroid(centroid, count, x, extra, norm);
-            // The centroid's squared norm follows its update without another pass over it:
+            // c = (c * count + x / norm) / (count + 1), as `a c + b x`; the reciprocals were
+            // computed while the dot products ran, so no division waits for the comparison.
+            let a = count * next_share[which];
+            let b = inverse_norm * next_share[which];
+            if metric == Metric::Manhattan {
+                for (cz, xz) in centroid[..d].iter_mut().zip(x.iter()) {
+                    *cz = *cz * a + xz * b;
+                }
+            } else {
+                k.scale_add_i8(&mut centroid[..stride], a, b * scale, codes);
+                if let Some(e) = centroid.get_mut(stride) {
+                    *e = *e * a + extra * b;
+                }
+            }
+            // The squared norm follows the update without another pass over the centroid:
             // |a c + b x|^2 = a^2 |c|^2 + 2 a b (c . x) + b^2 |x|^2.
             norms2[which] = a * a * norms2[which] + 2.0 * a * b * dots[which] + b * b * x2;
+            inverse_norms[which] = inverse_sqrt(norms2[which]);
             counts[which] = count + 1.0;
+            next_share[which] = 1.0 / (count + 2.0);
         }
     }
 }
@@ -489,49 +529,31 @@ fn sample(ids: &[u32], pick: u32) -> u32 {
     ids.get(pick as usize).copied().unwrap_or(0)
 }
 
-/// Copies item `id` into a centroid (with the extra coordinate for dot).
+/// Copies quantized item `id` into a centroid: the row's length in codes (zeros past the
+/// dimensions), then the extra coordinate for dot.
 #[inline(always)]
 fn load_centroid(items: &Items<'_>, target: &mut [f32], id: u32) {
-    let d = items.dims;
-    if !items.codes.decode(id, &mut target[..d]) {
-        target[..d].fill(0.0);
+    let stride = items.codes.stride();
+    if !items.codes.decode(id, &mut target[..stride]) {
+        target[..stride].fill(0.0);
     }
     if items.metric == Metric::Dot {
-        target[d] = items.extra(id);
+        target[stride] = items.extra(id);
     }
 }
 
-/// `c . x` with the dot transform's extra coordinate (`c` one longer than `x` for dot).
+/// `2 - 2 cos` from a dot product and `1 / (|p| |q|)`; 2 if either norm is zero, as Annoy.
 #[inline(always)]
-fn augmented_dot<K: Kernels>(k: K, c: &[f32], x: &[f32], extra: f32) -> f32 {
-    let d = x.len();
-    k.dot(&c[..d], x) + c.get(d).map_or(0.0, |e| e * extra)
-}
-
-/// `2 - 2 cos` from a dot product and two squared norms; 2 if either is zero, as Annoy.
-#[inline(always)]
-fn cosine_distance(pq: f32, p2: f32, q2: f32) -> f32 {
-    let ppqq = p2 * q2;
-    if ppqq > 0.0 {
-        2.0 - 2.0 * pq / ppqq.sqrt()
+fn cosine_distance(pq: f32, inverse_norms: f32) -> f32 {
+    if inverse_norms > 0.0 {
+        2.0 - 2.0 * pq * inverse_norms
     } else {
         2.0
     }
 }
 
-/// Moves a centroid holding `count` samples towards `x / norm` (and its extra coordinate):
-/// `c = (c * count + x / norm) / (count + 1)`, with the divisions hoisted out of the loop.
-/// Returns the factors `(a, b)` of `c = a c + b x`.
+/// `1 / sqrt(x)` for a squared norm, 0 for 0 (so [`cosine_distance`] sees a zero vector).
 #[inline(always)]
-fn update_centroid(c: &mut [f32], count: f32, x: &[f32], extra: f32, norm: f32) -> (f32, f32) {
-    let d = x.len();
-    let keep = count / (count + 1.0);
-    let add = 1.0 / (norm * (count + 1.0));
-    for (cz, xz) in c[..d].iter_mut().zip(x) {
-        *cz = *cz * keep + xz * add;
-    }
-    if let Some(e) = c.get_mut(d) {
-        *e = *e * keep + extra * add;
-    }
-    (keep, add)
+fn inverse_sqrt(x: f32) -> f32 {
+    if x > 0.0 { 1.0 / x.sqrt() } else { 0.0 }
 }

@@ -67,3 +67,93 @@ pub(crate) unsafe fn dot_i8_avx2(q: &[f32], v: &[i8]) -> f32 {
     }
     total
 }
+
+/// `c[i] = keep * c[i] + add * v[i]` over the common prefix (a centroid moving towards a
+/// quantized row), portable.
+#[inline(always)]
+pub(crate) fn scale_add_i8_portable(c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
+    for (x, y) in c.iter_mut().zip(v) {
+        *x = *x * keep + add * f32::from(*y);
+    }
+}
+
+/// [`scale_add_i8_portable`] with AVX2 + FMA, eight lanes per step.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn scale_add_i8_avx2(c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
+    use core::arch::x86_64::*;
+    let n = c.len().min(v.len());
+    let (c8, c_tail) = c[..n].as_chunks_mut::<8>();
+    let (v8, v_tail) = v[..n].as_chunks::<8>();
+    let keep8 = _mm256_set1_ps(keep);
+    let add8 = _mm256_set1_ps(add);
+    for (cc, vc) in c8.iter_mut().zip(v8) {
+        // SAFETY: `vc` is 8 bytes (one 64-bit load) and `cc` 8 floats, read and written
+        // unaligned.
+        unsafe {
+            let x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(vc.as_ptr().cast())));
+            let updated =
+                _mm256_fmadd_ps(x, add8, _mm256_mul_ps(_mm256_loadu_ps(cc.as_ptr()), keep8));
+            _mm256_storeu_ps(cc.as_mut_ptr(), updated);
+        }
+    }
+    scale_add_i8_portable(c_tail, keep, add, v_tail);
+}
+
+/// Rounds to the nearest integer (halves away from zero) and clamps to the i8 code range,
+/// without a library call: `f32::round` compiles to a software routine on the x86-64 baseline.
+#[inline(always)]
+pub fn quantize_i8(x: f32) -> i8 {
+    let biased = if x >= 0.0 { x + 0.5 } else { x - 0.5 };
+    // `as` saturates (and maps NaN to 0); the clamp keeps -128 out of the symmetric range.
+    (biased as i32).clamp(-127, 127) as i8
+}
+
+/// `sum(a[i] * b[i])` of two i8 vectors, exact in i32, over the common prefix; portable.
+#[inline(always)]
+pub(crate) fn dot_i8_i8_portable(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+        .sum()
+}
+
+/// [`dot_i8_i8_portable`] with AVX2, 32 pairs per step: VPMADDUBSW needs one unsigned operand,
+/// so `|a|` is paired with `b` carrying `a`'s sign (VPSIGNB), and VPMADDWD widens the i16 pair
+/// sums to i32. Codes are within -127..=127, so no i16 sum saturates (2 * 127 * 127 < 2^15).
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn dot_i8_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+    use core::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let (a32, a_tail) = a[..n].as_chunks::<32>();
+    let (b32, b_tail) = b[..n].as_chunks::<32>();
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_si256();
+    for (x, y) in a32.iter().zip(b32) {
+        // SAFETY: `x` and `y` are 32 bytes each, loaded unaligned.
+        let (va, vb) = unsafe {
+            (
+                _mm256_loadu_si256(x.as_ptr().cast()),
+                _mm256_loadu_si256(y.as_ptr().cast()),
+            )
+        };
+        let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(va), _mm256_sign_epi8(vb, va));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
+    }
+    let half = _mm_add_epi32(
+        _mm256_castsi256_si128(acc),
+        _mm256_extracti128_si256::<1>(acc),
+    );
+    let pair = _mm_add_epi32(half, _mm_unpackhi_epi64(half, half));
+    let single = _mm_add_epi32(pair, _mm_shuffle_epi32::<0b01>(pair));
+    _mm_cvtsi128_si32(single) + dot_i8_i8_portable(a_tail, b_tail)
+}

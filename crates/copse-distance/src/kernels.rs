@@ -72,6 +72,18 @@ pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::To
         self.dot_i8_impl(q, v)
     }
 
+    /// `sum(a[i] * b[i])` of two i8 vectors, exact, over the common prefix.
+    #[inline(always)]
+    fn dot_i8_i8(self, a: &[i8], b: &[i8]) -> i32 {
+        self.dot_i8_i8_impl(a, b)
+    }
+
+    /// `c[i] = keep * c[i] + add * v[i]` for i8 `v`, over the common prefix.
+    #[inline(always)]
+    fn scale_add_i8(self, c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
+        self.scale_add_i8_impl(c, keep, add, v)
+    }
+
     /// Number of differing bits between two packed bit vectors (over the common prefix if their
     /// lengths differ).
     #[inline(always)]
@@ -234,6 +246,16 @@ pub(crate) mod private {
         #[inline(always)]
         fn dot_i8_impl(self, q: &[f32], v: &[i8]) -> f32 {
             crate::int8::dot_i8_portable(q, v)
+        }
+        /// Exact i8 dot product; levels with byte multiply-add override it.
+        #[inline(always)]
+        fn dot_i8_i8_impl(self, a: &[i8], b: &[i8]) -> i32 {
+            crate::int8::dot_i8_i8_portable(a, b)
+        }
+        /// `c = keep * c + add * v`; levels with a widening conversion override it.
+        #[inline(always)]
+        fn scale_add_i8_impl(self, c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
+            crate::int8::scale_add_i8_portable(c, keep, add, v)
         }
         /// Popcount of `a ^ b` over the common prefix; levels with a vector popcount override it.
         #[inline(always)]

@@ -69,6 +69,7 @@ pub use arch::Avx512;
 #[cfg(target_arch = "aarch64")]
 pub use arch::Neon;
 pub use arch::Scalar;
+pub use int8::quantize_i8;
 pub use kernels::{Dot, F32Metric, Kernels, L1, L2Squared, Rows, WithKernels};
 pub use lanes::{prefetch, prefetch_row};
 pub use level::{Level, dispatch};

@@ -604,3 +604,90 @@ fn level_names_round_trip_and_bad_overrides_fail() {
         assert_eq!(Level::detect().unwrap(), Level::best_supported());
     }
 }
+
+/// The i8 kernels (quantized normals and rows) at every level, against exact references.
+struct Int8Op<'a> {
+    q: &'a [f32],
+    a: &'a [i8],
+    b: &'a [i8],
+    c: &'a mut [f32],
+}
+
+impl WithKernels for Int8Op<'_> {
+    type Output = (f32, i32);
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> (f32, i32) {
+        k.scale_add_i8(self.c, 0.75, -0.5, self.a);
+        (k.dot_i8(self.q, self.a), k.dot_i8_i8(self.a, self.b))
+    }
+}
+
+#[test]
+fn int8_kernels_match_exact_references_at_every_level() {
+    for level in levels() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        for n in (0..=70).chain([96, 127, 128, 129, 300, 1024]) {
+            let q = draw(&mut rng, Data::Normal, n);
+            let a: Vec<i8> = (0..n).map(|_| rng.random_range(-127i8..=127)).collect();
+            let b: Vec<i8> = (0..n).map(|_| rng.random_range(-127i8..=127)).collect();
+            let c0 = draw(&mut rng, Data::Normal, n);
+            let mut c = c0.clone();
+            let (dot, exact) = level
+                .dispatch(Int8Op {
+                    q: &q,
+                    a: &a,
+                    b: &b,
+                    c: &mut c,
+                })
+                .unwrap();
+            let want: i32 = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| i32::from(x) * i32::from(y))
+                .sum();
+            assert_eq!(exact, want, "{level} dot_i8_i8 n={n}");
+            let terms: Vec<f32> = a.iter().map(|&v| f32::from(v)).collect();
+            assert_close(dot, &q, &terms, Which::Dot, &|| {
+                format!("{level} dot_i8 n={n}")
+            });
+            for (i, (&got, (&c0, &v))) in c.iter().zip(c0.iter().zip(&a)).enumerate() {
+                let want = 0.75 * f64::from(c0) - 0.5 * f64::from(v);
+                // One product, one FMA or product-and-add: a few units in the last place.
+                let tol = 4.0 * U * (0.75 * f64::from(c0).abs() + 0.5 * f64::from(v).abs());
+                assert!(
+                    (f64::from(got) - want).abs() <= tol,
+                    "{level} scale_add n={n} i={i}"
+                );
+            }
+        }
+        // The extremes of the code range do not saturate the pairwise i16 sums.
+        let a = vec![-127i8; 64];
+        let b = vec![127i8; 64];
+        let (_, exact) = level
+            .dispatch(Int8Op {
+                q: &[],
+                a: &a,
+                b: &b,
+                c: &mut [],
+            })
+            .unwrap();
+        assert_eq!(exact, -127 * 127 * 64);
+    }
+}
+
+#[test]
+fn quantize_i8_rounds_half_away_from_zero_and_clamps() {
+    use copse_distance::quantize_i8;
+    assert_eq!(quantize_i8(0.49), 0);
+    assert_eq!(quantize_i8(0.5), 1);
+    assert_eq!(quantize_i8(-0.5), -1);
+    assert_eq!(quantize_i8(-1.49), -1);
+    assert_eq!(quantize_i8(126.6), 127);
+    assert_eq!(quantize_i8(1e9), 127);
+    assert_eq!(quantize_i8(-1e9), -127);
+    assert_eq!(quantize_i8(f32::NAN), 0);
+    for i in -1270..=1270 {
+        let x = i as f32 / 10.0;
+        assert_eq!(i32::from(quantize_i8(x)), x.round() as i32, "{x}");
+    }
+}

@@ -41,7 +41,7 @@ pub fn encode_item_code(metric: Metric, row: &[f32], norm: f32, out: &mut [u8]) 
     let scale = max / 127.0;
     let mut squares = 0.0f32;
     for (slot, x) in out[8..8 + row.len()].iter_mut().zip(row) {
-        let code = (x / divide / scale).round().clamp(-127.0, 127.0) as i8;
+        let code = copse_distance::quantize_i8(x / divide / scale);
         squares += f32::from(code) * f32::from(code);
         *slot = code as u8;
     }

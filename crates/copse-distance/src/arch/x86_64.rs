@@ -30,6 +30,16 @@ impl Token for Avx2 {
         // SAFETY: x86-64-v3 includes AVX2 and FMA.
         unsafe { crate::int8::dot_i8_avx2(q, v) }
     }
+    #[inline(always)]
+    fn scale_add_i8_impl(self, c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
+        // SAFETY: x86-64-v3 includes AVX2 and FMA.
+        unsafe { crate::int8::scale_add_i8_avx2(c, keep, add, v) }
+    }
+    #[inline(always)]
+    fn dot_i8_i8_impl(self, a: &[i8], b: &[i8]) -> i32 {
+        // SAFETY: x86-64-v3 includes AVX2.
+        unsafe { crate::int8::dot_i8_i8_avx2(a, b) }
+    }
 }
 
 impl Kernels for Avx2 {
@@ -72,6 +82,16 @@ impl Token for Avx512 {
     fn dot_i8_impl(self, q: &[f32], v: &[i8]) -> f32 {
         // SAFETY: x86-64-v4 includes AVX2 and FMA.
         unsafe { crate::int8::dot_i8_avx2(q, v) }
+    }
+    #[inline(always)]
+    fn scale_add_i8_impl(self, c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
+        // SAFETY: x86-64-v4 includes AVX2 and FMA.
+        unsafe { crate::int8::scale_add_i8_avx2(c, keep, add, v) }
+    }
+    #[inline(always)]
+    fn dot_i8_i8_impl(self, a: &[i8], b: &[i8]) -> i32 {
+        // SAFETY: x86-64-v4 includes AVX2.
+        unsafe { crate::int8::dot_i8_i8_avx2(a, b) }
     }
     #[inline(always)]
     fn hamming_words(self, a: &[u64], b: &[u64]) -> u64 {
