@@ -25,7 +25,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
 pub use store::VectorStore;
-pub use tree::Tree;
+pub use tree::EncodedTree;
 
 /// The leaf capacity used when none is given. Chosen by measurement on GloVe 6B 50d: see
 /// `docs/performance.md` ("Leaf capacity").
@@ -141,8 +141,10 @@ pub struct Progress {
 /// A built forest: its trees in tree order, with the options that made them.
 #[derive(Debug, Clone)]
 pub struct Forest {
-    /// The trees.
-    pub trees: Vec<Tree>,
+    /// The trees, encoded.
+    pub trees: Vec<EncodedTree>,
+    /// The [`SectionKind::ItemCodes`] section (empty for metrics without codes).
+    pub item_codes: Vec<u8>,
     /// The options they were built with.
     pub options: BuildOptions,
 }
@@ -189,26 +191,91 @@ pub fn build_forest(
         .num_threads(options.threads)
         .build()
         .map_err(|e| BuildError::Threads(e.to_string()))?;
+    let metric = store.metric();
+    let id_bits = copse_format::IndexInfo::id_bits_for(store.n_items() as u64);
+    let row_len = store.row_len();
+    let stride = copse_format::split_stride(metric, row_len);
+    let normal_len = if metric == Metric::Hamming {
+        0
+    } else {
+        row_len
+    };
     let done = AtomicUsize::new(0);
-    let trees = pool.install(|| {
-        (0..options.n_trees)
+    let (trees, item_codes) = pool.install(|| {
+        let trees = (0..options.n_trees)
             .into_par_iter()
             .map(|t| {
                 let mut rng = tree_rng(options.seed, t);
                 let tree = tree::build_tree(&items, &present, options.leaf_capacity, &mut rng)?;
+                let encoded = tree.encode(stride, normal_len, id_bits);
                 let trees_done = done.fetch_add(1, Ordering::Relaxed) + 1;
                 progress(Progress {
                     trees_done,
                     n_trees: options.n_trees,
                 });
-                Ok(tree)
+                Ok(encoded)
             })
-            .collect::<Result<Vec<Tree>, BuildError>>()
-    })?;
-    Ok(Forest { trees, options })
+            .collect::<Result<Vec<EncodedTree>, BuildError>>();
+        (trees, encode_item_codes(store))
+    });
+    Ok(Forest {
+        trees: trees?,
+        item_codes,
+        options,
+    })
+}
+
+/// The item-codes section, encoded in parallel (empty for metrics without codes).
+fn encode_item_codes(store: &VectorStore) -> Vec<u8> {
+    let metric = store.metric();
+    if !metric.stores_codes() {
+        return Vec::new();
+    }
+    let stride = copse_format::item_code_stride(store.row_len());
+    let mut out = vec![0u8; store.n_items() * stride];
+    let rows = store.rows();
+    let norms = store.norms();
+    out.par_chunks_mut(stride)
+        .enumerate()
+        .for_each(|(id, code)| {
+            let row = rows.row(id).unwrap_or(&[]);
+            let norm = norms.get(id).copied().unwrap_or(0.0);
+            copse_format::encode_item_code(metric, row, norm, code);
+        });
+    out
 }
 
 impl Forest {
+    /// Exact length of the file [`Forest::write`] produces for `store`.
+    pub fn encoded_len(&self, store: &VectorStore) -> u64 {
+        let metric = store.metric();
+        let element = metric.element().size() as u64;
+        let mut sections = vec![store.n_items() as u64 * store.row_len() as u64 * element];
+        if metric.stores_norms() {
+            sections.push(store.n_items() as u64 * 4);
+        }
+        sections.push(store.present_bitmap().len() as u64 * 8);
+        sections.push((self.trees.len() * size_of::<TreeEntry>()) as u64);
+        sections.push(self.trees.iter().map(|t| t.records.len() as u64).sum());
+        sections.push(
+            self.trees
+                .iter()
+                .map(|t| t.leaf_offsets.len() as u64 * 4)
+                .sum(),
+        );
+        sections.push(
+            self.trees
+                .iter()
+                .map(|t| t.packed_ids.len() as u64)
+                .sum::<u64>()
+                + 8,
+        );
+        if metric.stores_codes() {
+            sections.push(self.item_codes.len() as u64);
+        }
+        copse_format::IndexWriter::<std::io::Cursor<Vec<u8>>>::planned_len(&sections)
+    }
+
     /// Writes the index (items from `store`, trees from `self`) to `out` in copse format v1.
     pub fn write<W: Write + Seek>(&self, store: &VectorStore, out: W) -> Result<W, BuildError> {
         let metric = store.metric();
@@ -223,7 +290,6 @@ impl Forest {
             seed: self.options.seed,
         };
         let f32_metric = metric != Metric::Hamming;
-        let id_bits = info.id_bits();
         let n_sections =
             6 + usize::from(metric.stores_norms()) + usize::from(metric.stores_codes());
         let mut w = IndexWriter::new(out, info, n_sections)?;
@@ -247,44 +313,24 @@ impl Forest {
         let mut entries = Vec::with_capacity(self.trees.len());
         let (mut split_base, mut leaf_base, mut ids_base) = (0u64, 0u64, 0u64);
         for tree in &self.trees {
-            let n_leaves = tree.leaf_offsets.len().saturating_sub(1) as u64;
             entries.push(TreeEntry {
                 split_base,
-                n_splits: tree.splits.len() as u64,
+                n_splits: tree.n_splits,
                 leaf_base,
-                n_leaves,
+                n_leaves: tree.leaf_offsets.len().saturating_sub(1) as u64,
                 ids_base,
-                n_ids: tree.ids.len() as u64,
+                n_ids: tree.n_ids,
                 root: tree.root,
                 reserved: 0,
             });
-            split_base += tree.splits.len() as u64;
+            split_base += tree.n_splits;
             leaf_base += tree.leaf_offsets.len() as u64;
-            ids_base += copse_format::packed_ids_len(tree.ids.len() as u64, id_bits)
-                .ok_or_else(|| BuildError::TooLarge("leaf ids".into()))?;
+            ids_base += tree.packed_ids.len() as u64;
         }
         w.write_section(SectionKind::Trees, bytemuck::cast_slice(&entries))?;
-
-        // Split records: header, then the quantized normal, padded to the stride.
-        let row_len = store.row_len();
-        let stride = copse_format::split_stride(metric, row_len);
-        let mut record = vec![0u8; stride];
         let mut section = w.section(SectionKind::Splits)?;
         for tree in &self.trees {
-            for (i, split) in tree.splits.iter().enumerate() {
-                record.fill(0);
-                record[..size_of::<copse_format::SplitNode>()]
-                    .copy_from_slice(bytemuck::bytes_of(split));
-                if f32_metric {
-                    let normal = tree
-                        .normals
-                        .get(i * row_len..(i + 1) * row_len)
-                        .ok_or_else(|| BuildError::Internal("split without a normal".into()))?;
-                    record[size_of::<copse_format::SplitNode>()..][..row_len]
-                        .copy_from_slice(bytemuck::cast_slice(normal));
-                }
-                section.write_all(&record).map_err(FormatError::Io)?;
-            }
+            section.write_all(&tree.records).map_err(FormatError::Io)?;
         }
         section.finish()?;
         let mut section = w.section(SectionKind::LeafOffsets)?;
@@ -293,27 +339,16 @@ impl Forest {
         }
         section.finish()?;
         let mut section = w.section(SectionKind::LeafIds)?;
-        let mut packed = Vec::new();
         for tree in &self.trees {
-            packed.clear();
-            copse_format::pack_ids(&tree.ids, id_bits, &mut packed);
-            section.write_all(&packed).map_err(FormatError::Io)?;
+            section
+                .write_all(&tree.packed_ids)
+                .map_err(FormatError::Io)?;
         }
         // Unpacking reads 8 bytes at a time: the padding keeps the last reads inside.
         section.write_all(&[0u8; 8]).map_err(FormatError::Io)?;
         section.finish()?;
         if metric.stores_codes() {
-            let stride = copse_format::item_code_stride(row_len);
-            let mut section = w.section(SectionKind::ItemCodes)?;
-            let mut code = vec![0u8; stride];
-            let rows = store.rows();
-            for id in 0..store.n_items() {
-                let row = rows.row(id).unwrap_or(&[]);
-                let norm = store.norms().get(id).copied().unwrap_or(0.0);
-                copse_format::encode_item_code(metric, row, norm, &mut code);
-                section.write_all(&code).map_err(FormatError::Io)?;
-            }
-            section.finish()?;
+            w.write_section(SectionKind::ItemCodes, &self.item_codes)?;
         }
         Ok(w.finish()?)
     }

@@ -75,7 +75,6 @@ struct Candidate {
 /// Reusable buffers for one tree's splits.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    margins: Vec<f32>,
     sides: Vec<bool>,
     picks: Vec<u32>,
     centroids: Vec<f32>,
@@ -92,33 +91,49 @@ pub(crate) fn split_node(
     rng: &mut Xoshiro256PlusPlus,
     scratch: &mut Scratch,
 ) -> Result<Split, BuildError> {
-    let n = ids.len();
-    // Dot: the transform uses the largest norm among this node's items, not the whole index's
-    // (norm-ranging, Yan et al. 2018): with widely spread norms a global maximum pushes most
-    // items towards the extra axis and the splits stop separating directions.
-    let local;
-    let items = if items.metric == Metric::Dot {
+    let local = items.for_node(ids);
+    split_with(&local, ids, rng, scratch, None)
+}
+
+impl<'i> Items<'i> {
+    /// The items as seen from a node. Dot: the transform uses the largest norm among the
+    /// node's items, not the whole index's (norm-ranging, Yan et al. 2018): with widely spread
+    /// norms a global maximum pushes most items towards the extra axis and the splits stop
+    /// separating directions.
+    fn for_node(&self, ids: &[u32]) -> Items<'i> {
+        if self.metric != Metric::Dot {
+            return *self;
+        }
         let max_norm = ids
             .iter()
-            .map(|&id| items.norms.get(id as usize).copied().unwrap_or(0.0))
+            .map(|&id| self.norms.get(id as usize).copied().unwrap_or(0.0))
             .fold(0.0f32, f32::max);
-        local = Items { max_norm, ..*items };
-        &local
-    } else {
-        items
-    };
+        Items { max_norm, ..*self }
+    }
+}
+
+/// The split attempts for one node, the first one given if `first` is set.
+fn split_with(
+    items: &Items<'_>,
+    ids: &mut [u32],
+    rng: &mut Xoshiro256PlusPlus,
+    scratch: &mut Scratch,
+    mut first: Option<Candidate>,
+) -> Result<Split, BuildError> {
+    let n = ids.len();
     scratch.sides.clear();
     scratch.sides.resize(n, false);
     let mut chosen = None;
     for _ in 0..SPLIT_ATTEMPTS {
-        let candidate = match items.metric {
-            Metric::Hamming => Candidate {
+        let candidate = match (first.take(), items.metric) {
+            (Some(candidate), _) => candidate,
+            (None, Metric::Hamming) => Candidate {
                 node: hamming_split(items, ids, rng),
                 quantized: Vec::new(),
                 padded: Vec::new(),
                 extra: 0.0,
             },
-            _ => hyperplane_split(items, ids, rng, scratch)?,
+            (None, _) => hyperplane_split(items, ids, rng, scratch)?,
         };
         assign_sides(items, ids, &candidate, rng, scratch)?;
         if imbalance(&scratch.sides) <= MAX_IMBALANCE {
@@ -198,30 +213,17 @@ fn assign_sides(
         }
         return Ok(());
     }
-    let margins = &mut scratch.margins;
-    margins.clear();
-    margins.resize(ids.len(), 0.0);
-    copse_distance::dispatch(MarginsOp {
-        codes: items.codes,
+    copse_distance::dispatch(SidesOp {
+        items,
         normal: &candidate.padded,
         normal_scale: candidate.node.scale(),
+        offset: candidate.node.offset,
+        extra: candidate.extra,
         ids,
-        out: margins,
+        sides,
+        rng,
     })?
-    .map_err(|e| BuildError::Internal(e.to_string()))?;
-    for ((side, margin), &id) in sides.iter_mut().zip(margins.iter()).zip(ids) {
-        let m = match items.metric {
-            Metric::Euclidean | Metric::Manhattan => margin + candidate.node.offset,
-            Metric::Dot => margin + candidate.extra * items.extra(id),
-            _ => *margin,
-        };
-        *side = if m != 0.0 {
-            m > 0.0
-        } else {
-            rng.random::<bool>()
-        };
-    }
-    Ok(())
+    .map_err(|e| BuildError::Internal(e.to_string()))
 }
 
 fn bit_of(items: &Items<'_>, id: u32, axis: u32) -> bool {
@@ -261,6 +263,24 @@ fn hyperplane_split(
     rng: &mut Xoshiro256PlusPlus,
     scratch: &mut Scratch,
 ) -> Result<Candidate, BuildError> {
+    prepare_two_means(items, ids, rng, scratch);
+    copse_distance::dispatch(TwoMeansOp(TwoMeansInput {
+        items,
+        ids,
+        picks: &scratch.picks,
+        centroids: &mut scratch.centroids,
+        x: &mut scratch.x,
+    }))?;
+    Ok(finish_hyperplane(items, scratch))
+}
+
+/// Draws the two-means samples for a node (more than one item) and sizes its buffers.
+fn prepare_two_means(
+    items: &Items<'_>,
+    ids: &[u32],
+    rng: &mut Xoshiro256PlusPlus,
+    scratch: &mut Scratch,
+) {
     let n = ids.len() as u32;
     let i = rng.random_range(0..n);
     let mut j = rng.random_range(0..n - 1);
@@ -272,22 +292,20 @@ fn hyperplane_split(
     scratch
         .picks
         .extend((0..two_means_steps(items.metric, n as usize)).map(|_| rng.random_range(0..n)));
-    let d = items.dims;
     // Each centroid: the build codes' row length (the dimensions, then zeros), then for dot
     // the transform's extra coordinate.
-    let stride = items.codes.stride();
-    let len = stride + usize::from(items.metric == Metric::Dot);
+    let len = items.codes.stride() + usize::from(items.metric == Metric::Dot);
     scratch.centroids.clear();
     scratch.centroids.resize(2 * len, 0.0);
     scratch.x.clear();
-    scratch.x.resize(d, 0.0);
-    copse_distance::dispatch(TwoMeansOp {
-        items,
-        ids,
-        picks: &scratch.picks,
-        centroids: &mut scratch.centroids,
-        x: &mut scratch.x,
-    })?;
+    scratch.x.resize(items.dims, 0.0);
+}
+
+/// The hyperplane between the two centroids two-means left in `scratch`.
+fn finish_hyperplane(items: &Items<'_>, scratch: &Scratch) -> Candidate {
+    let d = items.dims;
+    let stride = items.codes.stride();
+    let len = scratch.centroids.len() / 2;
     let (p, q) = scratch.centroids.split_at(len);
     let mut normal: Vec<f32> = p[..d].iter().zip(q).map(|(a, b)| a - b).collect();
     if items.metric == Metric::Dot {
@@ -296,21 +314,21 @@ fn hyperplane_split(
     normalize(&mut normal);
     let extra = normal.get(d).copied().unwrap_or(0.0);
     let (quantized, scale) = quantize(&normal[..d]);
-    let plane: Vec<f32> = quantized.iter().map(|&v| f32::from(v) * scale).collect();
     // Zero-padded to the build codes' row length, so margins run in whole steps.
     let mut padded = quantized.clone();
     padded.resize(crate::codes::code_stride(d), 0);
     let offset = match items.metric {
         Metric::Euclidean | Metric::Manhattan => {
             let mut a = 0.0f64;
-            for ((nz, pz), qz) in plane.iter().zip(p).zip(q) {
-                a -= f64::from(*nz) * (f64::from(*pz) + f64::from(*qz)) / 2.0;
+            for ((nz, pz), qz) in quantized.iter().zip(p).zip(q) {
+                let nz = f64::from(*nz) * f64::from(scale);
+                a -= nz * (f64::from(*pz) + f64::from(*qz)) / 2.0;
             }
             a as f32
         }
         _ => 0.0,
     };
-    Ok(Candidate {
+    Candidate {
         node: SplitNode {
             offset,
             param: scale.to_bits(),
@@ -319,7 +337,7 @@ fn hyperplane_split(
         quantized,
         padded,
         extra,
-    })
+    }
 }
 
 /// Quantizes `v` to i8 with one scale (`v[i] ~ q[i] * scale`, largest magnitude at 127). A
@@ -361,165 +379,232 @@ fn normalize(v: &mut [f32]) {
     }
 }
 
-/// `dot(normal, row)` for each id, on the quantized rows, under one dispatch.
-struct MarginsOp<'a> {
-    codes: CodesView<'a>,
+/// Which side of a hyperplane each id falls on, from the quantized rows, under one dispatch.
+/// A margin of exactly zero picks a side at random, as in Annoy.
+struct SidesOp<'a, 'i> {
+    items: &'a Items<'i>,
     /// The quantized normal, padded to the codes' row length.
     normal: &'a [i8],
     normal_scale: f32,
+    /// Added to every margin (euclidean and manhattan).
+    offset: f32,
+    /// Weight of the dot transform's extra coordinate.
+    extra: f32,
     ids: &'a [u32],
-    out: &'a mut [f32],
+    sides: &'a mut [bool],
+    rng: &'a mut Xoshiro256PlusPlus,
 }
 
 /// How many rows ahead the margin loop prefetches.
 const MARGIN_PREFETCH: usize = 16;
 
-impl WithKernels for MarginsOp<'_> {
+impl WithKernels for SidesOp<'_, '_> {
     type Output = Result<(), copse_distance::DistanceError>;
     #[inline(always)]
     fn run<K: Kernels>(self, k: K) -> Self::Output {
-        for (i, (&id, out)) in self.ids.iter().zip(self.out.iter_mut()).enumerate() {
+        let codes = self.items.codes;
+        let dot = self.items.metric == Metric::Dot;
+        for (i, (&id, side)) in self.ids.iter().zip(self.sides.iter_mut()).enumerate() {
             if let Some(&ahead) = self.ids.get(i + MARGIN_PREFETCH) {
-                self.codes.prefetch(ahead);
+                codes.prefetch(ahead);
             }
-            let (codes, scale) =
-                self.codes
+            let (row, scale) =
+                codes
                     .row(id)
                     .ok_or(copse_distance::DistanceError::RowOutOfRange {
                         id,
                         rows: self.ids.len(),
                     })?;
             // Both sides quantized: an exact integer dot product, scaled once.
-            *out = self.normal_scale * scale * k.dot_i8_i8(self.normal, codes) as f32;
+            let mut margin =
+                self.normal_scale * scale * k.dot_i8_i8(self.normal, row) as f32 + self.offset;
+            if dot {
+                margin += self.extra * self.items.extra(id);
+            }
+            *side = if margin != 0.0 {
+                margin > 0.0
+            } else {
+                self.rng.random::<bool>()
+            };
         }
         Ok(())
     }
 }
 
-/// Annoy's count-weighted two-means over the sampled positions `picks` of `ids` (the first two
-/// seed the centroids), leaving the centroids in `p` and `q`. Angular and dot work on the unit
-/// sphere (dot in the transformed space), euclidean and manhattan in the plain one.
-struct TwoMeansOp<'a, 'i> {
+/// One node's two-means: the sampled positions `picks` of `ids` (the first two seed the
+/// centroids) and the centroids it leaves in `centroids`.
+struct TwoMeansInput<'a, 'i> {
     items: &'a Items<'i>,
     ids: &'a [u32],
     picks: &'a [u32],
     /// The two centroids, one after the other (`len` values each).
     centroids: &'a mut [f32],
-    /// Room for one decoded row.
+    /// Room for one decoded row (manhattan).
     x: &'a mut [f32],
 }
 
+/// Annoy's count-weighted two-means for one node, under one dispatch. Angular and dot work on
+/// the unit sphere (dot in the transformed space), euclidean and manhattan in the plain one.
+struct TwoMeansOp<'a, 'i>(TwoMeansInput<'a, 'i>);
+
 impl WithKernels for TwoMeansOp<'_, '_> {
     type Output = ();
-
-    // No closures in here: a closure is compiled as its own function without the level's target
-    // features, and every kernel call in it would stop being inlined.
     #[inline(always)]
     fn run<K: Kernels>(self, k: K) {
-        let TwoMeansOp {
-            items,
-            ids,
-            picks,
-            centroids,
-            x,
-        } = self;
-        let d = items.dims;
-        let stride = items.codes.stride();
-        let len = centroids.len() / 2;
-        let metric = items.metric;
-        let cosine = matches!(metric, Metric::Angular | Metric::Dot);
+        // One loop per metric, so the per-sample code has no metric branches.
+        match self.0.items.metric {
+            Metric::Angular => run_two_means::<K, ANGULAR>(k, self.0),
+            Metric::Dot => run_two_means::<K, DOT>(k, self.0),
+            Metric::Manhattan => run_two_means::<K, MANHATTAN>(k, self.0),
+            _ => run_two_means::<K, EUCLIDEAN>(k, self.0),
+        }
+    }
+}
+
+const ANGULAR: u8 = 0;
+const EUCLIDEAN: u8 = 1;
+const MANHATTAN: u8 = 2;
+const DOT: u8 = 3;
+
+#[inline(always)]
+fn run_two_means<K: Kernels, const METRIC: u8>(k: K, input: TwoMeansInput<'_, '_>) {
+    let mut state = TwoMeans::start(k, input);
+    for s in 0..state.steps() {
+        state.step::<K, METRIC>(k, s);
+    }
+}
+
+/// The running state of one node's two-means.
+// No closures in the methods: a closure is compiled as its own function without the level's
+// target features, and every kernel call in it would stop being inlined.
+struct TwoMeans<'a, 'i> {
+    input: TwoMeansInput<'a, 'i>,
+    len: usize,
+    /// Per centroid: samples absorbed, squared norm, `1 / |c|` (refreshed after each update,
+    /// so its square root overlaps the next sample's dot products), and `1 / (count + 1)`.
+    counts: [f32; 2],
+    norms2: [f32; 2],
+    inverse_norms: [f32; 2],
+    next_share: [f32; 2],
+}
+
+impl<'a, 'i> TwoMeans<'a, 'i> {
+    #[inline(always)]
+    fn start<K: Kernels>(k: K, input: TwoMeansInput<'a, 'i>) -> Self {
+        let items = input.items;
+        let len = input.centroids.len() / 2;
         {
-            let (p, q) = centroids.split_at_mut(len);
-            load_centroid(items, p, sample(ids, picks[0]));
-            load_centroid(items, q, sample(ids, picks[1]));
-            if cosine {
+            let (p, q) = input.centroids.split_at_mut(len);
+            load_centroid(items, p, sample(input.ids, input.picks[0]));
+            load_centroid(items, q, sample(input.ids, input.picks[1]));
+            if matches!(items.metric, Metric::Angular | Metric::Dot) {
                 normalize(p);
                 normalize(q);
             }
         }
-        // Per centroid: samples absorbed, squared norm, and `1 / |c|` (refreshed after each
-        // update, so its square root overlaps the next sample's dot products). Which centroid a
-        // sample joins is a coin flip to the branch predictor: it is selected by index.
-        let mut counts = [1.0f32; 2];
-        let mut norms2 = [
-            k.norm_squared(&centroids[..len]),
-            k.norm_squared(&centroids[len..]),
+        let norms2 = [
+            k.norm_squared(&input.centroids[..len]),
+            k.norm_squared(&input.centroids[len..]),
         ];
-        let mut inverse_norms = norms2.map(inverse_sqrt);
-        // `1 / (count + 1)`: the share a new sample gets in each centroid.
-        let mut next_share = [0.5f32; 2];
-        let samples = &picks[2..];
-        for (s, &pick) in samples.iter().enumerate() {
-            if let Some(&ahead) = samples.get(s + PREFETCH_AHEAD) {
-                items.codes.prefetch(sample(ids, ahead));
-            }
-            let id = sample(ids, pick);
-            let Some((codes, scale)) = items.codes.row(id) else {
-                continue;
-            };
-            let extra = if metric == Metric::Dot {
-                items.extra(id)
-            } else {
-                0.0
-            };
-            // The sample is the quantized row `scale * codes` (with `extra` for dot): its dot
-            // products with the centroids read the one-line codes directly.
-            let (p, q) = centroids.split_at(len);
-            let (di, dj, norm, inverse_norm, x2, dots) = if metric == Metric::Manhattan {
-                if !items.codes.decode(id, x) {
-                    continue;
-                }
-                let (di, dj) = (k.l1(&p[..d], x), k.l1(&q[..d], x));
-                (di, dj, 1.0, 1.0, 0.0, [0.0; 2])
-            } else {
-                let px = scale * k.dot_i8(&p[..stride], codes)
-                    + p.get(stride).map_or(0.0, |e| e * extra);
-                let qx = scale * k.dot_i8(&q[..stride], codes)
-                    + q.get(stride).map_or(0.0, |e| e * extra);
-                let x2 = items.codes.squared_norm(id) + extra * extra;
-                if cosine {
-                    // Annoy's cosine distance `2 - 2 cos` (dot: in the transformed space).
-                    let norm = x2.sqrt();
-                    let inverse_x = inverse_sqrt(x2);
-                    let di = cosine_distance(px, inverse_norms[0] * inverse_x);
-                    let dj = cosine_distance(qx, inverse_norms[1] * inverse_x);
-                    (di, dj, norm, inverse_x, x2, [px, qx])
-                } else {
-                    // Squared euclidean distance from the expansion |c|^2 - 2 c.x + |x|^2.
-                    let di = norms2[0] - 2.0 * px + x2;
-                    let dj = norms2[1] - 2.0 * qx + x2;
-                    (di, dj, 1.0, 1.0, x2, [px, qx])
-                }
-            };
-            let (di, dj) = (counts[0] * di, counts[1] * dj);
-            // Skips zero norms (and NaN, which finite inputs never produce), and ties.
-            if norm.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || di == dj {
-                continue;
-            }
-            let which = usize::from(dj < di);
-            let count = counts[which];
-            let centroid = &mut centroids[which * len..(which + 1) * len];
-            // c = (c * count + x / norm) / (count + 1), as `a c + b x`; the reciprocals were
-            // computed while the dot products ran, so no division waits for the comparison.
-            let a = count * next_share[which];
-            let b = inverse_norm * next_share[which];
-            if metric == Metric::Manhattan {
-                for (cz, xz) in centroid[..d].iter_mut().zip(x.iter()) {
-                    *cz = *cz * a + xz * b;
-                }
-            } else {
-                k.scale_add_i8(&mut centroid[..stride], a, b * scale, codes);
-                if let Some(e) = centroid.get_mut(stride) {
-                    *e = *e * a + extra * b;
-                }
-            }
-            // The squared norm follows the update without another pass over the centroid:
-            // |a c + b x|^2 = a^2 |c|^2 + 2 a b (c . x) + b^2 |x|^2.
-            norms2[which] = a * a * norms2[which] + 2.0 * a * b * dots[which] + b * b * x2;
-            inverse_norms[which] = inverse_sqrt(norms2[which]);
-            counts[which] = count + 1.0;
-            next_share[which] = 1.0 / (count + 2.0);
+        TwoMeans {
+            input,
+            len,
+            counts: [1.0; 2],
+            norms2,
+            inverse_norms: norms2.map(inverse_sqrt),
+            next_share: [0.5; 2],
         }
+    }
+
+    /// Number of samples after the two seeds.
+    #[inline(always)]
+    fn steps(&self) -> usize {
+        self.input.picks.len().saturating_sub(2)
+    }
+
+    /// Absorbs sample `s` into the nearer centroid. Which centroid a sample joins is a coin
+    /// flip to the branch predictor, so it is selected by index, not by branching.
+    #[inline(always)]
+    fn step<K: Kernels, const METRIC: u8>(&mut self, k: K, s: usize) {
+        let TwoMeansInput {
+            items,
+            ids,
+            picks,
+            ref mut centroids,
+            ref mut x,
+        } = self.input;
+        let samples = &picks[2..];
+        let len = self.len;
+        let d = items.dims;
+        let stride = items.codes.stride();
+        let cosine = METRIC == ANGULAR || METRIC == DOT;
+        if let Some(&ahead) = samples.get(s + PREFETCH_AHEAD) {
+            items.codes.prefetch(sample(ids, ahead));
+        }
+        let Some(&pick) = samples.get(s) else {
+            return;
+        };
+        let id = sample(ids, pick);
+        let Some((codes, scale)) = items.codes.row(id) else {
+            return;
+        };
+        let extra = if METRIC == DOT { items.extra(id) } else { 0.0 };
+        // The sample is the quantized row `scale * codes` (with `extra` for dot): its dot
+        // products with the centroids read the one-line codes directly.
+        let (p, q) = centroids.split_at(len);
+        let (di, dj, norm, inverse_norm, x2, dots) = if METRIC == MANHATTAN {
+            if !items.codes.decode(id, x) {
+                return;
+            }
+            let (di, dj) = (k.l1(&p[..d], x), k.l1(&q[..d], x));
+            (di, dj, 1.0, 1.0, 0.0, [0.0; 2])
+        } else {
+            let px =
+                scale * k.dot_i8(&p[..stride], codes) + p.get(stride).map_or(0.0, |e| e * extra);
+            let qx =
+                scale * k.dot_i8(&q[..stride], codes) + q.get(stride).map_or(0.0, |e| e * extra);
+            let x2 = items.codes.squared_norm(id) + extra * extra;
+            if cosine {
+                // Annoy's cosine distance `2 - 2 cos` (dot: in the transformed space).
+                let inverse_x = inverse_sqrt(x2);
+                let di = cosine_distance(px, self.inverse_norms[0] * inverse_x);
+                let dj = cosine_distance(qx, self.inverse_norms[1] * inverse_x);
+                (di, dj, x2.sqrt(), inverse_x, x2, [px, qx])
+            } else {
+                // Squared euclidean distance from the expansion |c|^2 - 2 c.x + |x|^2.
+                let di = self.norms2[0] - 2.0 * px + x2;
+                let dj = self.norms2[1] - 2.0 * qx + x2;
+                (di, dj, 1.0, 1.0, x2, [px, qx])
+            }
+        };
+        let (di, dj) = (self.counts[0] * di, self.counts[1] * dj);
+        // Skips zero norms (and NaN, which finite inputs never produce), and ties.
+        if norm.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || di == dj {
+            return;
+        }
+        let which = usize::from(dj < di);
+        let count = self.counts[which];
+        let centroid = &mut centroids[which * len..(which + 1) * len];
+        // c = (c * count + x / norm) / (count + 1), as `a c + b x`; the reciprocals were
+        // computed while the dot products ran, so no division waits for the comparison.
+        let a = count * self.next_share[which];
+        let b = inverse_norm * self.next_share[which];
+        if METRIC == MANHATTAN {
+            for (cz, xz) in centroid[..d].iter_mut().zip(x.iter()) {
+                *cz = *cz * a + xz * b;
+            }
+        } else {
+            k.scale_add_i8(&mut centroid[..stride], a, b * scale, codes);
+            if let Some(e) = centroid.get_mut(stride) {
+                *e = *e * a + extra * b;
+            }
+        }
+        // The squared norm follows the update without another pass over the centroid:
+        // |a c + b x|^2 = a^2 |c|^2 + 2 a b (c . x) + b^2 |x|^2.
+        self.norms2[which] = a * a * self.norms2[which] + 2.0 * a * b * dots[which] + b * b * x2;
+        self.inverse_norms[which] = inverse_sqrt(self.norms2[which]);
+        self.counts[which] = count + 1.0;
+        self.next_share[which] = 1.0 / (count + 2.0);
     }
 }
 

@@ -9,9 +9,9 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use crate::BuildError;
 use crate::split::{Items, Scratch, split_node};
 
-/// One built tree, in the shape the file stores.
+/// One tree as the builder makes it.
 #[derive(Debug, Clone, Default)]
-pub struct Tree {
+pub(crate) struct Tree {
     /// The present ids, grouped by leaf.
     pub ids: Vec<u32>,
     /// `n_leaves + 1` offsets into `ids`.
@@ -88,4 +88,51 @@ pub(crate) fn build_tree(
     }
     tree.leaf_offsets.push(present.len() as u32);
     Ok(tree)
+}
+
+/// One tree encoded as the file stores it, ready to be copied into the sections: encoding runs
+/// in the parallel build, so writing the file is little more than copying.
+#[derive(Debug, Clone, Default)]
+pub struct EncodedTree {
+    /// The root.
+    pub root: NodeRef,
+    /// Number of split nodes.
+    pub n_splits: u64,
+    /// Number of ids (the present items).
+    pub n_ids: u64,
+    /// Split records (header and quantized normal, `split_stride` bytes each).
+    pub records: Vec<u8>,
+    /// `n_leaves + 1` offsets into the tree's ids.
+    pub leaf_offsets: Vec<u32>,
+    /// The ids grouped by leaf, packed `id_bits` bits each.
+    pub packed_ids: Vec<u8>,
+}
+
+impl Tree {
+    /// Encodes the tree for the file: split records of `stride` bytes (`row_len` i8 normal
+    /// values each) and ids packed `id_bits` bits each.
+    pub(crate) fn encode(self, stride: usize, row_len: usize, id_bits: u32) -> EncodedTree {
+        let header = size_of::<SplitNode>();
+        let mut records = vec![0u8; self.splits.len() * stride];
+        for (i, (record, split)) in records
+            .chunks_exact_mut(stride)
+            .zip(&self.splits)
+            .enumerate()
+        {
+            record[..header].copy_from_slice(bytemuck::bytes_of(split));
+            if let Some(normal) = self.normals.get(i * row_len..(i + 1) * row_len) {
+                record[header..header + row_len].copy_from_slice(bytemuck::cast_slice(normal));
+            }
+        }
+        let mut packed_ids = Vec::new();
+        copse_format::pack_ids(&self.ids, id_bits, &mut packed_ids);
+        EncodedTree {
+            root: self.root,
+            n_splits: self.splits.len() as u64,
+            n_ids: self.ids.len() as u64,
+            records,
+            leaf_offsets: self.leaf_offsets,
+            packed_ids,
+        }
+    }
 }

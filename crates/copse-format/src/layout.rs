@@ -303,7 +303,12 @@ impl IndexInfo {
 
     /// Bits per packed leaf id: enough for the largest id, at least 1.
     pub fn id_bits(&self) -> u32 {
-        (64 - self.n_items.saturating_sub(1).leading_zeros()).max(1)
+        IndexInfo::id_bits_for(self.n_items)
+    }
+
+    /// Bits per packed leaf id for an index of `n_items` ids.
+    pub fn id_bits_for(n_items: u64) -> u32 {
+        (64 - n_items.saturating_sub(1).leading_zeros()).max(1)
     }
 
     /// Checks the fields against each other and the format's limits.

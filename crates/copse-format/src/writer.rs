@@ -40,6 +40,16 @@ impl<W: Write + Seek> IndexWriter<W> {
         })
     }
 
+    /// The length of a file whose sections have `lengths`, in writing order: the header and
+    /// table, then each section at the next 64-byte boundary.
+    pub fn planned_len(lengths: &[u64]) -> u64 {
+        let mut pos = (size_of::<Header>() + lengths.len() * size_of::<SectionEntry>()) as u64;
+        for &len in lengths {
+            pos = pos.next_multiple_of(SECTION_ALIGN) + len;
+        }
+        pos
+    }
+
     /// Starts the next section; write its bytes into the returned writer and call
     /// [`SectionWriter::finish`].
     pub fn section(&mut self, kind: SectionKind) -> Result<SectionWriter<'_, W>, FormatError> {

@@ -151,10 +151,12 @@ impl IndexBuilder {
             Some(f) => copse_build::build_forest(&self.store, options, f.as_ref())?,
             None => copse_build::build_forest(&self.store, options, &|_| {})?,
         };
-        let bytes = forest
-            .write(&self.store, Cursor::new(Vec::new()))?
-            .into_inner();
-        let index = Index::from_bytes(&bytes)?;
+        // Written straight into the memory the index will live in.
+        let len = usize::try_from(forest.encoded_len(&self.store))
+            .map_err(|_| Error::Build(copse_build::BuildError::TooLarge("index".into())))?;
+        let mut buffer = crate::storage::Storage::anonymous(len)?;
+        forest.write(&self.store, Cursor::new(&mut buffer[..]))?;
+        let index = Index::open(crate::storage::Storage::seal(buffer)?)?;
         self.built = true;
         Ok(index)
     }

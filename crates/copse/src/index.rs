@@ -66,7 +66,7 @@ impl Index {
         Index::open(Storage::copy(bytes))
     }
 
-    fn open(storage: Storage) -> Result<Index, Error> {
+    pub(crate) fn open(storage: Storage) -> Result<Index, Error> {
         Ok(Index {
             file: IndexFile::open(storage)?,
             scratch: Mutex::new(Vec::new()),

@@ -37,6 +37,26 @@ impl Storage {
         Ok(Storage::Mapped(map))
     }
 
+    /// Zeroed, writable anonymous memory of `len` bytes, advised to use huge pages, for an
+    /// index to be written into and then [`Storage::seal`]ed.
+    pub(crate) fn anonymous(len: usize) -> Result<memmap2::MmapMut, Error> {
+        let map =
+            memmap2::MmapMut::map_anon(len.max(1)).map_err(|e| Error::io("anonymous memory", e))?;
+        if len >= HUGE_PAGE {
+            // Advice only: without huge pages the mapping still works.
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
+        Ok(map)
+    }
+
+    /// Makes written anonymous memory the read-only storage of an index.
+    pub(crate) fn seal(map: memmap2::MmapMut) -> Result<Storage, Error> {
+        let map = map
+            .make_read_only()
+            .map_err(|e| Error::io("anonymous memory", e))?;
+        Ok(Storage::Mapped(map))
+    }
+
     /// An aligned copy of `bytes`: in anonymous memory advised to use huge pages when large
     /// (random row reads then miss the TLB far less often), in a `u64` buffer otherwise.
     pub(crate) fn copy(bytes: &[u8]) -> Storage {
