@@ -1,129 +1,149 @@
-//! The build's working copy of the item vectors: each row quantized to i8 with its own scale.
+//! The build's working copy of the item vectors: the item codes the file stores for fast
+//! approximate scoring, each row quantized to i8 with its own scale, one record (scale, sum of
+//! squared codes, codes, zero padding) per item; 64 bytes, one cache line, for 50 dimensions.
 //!
 //! Building reads every row once per tree level and samples rows at random for two-means. With
-//! f32 rows that traffic exceeds what memory delivers (GloVe 400k x 50: 1 GB per tree); a
-//! quarter-size copy mostly stays in the last-level cache. Splits only need to separate items,
+//! f32 rows that traffic exceeds what memory delivers (GloVe 400k x 50: 1 GB per tree); the
+//! quarter-size records mostly stay in the last-level cache. Splits only need to separate items,
 //! not to place each one exactly, so the quantization error (at most half a step of
 //! `max|x| / 127` per coordinate) does not matter: the hyperplanes still come out of two-means,
-//! and each item is assigned to the side its quantized row falls on.
+//! and each item is assigned to the side its quantized row falls on. For angular the codes hold
+//! the unit vector, which changes no side (a positive scale) and is what two-means uses anyway.
 
-use copse_distance::Rows;
+use copse_format::{Metric, item_code_stride};
+use rayon::prelude::*;
 
-/// Quantized rows in memory advised to use huge pages: `stride` codes per row, the first
-/// `dims` of them the row's, the rest zero, so dot products run in whole 16-code steps.
-pub(crate) struct RowCodes {
-    codes: Codes,
-    scales: Vec<f32>,
-    /// Squared norm of each quantized row.
-    squares: Vec<f32>,
-    stride: usize,
+use crate::VectorStore;
+
+/// Encodes every item of `store` as [`copse_format::SectionKind::ItemCodes`] records, in
+/// parallel, in memory advised to use huge pages when large.
+pub(crate) fn encode(store: &VectorStore) -> ItemCodes {
+    let metric = store.metric();
+    let stride = item_code_stride(store.row_len());
+    // Hamming builds on its bits directly.
+    let len = if metric == Metric::Hamming {
+        0
+    } else {
+        store.n_items() * stride
+    };
+    let mut bytes = match memmap2::MmapMut::map_anon(len.max(1)) {
+        Ok(map) if len >= HUGE_PAGE => {
+            // Advice only: without huge pages the codes work the same, just slower.
+            let _ = map.advise(memmap2::Advice::HugePage);
+            Bytes::Huge(map)
+        }
+        _ => Bytes::Heap(vec![0; len]),
+    };
+    let rows = store.rows();
+    let norms = store.norms();
+    bytes.as_mut()[..len]
+        .par_chunks_mut(stride)
+        .enumerate()
+        .for_each(|(id, record)| {
+            let row = rows.row(id).unwrap_or(&[]);
+            let norm = norms.get(id).copied().unwrap_or(0.0);
+            copse_format::encode_item_code(metric, row, norm, record);
+        });
+    ItemCodes {
+        bytes,
+        len,
+        stride,
+        metric,
+    }
 }
 
-/// Row length of the codes for `dims` dimensions: a whole number of 16-code steps.
-pub(crate) fn code_stride(dims: usize) -> usize {
-    dims.next_multiple_of(16)
-}
-
-enum Codes {
-    Huge(memmap2::MmapMut),
-    Heap(Vec<i8>),
-}
-
-/// Smaller copies gain nothing from huge pages.
+/// Smaller buffers gain nothing from huge pages.
 const HUGE_PAGE: usize = 2 << 20;
 
-impl RowCodes {
-    /// Quantizes every row of `rows`.
-    pub(crate) fn new(rows: Rows<'_>) -> RowCodes {
-        let dims = rows.dims();
-        let stride = code_stride(dims);
-        let len = rows.len() * stride;
-        let mut codes = match memmap2::MmapMut::map_anon(len) {
-            Ok(map) if len >= HUGE_PAGE => {
-                // Advice only: without huge pages the copy works the same, just slower.
-                let _ = map.advise(memmap2::Advice::HugePage);
-                Codes::Huge(map)
-            }
-            _ => Codes::Heap(vec![0; len]),
-        };
-        let out: &mut [i8] = match &mut codes {
-            Codes::Huge(map) => bytemuck::cast_slice_mut(&mut map[..]),
-            Codes::Heap(v) => v,
-        };
-        let mut scales = Vec::with_capacity(rows.len());
-        let mut squares = Vec::with_capacity(rows.len());
-        if dims > 0 {
-            for (row, code) in rows
-                .as_slice()
-                .chunks_exact(dims)
-                .zip(out.chunks_exact_mut(stride))
-            {
-                let max = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-                let scale = if max > 0.0 { max / 127.0 } else { 0.0 };
-                let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-                let mut sum = 0.0f32;
-                for (c, x) in code.iter_mut().zip(row) {
-                    *c = copse_distance::quantize_i8(x * inverse);
-                    sum += f32::from(*c) * f32::from(*c);
-                }
-                scales.push(scale);
-                squares.push(sum * scale * scale);
-            }
+/// Item code records for every item.
+pub(crate) struct ItemCodes {
+    bytes: Bytes,
+    len: usize,
+    stride: usize,
+    metric: Metric,
+}
+
+enum Bytes {
+    Huge(memmap2::MmapMut),
+    Heap(Vec<u8>),
+}
+
+impl Bytes {
+    fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            Bytes::Huge(map) => map,
+            Bytes::Heap(v) => v,
         }
-        RowCodes {
-            codes,
-            scales,
-            squares,
-            stride,
+    }
+
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Bytes::Huge(map) => map,
+            Bytes::Heap(v) => v,
         }
+    }
+}
+
+impl ItemCodes {
+    /// The section's bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes.as_ref()[..self.len]
+    }
+
+    /// True if the file stores these codes (the build uses them for every f32 metric).
+    pub(crate) fn stored(&self) -> bool {
+        self.metric.stores_codes()
     }
 
     /// A borrowed view.
     pub(crate) fn view(&self) -> CodesView<'_> {
         CodesView {
-            codes: match &self.codes {
-                Codes::Huge(map) => bytemuck::cast_slice(&map[..]),
-                Codes::Heap(v) => v,
-            },
-            scales: &self.scales,
-            squares: &self.squares,
+            bytes: self.as_bytes(),
             stride: self.stride,
         }
     }
 }
 
-/// Borrowed quantized rows.
+/// Borrowed item code records.
 #[derive(Clone, Copy)]
 pub(crate) struct CodesView<'a> {
-    codes: &'a [i8],
-    scales: &'a [f32],
-    squares: &'a [f32],
+    bytes: &'a [u8],
     stride: usize,
 }
 
+/// Bytes before the codes in a record: scale and sum of squared codes.
+const HEADER: usize = 8;
+
 impl<'a> CodesView<'a> {
-    /// Row `id`'s codes (with the zero padding, [`code_stride`] long) and scale
-    /// (`x ~ codes * scale`).
+    /// Codes per record, padding included: the unit the kernels run over. A hyperplane's
+    /// quantized normal is padded to this length with zeros.
+    #[inline(always)]
+    pub(crate) fn padded_len(&self) -> usize {
+        self.stride - HEADER
+    }
+
+    /// Row `id`'s codes (zero padding included) and scale (`x ~ codes * scale`).
     #[inline(always)]
     pub(crate) fn row(&self, id: u32) -> Option<(&'a [i8], f32)> {
-        let scale = *self.scales.get(id as usize)?;
         let start = (id as usize).checked_mul(self.stride)?;
-        Some((self.codes.get(start..start + self.stride)?, scale))
+        let record = self.bytes.get(start..start.checked_add(self.stride)?)?;
+        let scale = f32::from_le_bytes(record[..4].try_into().ok()?);
+        Some((bytemuck::cast_slice(&record[HEADER..]), scale))
     }
 
     /// Squared norm of quantized row `id` (0 if out of range).
     #[inline(always)]
     pub(crate) fn squared_norm(&self, id: u32) -> f32 {
-        self.squares.get(id as usize).copied().unwrap_or(0.0)
+        let start = (id as usize).saturating_mul(self.stride);
+        let Some(header) = self.bytes.get(start..start + HEADER) else {
+            return 0.0;
+        };
+        let scale = f32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let squares = f32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        squares * scale * scale
     }
 
-    /// Codes per row (the dimensions rounded up to a whole number of 16-code steps).
-    #[inline(always)]
-    pub(crate) fn stride(&self) -> usize {
-        self.stride
-    }
-
-    /// Row `id` dequantized into `out` (`dims` long); false if out of range.
+    /// Row `id` dequantized into `out` (up to `out.len()` values); false if out of range.
     #[inline(always)]
     pub(crate) fn decode(&self, id: u32, out: &mut [f32]) -> bool {
         let Some((codes, scale)) = self.row(id) else {
@@ -135,21 +155,15 @@ impl<'a> CodesView<'a> {
         true
     }
 
-    /// Starts loading row `id`.
+    /// Starts loading row `id`'s record.
     #[inline(always)]
     pub(crate) fn prefetch(&self, id: u32) {
         let start = (id as usize).saturating_mul(self.stride);
-        if let Some(codes) = self.codes.get(start..) {
-            copse_distance::prefetch(codes);
+        if let Some(record) = self.bytes.get(start..) {
+            copse_distance::prefetch(record);
             if self.stride > 64 {
-                copse_distance::prefetch(&codes[64.min(codes.len())..]);
+                copse_distance::prefetch(&record[64.min(record.len())..]);
             }
-        }
-        if let Some(scale) = self.scales.get(id as usize..) {
-            copse_distance::prefetch(scale);
-        }
-        if let Some(square) = self.squares.get(id as usize..) {
-            copse_distance::prefetch(square);
         }
     }
 }

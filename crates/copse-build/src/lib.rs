@@ -177,7 +177,12 @@ pub fn build_forest(
     copse_distance::Level::detect()?;
     let present = store.present_ids();
     let max_norm = store.norms().iter().copied().fold(0.0f32, f32::max);
-    let codes = codes::RowCodes::new(store.rows());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads)
+        .build()
+        .map_err(|e| BuildError::Threads(e.to_string()))?;
+    // The build reads the item codes the file stores (see `codes`); hamming has none.
+    let codes = pool.install(|| codes::encode(store));
     let items = split::Items {
         metric: store.metric(),
         dims: store.dims(),
@@ -187,10 +192,6 @@ pub fn build_forest(
         row_len: store.row_len(),
         max_norm,
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.threads)
-        .build()
-        .map_err(|e| BuildError::Threads(e.to_string()))?;
     let metric = store.metric();
     let id_bits = copse_format::IndexInfo::id_bits_for(store.n_items() as u64);
     let row_len = store.row_len();
@@ -201,8 +202,8 @@ pub fn build_forest(
         row_len
     };
     let done = AtomicUsize::new(0);
-    let (trees, item_codes) = pool.install(|| {
-        let trees = (0..options.n_trees)
+    let trees = pool.install(|| {
+        (0..options.n_trees)
             .into_par_iter()
             .map(|t| {
                 let mut rng = tree_rng(options.seed, t);
@@ -215,34 +216,18 @@ pub fn build_forest(
                 });
                 Ok(encoded)
             })
-            .collect::<Result<Vec<EncodedTree>, BuildError>>();
-        (trees, encode_item_codes(store))
-    });
+            .collect::<Result<Vec<EncodedTree>, BuildError>>()
+    })?;
+    let item_codes = if codes.stored() {
+        codes.as_bytes().to_vec()
+    } else {
+        Vec::new()
+    };
     Ok(Forest {
-        trees: trees?,
+        trees,
         item_codes,
         options,
     })
-}
-
-/// The item-codes section, encoded in parallel (empty for metrics without codes).
-fn encode_item_codes(store: &VectorStore) -> Vec<u8> {
-    let metric = store.metric();
-    if !metric.stores_codes() {
-        return Vec::new();
-    }
-    let stride = copse_format::item_code_stride(store.row_len());
-    let mut out = vec![0u8; store.n_items() * stride];
-    let rows = store.rows();
-    let norms = store.norms();
-    out.par_chunks_mut(stride)
-        .enumerate()
-        .for_each(|(id, code)| {
-            let row = rows.row(id).unwrap_or(&[]);
-            let norm = norms.get(id).copied().unwrap_or(0.0);
-            copse_format::encode_item_code(metric, row, norm, code);
-        });
-    out
 }
 
 impl Forest {

@@ -294,7 +294,7 @@ fn prepare_two_means(
         .extend((0..two_means_steps(items.metric, n as usize)).map(|_| rng.random_range(0..n)));
     // Each centroid: the build codes' row length (the dimensions, then zeros), then for dot
     // the transform's extra coordinate.
-    let len = items.codes.stride() + usize::from(items.metric == Metric::Dot);
+    let len = items.codes.padded_len() + usize::from(items.metric == Metric::Dot);
     scratch.centroids.clear();
     scratch.centroids.resize(2 * len, 0.0);
     scratch.x.clear();
@@ -304,7 +304,7 @@ fn prepare_two_means(
 /// The hyperplane between the two centroids two-means left in `scratch`.
 fn finish_hyperplane(items: &Items<'_>, scratch: &Scratch) -> Candidate {
     let d = items.dims;
-    let stride = items.codes.stride();
+    let stride = items.codes.padded_len();
     let len = scratch.centroids.len() / 2;
     let (p, q) = scratch.centroids.split_at(len);
     let mut normal: Vec<f32> = p[..d].iter().zip(q).map(|(a, b)| a - b).collect();
@@ -316,7 +316,7 @@ fn finish_hyperplane(items: &Items<'_>, scratch: &Scratch) -> Candidate {
     let (quantized, scale) = quantize(&normal[..d]);
     // Zero-padded to the build codes' row length, so margins run in whole steps.
     let mut padded = quantized.clone();
-    padded.resize(crate::codes::code_stride(d), 0);
+    padded.resize(items.codes.padded_len(), 0);
     let offset = match items.metric {
         Metric::Euclidean | Metric::Manhattan => {
             let mut a = 0.0f64;
@@ -536,7 +536,7 @@ impl<'a, 'i> TwoMeans<'a, 'i> {
         let samples = &picks[2..];
         let len = self.len;
         let d = items.dims;
-        let stride = items.codes.stride();
+        let stride = items.codes.padded_len();
         let cosine = METRIC == ANGULAR || METRIC == DOT;
         if let Some(&ahead) = samples.get(s + PREFETCH_AHEAD) {
             items.codes.prefetch(sample(ids, ahead));
@@ -618,7 +618,7 @@ fn sample(ids: &[u32], pick: u32) -> u32 {
 /// dimensions), then the extra coordinate for dot.
 #[inline(always)]
 fn load_centroid(items: &Items<'_>, target: &mut [f32], id: u32) {
-    let stride = items.codes.stride();
+    let stride = items.codes.padded_len();
     if !items.codes.decode(id, &mut target[..stride]) {
         target[..stride].fill(0.0);
     }

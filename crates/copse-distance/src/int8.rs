@@ -156,10 +156,32 @@ pub(crate) unsafe fn dot_i8_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
         i += 32;
     }
-    let half = _mm_add_epi32(
+    let mut half = _mm_add_epi32(
         _mm256_castsi256_si128(acc),
         _mm256_extracti128_si256::<1>(acc),
     );
+    // Then 16 and 8 pairs in 128-bit registers (an 8-byte load zero-fills the rest).
+    let ones = _mm_set1_epi16(1);
+    while i + 8 <= n {
+        let step = if i + 16 <= n { 16 } else { 8 };
+        // SAFETY: `i + step <= n`: `step` bytes of each are in bounds, loaded unaligned.
+        let (va, vb) = unsafe {
+            if step == 16 {
+                (
+                    _mm_loadu_si128(ap.add(i).cast()),
+                    _mm_loadu_si128(bp.add(i).cast()),
+                )
+            } else {
+                (
+                    _mm_loadl_epi64(ap.add(i).cast()),
+                    _mm_loadl_epi64(bp.add(i).cast()),
+                )
+            }
+        };
+        let pairs = _mm_maddubs_epi16(_mm_abs_epi8(va), _mm_sign_epi8(vb, va));
+        half = _mm_add_epi32(half, _mm_madd_epi16(pairs, ones));
+        i += step;
+    }
     let pair = _mm_add_epi32(half, _mm_unpackhi_epi64(half, half));
     let single = _mm_add_epi32(pair, _mm_shuffle_epi32::<0b01>(pair));
     _mm_cvtsi128_si32(single) + dot_i8_i8_portable(&a[i..n], &b[i..n])
