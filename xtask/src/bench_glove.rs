@@ -70,6 +70,9 @@ pub struct BenchArgs {
     /// Print the nearest words to a few words (king, paris, computer) and stop.
     #[arg(long)]
     words: bool,
+    /// Keep the built indexes (target/bench-glove/copse-<trees>.copse).
+    #[arg(long)]
+    keep_index: bool,
 }
 
 /// One measured configuration.
@@ -411,7 +414,9 @@ fn bench_copse(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    std::fs::remove_file(&path).ok();
+    if !args.keep_index {
+        std::fs::remove_file(&path).ok();
+    }
     Ok(rows)
 }
 

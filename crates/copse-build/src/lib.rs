@@ -29,7 +29,7 @@ pub use tree::EncodedTree;
 
 /// The leaf capacity used when none is given. Chosen by measurement on GloVe 6B 50d: see
 /// `docs/performance.md` ("Leaf capacity").
-pub const DEFAULT_LEAF_CAPACITY: usize = 64;
+pub const DEFAULT_LEAF_CAPACITY: usize = 48;
 
 /// The seed used when none is given, so builds are reproducible by default (as in Annoy).
 pub const DEFAULT_SEED: u64 = 0x636f_7073_6521_2024;
