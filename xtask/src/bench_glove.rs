@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::datasets::{self, Dataset, workspace_root};
 use crate::plot;
 use crate::python::Python;
+use crate::truth;
 
 /// Ground truth depth: recall@100 needs the true 100 nearest.
 const TRUTH: usize = 100;
@@ -237,25 +238,6 @@ fn bar(len: u64, message: &str) -> ProgressBar {
     bar
 }
 
-/// Score of `x` for `q` under `metric`, lower is closer (f64 for an exact ranking).
-fn exact_score(metric: Metric, q: &[f32], x: &[f32]) -> f64 {
-    let pairs = q.iter().zip(x).map(|(&a, &b)| (f64::from(a), f64::from(b)));
-    match metric {
-        Metric::Angular => {
-            let (mut dot, mut xx) = (0.0, 0.0);
-            for (a, b) in pairs {
-                dot += a * b;
-                xx += b * b;
-            }
-            if xx > 0.0 { -dot / xx.sqrt() } else { 0.0 }
-        }
-        Metric::Euclidean => pairs.map(|(a, b)| (a - b) * (a - b)).sum(),
-        Metric::Manhattan => pairs.map(|(a, b)| (a - b).abs()).sum(),
-        Metric::Dot => -pairs.map(|(a, b)| a * b).sum::<f64>(),
-        Metric::Hamming => pairs.filter(|(a, b)| (*a > 0.5) != (*b > 0.5)).count() as f64,
-    }
-}
-
 /// The true 100 nearest data positions of every query, by brute force on all cores, cached in
 /// `datasets/cache/` keyed by dataset, metric, split and query count.
 fn ground_truth(dataset: &Dataset, split: &Split, args: &BenchArgs) -> Result<Vec<u32>> {
@@ -274,34 +256,18 @@ fn ground_truth(dataset: &Dataset, split: &Split, args: &BenchArgs) -> Result<Ve
             .collect());
     }
     let bar = bar(split.queries.len() as u64, "exact ground truth");
-    let truth: Vec<Vec<u32>> = split
-        .queries
-        .par_iter()
-        .map(|&q| {
-            let query = dataset.row(q);
-            let mut scored: Vec<(f64, u32)> = split
-                .data
-                .iter()
-                .enumerate()
-                .map(|(pos, &row)| {
-                    (
-                        exact_score(dataset.metric, query, dataset.row(row)),
-                        pos as u32,
-                    )
-                })
-                .collect();
-            let keep = TRUTH.min(scored.len());
-            scored.select_nth_unstable_by(keep - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            scored.truncate(keep);
-            scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            bar.inc(1);
-            let mut ids: Vec<u32> = scored.into_iter().map(|s| s.1).collect();
-            ids.resize(TRUTH, u32::MAX);
-            ids
-        })
-        .collect();
+    let gather = |rows: &[usize]| -> Vec<f32> {
+        rows.iter().flat_map(|&r| dataset.row(r)).copied().collect()
+    };
+    let flat = truth::exact_neighbors(
+        dataset.metric,
+        &gather(&split.data),
+        &gather(&split.queries),
+        dataset.dims,
+        TRUTH,
+        &bar,
+    )?;
     bar.finish_and_clear();
-    let flat: Vec<u32> = truth.into_iter().flatten().collect();
     std::fs::create_dir_all(datasets::cache_dir())?;
     let bytes: Vec<u8> = flat.iter().flat_map(|x| x.to_le_bytes()).collect();
     std::fs::write(&path, bytes)?;

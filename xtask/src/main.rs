@@ -6,6 +6,7 @@ mod ci;
 mod datasets;
 mod plot;
 mod python;
+mod truth;
 
 use clap::{Parser, Subcommand};
 
