@@ -1,0 +1,195 @@
+//! `copse build`: read vectors (and labels), build a forest, save the index and its labels.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use copse::{IndexBuilder, Metric};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::input::{InputFormat, VectorReader};
+use crate::labels;
+use crate::output::human_bytes;
+
+/// Arguments of `copse build`.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// Input vectors: .npy (float or integer, C or Fortran order), .fvecs, .bvecs, or word-vector
+    /// text (GloVe: a label then the numbers per line; word2vec text: the same after a
+    /// "count dims" line). Text labels are saved to INDEX.labels.
+    pub input: PathBuf,
+    /// Where to write the index.
+    #[arg(short, long, value_name = "INDEX")]
+    pub output: PathBuf,
+    /// The input's format, if its extension does not say (.npy, .fvecs, .bvecs; anything else
+    /// is read as text).
+    #[arg(long, value_enum)]
+    pub input_format: Option<InputFormat>,
+    /// A file of labels, one per line, for the vectors of a .npy, .fvecs or .bvecs input
+    /// (saved to INDEX.labels).
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Distance: angular, euclidean, manhattan, dot or hamming (values above 0.5 are set bits).
+    #[arg(long, default_value = "angular", value_parser = parse_metric)]
+    pub metric: Metric,
+    /// Number of trees: more trees, better recall, bigger index.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub trees: u32,
+    /// Build threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Seed of the trees' random streams: the same seed and input give the same file.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Largest number of items in a leaf.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub leaf_size: Option<u32>,
+    /// No progress bars and no summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Parses a metric name (Annoy's names and aliases).
+pub fn parse_metric(name: &str) -> Result<Metric, String> {
+    Metric::from_name(name).ok_or_else(|| {
+        format!("unknown metric {name:?}; expected angular, euclidean, manhattan, dot or hamming")
+    })
+}
+
+fn bar(quiet: bool, template: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Runs `copse build`.
+pub fn run(args: &BuildArgs) -> Result<()> {
+    let started = Instant::now();
+    let format = args
+        .input_format
+        .unwrap_or_else(|| InputFormat::from_path(&args.input));
+    if args.labels.is_some() && format.has_labels() {
+        bail!(
+            "--labels is for .npy, .fvecs and .bvecs input; {} is text, whose lines carry their own labels",
+            args.input.display()
+        );
+    }
+
+    let adding = bar(
+        args.quiet,
+        "adding   [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    );
+    let mut reader = VectorReader::open(&args.input, Some(format), &adding)?;
+    let dims = reader.dims();
+    // Read the labels file first: a wrong count should fail before a long build.
+    let mut names = match &args.labels {
+        Some(path) => {
+            let names = labels::read(path)?;
+            if let Some(rows) = reader.rows() {
+                ensure!(
+                    names.len() as u64 == rows,
+                    "{}: {} labels, but {} has {rows} vectors",
+                    path.display(),
+                    names.len(),
+                    args.input.display()
+                );
+            }
+            Some(names)
+        }
+        None if reader.has_labels() => Some(Vec::new()),
+        None => None,
+    };
+    let collect_labels = reader.has_labels();
+
+    let mut builder = IndexBuilder::new(dims, args.metric)
+        .map_err(|e| anyhow!("{}: {e}", args.input.display()))?;
+    if let Some(seed) = args.seed {
+        builder.set_seed(seed);
+    }
+    if let Some(leaf) = args.leaf_size {
+        builder = builder.leaf_capacity(leaf as usize);
+    }
+
+    let (mut row, mut label) = (Vec::with_capacity(dims), String::new());
+    let mut id: u64 = 0;
+    while reader.next(&mut row, &mut label)? {
+        let item = u32::try_from(id).map_err(|_| {
+            anyhow!(
+                "{}: more than {} vectors; ids are 32-bit",
+                args.input.display(),
+                u32::MAX
+            )
+        })?;
+        builder
+            .add_item(item, &row)
+            .map_err(|e| anyhow!("{}: {}: {e}", args.input.display(), reader.position()))?;
+        if collect_labels && let Some(names) = names.as_mut() {
+            names.push(std::mem::take(&mut label));
+        }
+        id += 1;
+    }
+    adding.finish_and_clear();
+    ensure!(id > 0, "{}: no vectors", args.input.display());
+    if let Some(names) = &names {
+        ensure!(
+            names.len() as u64 == id,
+            "{} labels for {id} vectors",
+            names.len()
+        );
+    }
+
+    let building = bar(
+        args.quiet,
+        "building [{bar:40}] {pos}/{len} trees, {elapsed}",
+    );
+    building.set_length(u64::from(args.trees));
+    let tick = building.clone();
+    builder.set_progress(Some(Box::new(move |p: copse::Progress| {
+        tick.set_position(p.trees_done as u64);
+    })));
+    let index = builder
+        .build_with_threads(args.trees as usize, args.threads)
+        .context("building the index")?;
+    building.finish_and_clear();
+
+    index
+        .save(&args.output)
+        .map_err(|e| anyhow!("{}", crate::error::index_error(&args.output, &e)))?;
+    let side = labels::side_path(&args.output);
+    match &names {
+        Some(names) => labels::write(&side, names)?,
+        // Labels of an earlier index at this path would now name the wrong items.
+        None => match std::fs::remove_file(&side) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!("{}: cannot remove stale labels: {e}", side.display()),
+        },
+    }
+
+    if !args.quiet {
+        let info = index.info();
+        let labelled = if names.is_some() {
+            format!(", labels in {}", side.display())
+        } else {
+            String::new()
+        };
+        writeln!(
+            std::io::stdout(),
+            "built {}: {} items, {} dimensions, {}, {} trees, {} in {:.1} s{labelled}",
+            args.output.display(),
+            info.n_present,
+            info.dims,
+            info.metric,
+            info.n_trees,
+            human_bytes(index.as_bytes().len() as u64),
+            started.elapsed().as_secs_f64(),
+        )?;
+    }
+    Ok(())
+}

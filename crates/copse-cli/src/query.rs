@@ -1,0 +1,228 @@
+//! `copse query`: nearest neighbours of items, labels, a vector, or a file of vectors.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use copse::{Index, LoadOptions, Neighbor};
+use rayon::prelude::*;
+
+use crate::error::index_error;
+use crate::input::{self, InputFormat};
+use crate::labels;
+use crate::output::{self, OutputFormat, QueryResult, QuerySource};
+
+/// Arguments of `copse query`.
+#[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("source")
+        .required(true)
+        .multiple(false)
+        .args(["item", "label", "vector", "queries"])
+))]
+pub struct QueryArgs {
+    /// The index.
+    pub index: PathBuf,
+    /// Neighbours of this item id (repeat for more).
+    #[arg(long, value_name = "ID")]
+    pub item: Vec<u64>,
+    /// Neighbours of the item with this label (repeat for more); needs INDEX.labels or --labels.
+    #[arg(long, value_name = "LABEL")]
+    pub label: Vec<String>,
+    /// Neighbours of this vector, comma-separated (repeat for more).
+    #[arg(long, value_name = "X,Y,...", allow_hyphen_values = true)]
+    pub vector: Vec<String>,
+    /// Neighbours of every vector in this .npy, .fvecs or .bvecs file.
+    #[arg(long, value_name = "FILE")]
+    pub queries: Option<PathBuf>,
+    /// The query file's format, if its extension does not say.
+    #[arg(long, value_enum, requires = "queries")]
+    pub queries_format: Option<InputFormat>,
+    /// Number of neighbours per query.
+    #[arg(short, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub k: u32,
+    /// Candidates to gather per query (default k times the number of trees); more is slower
+    /// and more accurate.
+    #[arg(long)]
+    pub search_k: Option<usize>,
+    /// Threads for batch queries (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Prefix of the .npy outputs (PREFIX.ids.npy, PREFIX.distances.npy); --format npy only.
+    #[arg(long, value_name = "PREFIX")]
+    pub out: Option<PathBuf>,
+    /// Labels file to use instead of INDEX.labels.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+}
+
+/// Opens the index at `path`, with errors that name it.
+pub fn open_index(path: &Path, populate: bool) -> Result<Index> {
+    Index::load_with(path, &LoadOptions::new().populate(populate))
+        .map_err(|e| anyhow!("{}", index_error(path, &e)))
+}
+
+/// A thread pool of `threads` threads (0: one per core).
+pub fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| {
+            anyhow::Error::new(crate::error::Coded {
+                code: crate::error::Code::Internal,
+                message: format!("cannot start {threads} threads: {e}"),
+            })
+        })
+}
+
+/// Parses `--vector 0.1,0.2,...` (commas and/or spaces).
+fn parse_vector(text: &str) -> Result<Vec<f32>> {
+    let fields: Vec<&str> = text
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .collect();
+    ensure!(!fields.is_empty(), "--vector {text:?}: no numbers");
+    fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let v: f32 = f
+                .parse()
+                .map_err(|_| anyhow!("--vector: value {} ({f:?}) is not a number", i + 1))?;
+            ensure!(
+                v.is_finite(),
+                "--vector: value {} ({f:?}) is not a finite number",
+                i + 1
+            );
+            Ok(v)
+        })
+        .collect()
+}
+
+/// Runs `copse query`.
+pub fn run(args: &QueryArgs) -> Result<()> {
+    match (&args.out, args.format) {
+        (None, OutputFormat::Npy) => bail!("--format npy needs --out PREFIX"),
+        (Some(_), OutputFormat::Table | OutputFormat::Jsonl) => {
+            bail!("--out is for --format npy; table and jsonl go to standard output")
+        }
+        _ => {}
+    }
+    let index = open_index(&args.index, false)?;
+    let labels = labels::for_index(&args.index, args.labels.as_deref(), index.n_items())?;
+    let k = args.k as usize;
+    let dims = index.dims();
+
+    let mut items: Vec<QuerySource> = args.item.iter().map(|&id| QuerySource::Item(id)).collect();
+    for label in &args.label {
+        let Some(labels) = &labels else {
+            bail!(
+                "--label needs labels, and {} does not exist (build from word-vector text or \
+                 with --labels, or pass --labels FILE)",
+                labels::side_path(&args.index).display()
+            );
+        };
+        let id = labels
+            .id_of(label)
+            .ok_or_else(|| anyhow!("unknown label {label:?} (not in {})", labels.path.display()))?;
+        items.push(QuerySource::Label(label.clone(), id));
+    }
+    let pool = pool(args.threads)?;
+
+    let results: Vec<QueryResult> = if !items.is_empty() {
+        items
+            .into_iter()
+            .map(|source| {
+                let id = match source {
+                    QuerySource::Item(id) | QuerySource::Label(_, id) => id,
+                    QuerySource::Vector => 0,
+                };
+                let neighbors = index
+                    .nns_by_item(id, k, args.search_k)
+                    .map_err(|e| anyhow!("{}", index_error(&args.index, &e)))?;
+                Ok(QueryResult { source, neighbors })
+            })
+            .collect::<Result<_>>()?
+    } else {
+        let matrix = match &args.queries {
+            Some(path) => {
+                let m = input::read_matrix(path, args.queries_format)?;
+                ensure!(
+                    m.dims == dims,
+                    "{}: the queries have {} dimensions, the index has {dims}",
+                    path.display(),
+                    m.dims
+                );
+                m
+            }
+            None => {
+                let mut data = Vec::new();
+                for text in &args.vector {
+                    let v = parse_vector(text)?;
+                    ensure!(
+                        v.len() == dims,
+                        "--vector has {} values, the index has {dims} dimensions",
+                        v.len()
+                    );
+                    data.extend(v);
+                }
+                input::Matrix {
+                    rows: args.vector.len(),
+                    data,
+                    dims,
+                }
+            }
+        };
+        let found: Vec<Vec<Neighbor>> = pool.install(|| {
+            (0..matrix.rows)
+                .into_par_iter()
+                .map(|i| {
+                    index
+                        .nns_by_vector(matrix.row(i), k, args.search_k)
+                        .map_err(|e| anyhow!("query {i}: {e}"))
+                })
+                .collect::<Result<_>>()
+        })?;
+        found
+            .into_iter()
+            .map(|neighbors| QueryResult {
+                source: QuerySource::Vector,
+                neighbors,
+            })
+            .collect()
+    };
+
+    match args.format {
+        OutputFormat::Npy => {
+            let prefix = args.out.as_deref().context("--format npy needs --out")?;
+            output::write_npy(prefix, &results, k)
+        }
+        OutputFormat::Table | OutputFormat::Jsonl => {
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            if args.format == OutputFormat::Table {
+                output::write_table(&mut out, &results, labels.as_ref())?;
+            } else {
+                output::write_jsonl(&mut out, &results, labels.as_ref())?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_parse_with_commas_or_spaces() {
+        assert_eq!(parse_vector("0.5,-1,2").unwrap(), [0.5, -1.0, 2.0]);
+        assert_eq!(parse_vector(" 0.5, -1 2 ").unwrap(), [0.5, -1.0, 2.0]);
+        assert!(parse_vector("").is_err());
+        assert!(parse_vector("1,x").is_err());
+        assert!(parse_vector("1,NaN").is_err());
+    }
+}
