@@ -1,0 +1,10 @@
+"""copse: approximate nearest neighbours with forests of random-projection trees.
+
+``copse.AnnoyIndex`` is a drop-in replacement for Annoy's ``AnnoyIndex`` (same methods,
+arguments, defaults, return types and exceptions), with a numpy batch API on top:
+``add_items`` and ``get_nns_by_vectors``.
+"""
+
+from ._copse import AnnoyIndex, __version__
+
+__all__ = ["AnnoyIndex", "__version__"]

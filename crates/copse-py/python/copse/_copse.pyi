@@ -1,0 +1,112 @@
+"""Type stubs for the Rust extension module ``copse._copse``."""
+
+import os
+from types import TracebackType
+from typing import Any, List, Literal, Optional, Sequence, Tuple, Type, Union, overload
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_Vector = Union[Sequence[float], npt.NDArray[Any]]
+_Matrix = Union[Sequence[Sequence[float]], npt.NDArray[Any]]
+_Path = Union[str, "os.PathLike[str]"]
+_Metric = Literal["angular", "euclidean", "manhattan", "hamming", "dot"]
+
+class AnnoyIndex:
+    """An approximate nearest-neighbour index with the interface of Annoy's ``AnnoyIndex``.
+
+    States: items are added, then ``build`` makes the index queryable; ``save`` writes it and
+    maps the file (the index is then a loaded one, as in Annoy); ``load`` maps a file;
+    ``unload`` empties the object; ``unbuild`` drops the trees of a built (not loaded) index so
+    more items can be added.
+    """
+
+    def __init__(self, f: int, metric: Optional[_Metric] = None) -> None:
+        """An empty index of ``f``-dimensional vectors under ``metric``.
+
+        Without a metric, warns (``FutureWarning``, as Annoy) and uses ``"angular"``.
+        Raises ``ValueError`` for an unknown metric or ``f < 1``.
+        """
+    @property
+    def f(self) -> int:
+        """The number of dimensions (read-only)."""
+    @property
+    def metric(self) -> str:
+        """The metric's name (read-only)."""
+    def add_item(self, i: int, vector: _Vector) -> None:
+        """Adds item ``i`` (a non-negative integer) with ``vector``.
+
+        ``IndexError`` for a negative id or a vector of the wrong length, ``TypeError`` for
+        values that are not numbers, ``ValueError`` for NaN or infinity, ``RuntimeError`` once
+        built (call ``unbuild()`` first) or loaded.
+        """
+    def add_items(self, ids: Optional[Union[Sequence[int], npt.NDArray[np.integer[Any]]]], vectors: _Matrix) -> None:
+        """Adds the rows of a 2-D array as items ``ids``.
+
+        With ``ids=None`` the rows become items ``get_n_items()``, ``get_n_items() + 1``, ...
+        Every row is checked before any is added.
+        """
+    def build(self, n_trees: int, n_jobs: int = -1) -> bool:
+        """Builds ``n_trees`` trees (-1: about as many as Annoy would) on ``n_jobs`` threads
+        (-1: all cores). Returns True."""
+    def unbuild(self) -> bool:
+        """Drops the trees so that items can be added again (not for a loaded index). Returns True."""
+    def save(self, fn: _Path, prefault: bool = False) -> bool:
+        """Writes the index to ``fn`` atomically, then maps that file. Returns True.
+
+        ``OSError`` if the index is not built or the file cannot be written.
+        """
+    def load(self, fn: _Path, prefault: bool = False) -> bool:
+        """Maps the index file ``fn``, replacing what the object held. Returns True.
+
+        ``OSError`` (``FileNotFoundError`` ...) if the file cannot be read, is not a copse
+        index, or has another ``f`` or metric. With ``prefault``, reads the whole file first.
+        """
+    def unload(self) -> bool:
+        """Frees the index and any items, leaving an empty index. Returns True."""
+    def on_disk_build(self, fn: _Path) -> bool:
+        """Builds in the file ``fn`` instead of in memory (call before adding items)."""
+    @overload
+    def get_nns_by_item(self, i: int, n: int, search_k: int = -1, include_distances: Literal[False] = False) -> List[int]: ...
+    @overload
+    def get_nns_by_item(self, i: int, n: int, search_k: int, include_distances: Literal[True]) -> Tuple[List[int], List[float]]: ...
+    @overload
+    def get_nns_by_item(self, i: int, n: int, search_k: int = -1, *, include_distances: Literal[True]) -> Tuple[List[int], List[float]]: ...
+    @overload
+    def get_nns_by_item(self, i: int, n: int, search_k: int = -1, include_distances: bool = False) -> Union[List[int], Tuple[List[int], List[float]]]: ...
+    @overload
+    def get_nns_by_vector(self, vector: _Vector, n: int, search_k: int = -1, include_distances: Literal[False] = False) -> List[int]: ...
+    @overload
+    def get_nns_by_vector(self, vector: _Vector, n: int, search_k: int, include_distances: Literal[True]) -> Tuple[List[int], List[float]]: ...
+    @overload
+    def get_nns_by_vector(self, vector: _Vector, n: int, search_k: int = -1, *, include_distances: Literal[True]) -> Tuple[List[int], List[float]]: ...
+    @overload
+    def get_nns_by_vector(self, vector: _Vector, n: int, search_k: int = -1, include_distances: bool = False) -> Union[List[int], Tuple[List[int], List[float]]]: ...
+    @overload
+    def get_nns_by_vectors(self, vectors: _Matrix, n: int, search_k: int = -1, include_distances: Literal[False] = False, n_threads: int = -1) -> npt.NDArray[np.int64]: ...
+    @overload
+    def get_nns_by_vectors(self, vectors: _Matrix, n: int, search_k: int = -1, *, include_distances: Literal[True], n_threads: int = -1) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    @overload
+    def get_nns_by_vectors(self, vectors: _Matrix, n: int, search_k: int = -1, include_distances: bool = False, n_threads: int = -1) -> Union[npt.NDArray[np.int64], Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]: ...
+    def get_item_vector(self, i: int) -> List[float]:
+        """The vector of item ``i``."""
+    def get_distance(self, i: int, j: int) -> float:
+        """The distance between items ``i`` and ``j``."""
+    def get_n_items(self) -> int:
+        """The number of items: the largest id added plus one."""
+    def get_n_trees(self) -> int:
+        """The number of trees (0 until built or loaded)."""
+    def verbose(self, v: bool) -> bool:
+        """Prints build progress, loads and saves on standard error. Returns True."""
+    def set_seed(self, seed: int) -> None:
+        """Seeds the next build: the same seed and items give the same index."""
+    def __len__(self) -> int: ...
+    def __enter__(self) -> "AnnoyIndex": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...

@@ -1,0 +1,742 @@
+//! `copse.AnnoyIndex`: Annoy 1.17's `AnnoyIndex`, method for method, over copse's
+//! [`IndexBuilder`] and [`Index`], plus a numpy batch API.
+//!
+//! The object is a small state machine (see [`Phase`]) behind a mutex. The mutex is only ever
+//! held for short, GIL-free stretches of Rust code: arguments are converted from Python first,
+//! queries clone an `Arc<Index>` and release both the lock and the GIL before searching, and a
+//! build moves the builder out of the lock while it runs. So a Python thread never waits for
+//! the lock while another holds it and waits for the GIL, and `unload()` during a query in
+//! another thread is safe: the query keeps the index it started with alive.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use copse::{Index, IndexBuilder, LoadOptions, Metric, Neighbor};
+use numpy::IntoPyArray;
+use numpy::PyUntypedArrayMethods;
+use numpy::ndarray::Array2;
+use pyo3::exceptions::{
+    PyFutureWarning, PyIndexError, PyNotImplementedError, PyOSError, PyOverflowError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use crate::batch::{self, Threads};
+use crate::convert;
+use crate::errors::{self, to_py};
+
+/// What the index holds.
+enum Phase {
+    /// Collecting items; not queryable yet.
+    Adding(IndexBuilder),
+    /// A build is running in another thread (the builder is with it).
+    Building {
+        /// The builder's item count when the build started.
+        n_items: u64,
+    },
+    /// Built in memory; the builder is kept so `unbuild()` can add items and build again.
+    Built {
+        /// The items.
+        builder: IndexBuilder,
+        /// The forest.
+        index: Arc<Index>,
+    },
+    /// Mapped from a file, by `load()` or after `save()` (as in Annoy, which reloads what it
+    /// saves).
+    Loaded {
+        /// The index.
+        index: Arc<Index>,
+        /// Its file.
+        path: PathBuf,
+    },
+}
+
+/// Everything that changes.
+struct State {
+    phase: Phase,
+    seed: u64,
+    verbose: bool,
+}
+
+/// An approximate nearest-neighbour index with the interface of Annoy's `AnnoyIndex`.
+#[pyclass(module = "copse", name = "AnnoyIndex", frozen)]
+pub struct AnnoyIndex {
+    f: usize,
+    metric: Metric,
+    state: Mutex<State>,
+}
+
+/// Annoy's behaviour for `n_trees=-1`: about as many trees as Annoy builds before its node count
+/// reaches twice the item count, which grows with its leaf size (`f + 2` values).
+fn auto_trees(f: usize, metric: Metric) -> usize {
+    let leaf = match metric {
+        Metric::Hamming => 2 * f.div_ceil(64) + 2,
+        _ => f.saturating_add(2),
+    };
+    ((leaf as f64 * 0.38).round() as usize).max(1)
+}
+
+/// The distance between two vectors in Annoy's convention, for items of a builder that has not
+/// been built (Annoy answers `get_distance` before `build`).
+fn vector_distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    let pairs = a.iter().zip(b).map(|(&x, &y)| (f64::from(x), f64::from(y)));
+    let d = match metric {
+        Metric::Angular => {
+            let (mut pq, mut pp, mut qq) = (0.0, 0.0, 0.0);
+            for (x, y) in pairs {
+                pq += x * y;
+                pp += x * x;
+                qq += y * y;
+            }
+            let norms = (pp * qq).sqrt();
+            let d: f64 = if norms > 0.0 {
+                2.0 - 2.0 * pq / norms
+            } else {
+                2.0
+            };
+            d.max(0.0).sqrt()
+        }
+        Metric::Euclidean => pairs.map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt(),
+        Metric::Manhattan => pairs.map(|(x, y)| (x - y).abs()).sum(),
+        Metric::Hamming => pairs.filter(|(x, y)| x != y).count() as f64,
+        _ => pairs.map(|(x, y)| x * y).sum(),
+    };
+    d as f32
+}
+
+/// Ids (and distances) as Annoy returns them: a list, or a tuple of two lists.
+fn result_lists<'py>(
+    py: Python<'py>,
+    found: &[Neighbor],
+    include_distances: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let ids = PyList::new(py, found.iter().map(|n| n.id))?;
+    if !include_distances {
+        return Ok(ids.into_any());
+    }
+    let distances = PyList::new(py, found.iter().map(|n| f64::from(n.distance)))?;
+    Ok(PyTuple::new(py, [ids.into_any(), distances.into_any()])?.into_any())
+}
+
+fn busy() -> PyErr {
+    errors::state("a build of this index is running in another thread")
+}
+
+fn not_built() -> PyErr {
+    errors::state(
+        "the index is not built: call build() or load() before querying \
+         (Annoy would return an empty result here)",
+    )
+}
+
+impl AnnoyIndex {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while the lock is held; if something ever did, the state is still a
+        // valid one, so carry on with it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn new_builder(&self, seed: u64) -> PyResult<IndexBuilder> {
+        Ok(IndexBuilder::new(self.f, self.metric)
+            .map_err(to_py)?
+            .seed(seed))
+    }
+
+    /// The item count and, if the index is queryable, the index.
+    fn snapshot(&self) -> (u64, Option<Arc<Index>>) {
+        match &self.lock().phase {
+            Phase::Adding(builder) => (builder.n_items() as u64, None),
+            Phase::Building { n_items } => (*n_items, None),
+            Phase::Built { index, .. } | Phase::Loaded { index, .. } => {
+                (index.n_items(), Some(Arc::clone(index)))
+            }
+        }
+    }
+
+    /// The queryable index, after checking `id` is in range (as Annoy does first).
+    fn index_for_item(&self, id: u64) -> PyResult<Arc<Index>> {
+        let (n_items, index) = self.snapshot();
+        if id >= n_items {
+            return Err(PyIndexError::new_err(format!(
+                "Item index larger than the largest item index: item {id}, and the index has {}",
+                match n_items {
+                    0 => "no items".to_string(),
+                    n => format!("ids 0 to {}", n - 1),
+                }
+            )));
+        }
+        index.ok_or_else(not_built)
+    }
+
+    fn say(&self, message: impl FnOnce() -> String) {
+        if self.lock().verbose {
+            eprintln!("copse: {}", message());
+        }
+    }
+}
+
+#[pymethods]
+impl AnnoyIndex {
+    /// `AnnoyIndex(f, metric)`: an empty index of `f`-dimensional vectors.
+    #[new]
+    #[pyo3(signature = (f, metric = None))]
+    fn new(py: Python<'_>, f: i64, metric: Option<&str>) -> PyResult<Self> {
+        let metric = match metric {
+            Some(name) => Metric::from_name(name).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "No such metric: {name:?} (use 'angular', 'euclidean', 'manhattan', \
+                     'hamming' or 'dot')"
+                ))
+            })?,
+            None => {
+                PyErr::warn(
+                    py,
+                    &py.get_type::<PyFutureWarning>(),
+                    c"The default argument for metric will be removed in future version of \
+                      Annoy. Please pass metric='angular' explicitly.",
+                    1,
+                )?;
+                Metric::Angular
+            }
+        };
+        let f = usize::try_from(f).ok().filter(|&f| f >= 1).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "f must be a positive number of dimensions, not {f}"
+            ))
+        })?;
+        let seed = copse::DEFAULT_SEED;
+        let builder = IndexBuilder::new(f, metric).map_err(to_py)?.seed(seed);
+        Ok(AnnoyIndex {
+            f,
+            metric,
+            state: Mutex::new(State {
+                phase: Phase::Adding(builder),
+                seed,
+                verbose: false,
+            }),
+        })
+    }
+
+    /// The number of dimensions (read-only).
+    #[getter]
+    fn f(&self) -> usize {
+        self.f
+    }
+
+    /// The metric's name (read-only).
+    #[getter]
+    fn metric(&self) -> &'static str {
+        self.metric.name()
+    }
+
+    /// Adds item `i` (a non-negative integer) with vector `vector`.
+    fn add_item(&self, i: &Bound<'_, PyAny>, vector: &Bound<'_, PyAny>) -> PyResult<()> {
+        let id = convert::new_item_id(i)?;
+        let vector = convert::vector(vector, self.f)?;
+        let mut state = self.lock();
+        match &mut state.phase {
+            Phase::Adding(builder) => builder.add_item(id, vector.as_slice()).map_err(to_py),
+            Phase::Building { .. } => Err(busy()),
+            Phase::Built { .. } => Err(errors::state(
+                "You can't add an item to a built index: call unbuild() first \
+                 (Annoy would silently leave the item out of the trees)",
+            )),
+            Phase::Loaded { .. } => Err(errors::state(
+                "You can't add an item to a loaded index: it keeps no builder \
+                 (unload() starts an empty one)",
+            )),
+        }
+    }
+
+    /// Adds the rows of a 2-D array as items `ids` (or, with `ids=None`, as items
+    /// `get_n_items()`, `get_n_items() + 1`, ...). Either every row is added or none is.
+    #[pyo3(signature = (ids, vectors))]
+    fn add_items(&self, ids: &Bound<'_, PyAny>, vectors: &Bound<'_, PyAny>) -> PyResult<()> {
+        let matrix = convert::matrix(vectors, self.f, "vectors")?;
+        let rows = matrix.shape()[0];
+        let given = if ids.is_none() {
+            None
+        } else {
+            let ids = convert::id_list(ids)?;
+            if ids.len() != rows {
+                return Err(PyValueError::new_err(format!(
+                    "{} ids for {rows} vectors: give one id per row",
+                    ids.len()
+                )));
+            }
+            Some(ids)
+        };
+        let values = matrix.as_slice()?;
+        if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+            return Err(PyValueError::new_err(format!(
+                "vectors[{}, {}] = {} is not a finite number",
+                at / self.f,
+                at % self.f,
+                values[at]
+            )));
+        }
+        let mut state = self.lock();
+        let builder = match &mut state.phase {
+            Phase::Adding(builder) => builder,
+            Phase::Building { .. } => return Err(busy()),
+            Phase::Built { .. } => {
+                return Err(errors::state(
+                    "You can't add items to a built index: call unbuild() first",
+                ));
+            }
+            Phase::Loaded { .. } => {
+                return Err(errors::state(
+                    "You can't add items to a loaded index: it keeps no builder",
+                ));
+            }
+        };
+        let ids = match given {
+            Some(ids) => ids,
+            None => {
+                let first = builder.n_items() as u64;
+                let last = first + rows as u64;
+                if rows > 0 && last - 1 > convert::MAX_ID {
+                    return Err(PyOverflowError::new_err(format!(
+                        "ids {first} to {} do not fit: ids go from 0 to {}",
+                        last - 1,
+                        convert::MAX_ID
+                    )));
+                }
+                // In range: checked just above.
+                (first..last).map(|id| id as u32).collect()
+            }
+        };
+        for (&id, row) in ids.iter().zip(values.chunks(self.f)) {
+            builder.add_item(id, row).map_err(to_py)?;
+        }
+        Ok(())
+    }
+
+    /// Builds a forest of `n_trees` trees (-1: a number that grows with `f`, as in Annoy) on
+    /// `n_jobs` threads (-1: all cores). Returns True.
+    #[pyo3(signature = (n_trees, n_jobs = -1))]
+    fn build(&self, py: Python<'_>, n_trees: i64, n_jobs: i64) -> PyResult<bool> {
+        let n_trees = match n_trees {
+            -1 => auto_trees(self.f, self.metric),
+            n if n >= 1 => n as usize,
+            n => {
+                return Err(PyValueError::new_err(format!(
+                    "n_trees must be -1 (automatic) or at least 1, not {n}"
+                )));
+            }
+        };
+        let threads = match n_jobs {
+            -1 => 0,
+            n if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+            n => {
+                return Err(PyValueError::new_err(format!(
+                    "n_jobs must be -1 (all cores) or at least 1, not {n}"
+                )));
+            }
+        };
+        let (mut builder, seed, verbose) = {
+            let mut state = self.lock();
+            let n_items = match &state.phase {
+                Phase::Adding(builder) => builder.n_items() as u64,
+                Phase::Building { .. } => return Err(busy()),
+                Phase::Built { .. } => {
+                    return Err(errors::state(
+                        "You can't build a built index: call unbuild() first",
+                    ));
+                }
+                Phase::Loaded { .. } => {
+                    return Err(errors::state("You can't build a loaded index"));
+                }
+            };
+            let phase = std::mem::replace(&mut state.phase, Phase::Building { n_items });
+            let Phase::Adding(builder) = phase else {
+                // Matched as `Adding` just above, under the same lock.
+                state.phase = phase;
+                return Err(busy());
+            };
+            (builder, state.seed, state.verbose)
+        };
+        builder.set_seed(seed);
+        if verbose {
+            eprintln!(
+                "copse: building {n_trees} trees over {} items",
+                builder.n_items()
+            );
+            builder.set_progress(Some(Box::new(|p: copse::Progress| {
+                eprintln!("copse: tree {}/{} built", p.trees_done, p.n_trees);
+            })));
+        } else {
+            builder.set_progress(None);
+        }
+        let started = Instant::now();
+        let (builder, built) = py.detach(move || {
+            let built = builder.build_with_threads(n_trees, threads);
+            (builder, built)
+        });
+        let mut state = self.lock();
+        match built {
+            Ok(index) => {
+                if state.verbose {
+                    eprintln!(
+                        "copse: built {} trees in {:.2?}, {} bytes",
+                        index.n_trees(),
+                        started.elapsed(),
+                        index.as_bytes().len()
+                    );
+                }
+                state.phase = Phase::Built {
+                    builder,
+                    index: Arc::new(index),
+                };
+                Ok(true)
+            }
+            Err(e) => {
+                state.phase = Phase::Adding(builder);
+                Err(to_py(e))
+            }
+        }
+    }
+
+    /// Drops the trees so items can be added and the index built again. Returns True.
+    fn unbuild(&self) -> PyResult<bool> {
+        let mut state = self.lock();
+        match std::mem::replace(&mut state.phase, Phase::Building { n_items: 0 }) {
+            Phase::Built { mut builder, .. } => {
+                builder.unbuild();
+                state.phase = Phase::Adding(builder);
+                Ok(true)
+            }
+            phase @ Phase::Adding(_) => {
+                state.phase = phase;
+                Ok(true)
+            }
+            phase @ Phase::Building { .. } => {
+                state.phase = phase;
+                Err(busy())
+            }
+            phase @ Phase::Loaded { .. } => {
+                state.phase = phase;
+                Err(errors::state(
+                    "You can't unbuild a loaded index: it keeps no items to rebuild from",
+                ))
+            }
+        }
+    }
+
+    /// Writes the index to `fn` (atomically: a reader never sees half a file), then maps the
+    /// file, as Annoy does: afterwards the index is a loaded one. Returns True.
+    #[pyo3(signature = (r#fn, prefault = None))]
+    fn save(
+        &self,
+        py: Python<'_>,
+        r#fn: PathBuf,
+        prefault: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let prefault = prefault.map_or(Ok(false), |p| convert::flag(p, "prefault"))?;
+        let index = match &self.lock().phase {
+            Phase::Built { index, .. } | Phase::Loaded { index, .. } => Arc::clone(index),
+            Phase::Adding(_) => {
+                return Err(PyOSError::new_err(
+                    "You can't save an index that hasn't been built: call build() first",
+                ));
+            }
+            Phase::Building { .. } => return Err(busy()),
+        };
+        let path = r#fn;
+        let loaded = py.detach(|| {
+            index.save(&path)?;
+            Index::load_with(&path, &LoadOptions::new().populate(prefault))
+        });
+        let loaded = loaded.map_err(|e| errors::with_path(e, &path))?;
+        self.say(|| format!("saved {}", path.display()));
+        let mut state = self.lock();
+        // Unless another thread replaced the index meanwhile, switch to the file, as Annoy does.
+        let same = match &state.phase {
+            Phase::Built { index: now, .. } | Phase::Loaded { index: now, .. } => {
+                Arc::ptr_eq(now, &index)
+            }
+            _ => false,
+        };
+        if same {
+            state.phase = Phase::Loaded {
+                index: Arc::new(loaded),
+                path,
+            };
+        }
+        Ok(true)
+    }
+
+    /// Maps the index file `fn` (with `prefault`, reads it all into memory first), replacing
+    /// whatever this object held. On failure the object is unchanged. Returns True.
+    #[pyo3(signature = (r#fn, prefault = None))]
+    fn load(
+        &self,
+        py: Python<'_>,
+        r#fn: PathBuf,
+        prefault: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let prefault = prefault.map_or(Ok(false), |p| convert::flag(p, "prefault"))?;
+        if matches!(self.lock().phase, Phase::Building { .. }) {
+            return Err(busy());
+        }
+        let path = r#fn;
+        let options = LoadOptions::new()
+            .populate(prefault)
+            .expect(self.f, self.metric);
+        let index = py
+            .detach(|| Index::load_with(&path, &options))
+            .map_err(|e| errors::with_path(e, &path))?;
+        self.say(|| {
+            format!(
+                "loaded {}: {} items, {} trees",
+                path.display(),
+                index.n_items(),
+                index.n_trees()
+            )
+        });
+        let mut state = self.lock();
+        if matches!(state.phase, Phase::Building { .. }) {
+            return Err(busy());
+        }
+        state.phase = Phase::Loaded {
+            index: Arc::new(index),
+            path,
+        };
+        Ok(true)
+    }
+
+    /// Frees the index (and any items added), leaving an empty one. Returns True.
+    fn unload(&self) -> PyResult<bool> {
+        let seed = self.lock().seed;
+        let fresh = self.new_builder(seed)?;
+        let mut state = self.lock();
+        if matches!(state.phase, Phase::Building { .. }) {
+            return Err(busy());
+        }
+        state.phase = Phase::Adding(fresh);
+        Ok(true)
+    }
+
+    /// Builds in the file `fn` instead of in memory.
+    fn on_disk_build(&self, r#fn: PathBuf) -> PyResult<bool> {
+        Err(PyNotImplementedError::new_err(format!(
+            "on_disk_build({:?}): copse's Rust library cannot build into a file yet; build in \
+             memory and save() instead",
+            r#fn.display().to_string()
+        )))
+    }
+
+    /// The `n` items nearest to item `i` (itself first), as a list of ids, or with
+    /// `include_distances=True` a tuple `(ids, distances)`. `search_k` is the number of
+    /// candidates gathered (-1: `n * n_trees`).
+    #[pyo3(signature = (i, n, search_k = -1, include_distances = None))]
+    fn get_nns_by_item<'py>(
+        &self,
+        py: Python<'py>,
+        i: &Bound<'py, PyAny>,
+        n: i64,
+        search_k: i64,
+        include_distances: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = convert::item_id(i)?;
+        let n = convert::count(n)?;
+        let search_k = convert::search_k(search_k)?;
+        let include =
+            include_distances.map_or(Ok(false), |d| convert::flag(d, "include_distances"))?;
+        let index = self.index_for_item(id)?;
+        let found = py
+            .detach(|| index.nns_by_item(id, n, search_k))
+            .map_err(to_py)?;
+        result_lists(py, &found, include)
+    }
+
+    /// The `n` items nearest to `vector`; arguments and result as in `get_nns_by_item`.
+    #[pyo3(signature = (vector, n, search_k = -1, include_distances = None))]
+    fn get_nns_by_vector<'py>(
+        &self,
+        py: Python<'py>,
+        vector: &Bound<'py, PyAny>,
+        n: i64,
+        search_k: i64,
+        include_distances: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let vector = convert::vector(vector, self.f)?;
+        let n = convert::count(n)?;
+        let search_k = convert::search_k(search_k)?;
+        let include =
+            include_distances.map_or(Ok(false), |d| convert::flag(d, "include_distances"))?;
+        let index = self.snapshot().1.ok_or_else(not_built)?;
+        let query = vector.as_slice();
+        let found = py
+            .detach(|| index.nns_by_vector(query, n, search_k))
+            .map_err(to_py)?;
+        result_lists(py, &found, include)
+    }
+
+    /// The `n` items nearest to each row of the 2-D array `vectors`, searched in parallel on
+    /// `n_threads` threads (-1: all cores) with the GIL released. Returns an int64 array of ids
+    /// of shape `(len(vectors), n)`, or with `include_distances=True` a tuple of it and a
+    /// float32 array of distances. A row with fewer than `n` results is padded with id -1 and
+    /// distance NaN.
+    #[pyo3(signature = (vectors, n, search_k = -1, include_distances = None, n_threads = -1))]
+    fn get_nns_by_vectors<'py>(
+        &self,
+        py: Python<'py>,
+        vectors: &Bound<'py, PyAny>,
+        n: i64,
+        search_k: i64,
+        include_distances: Option<&Bound<'py, PyAny>>,
+        n_threads: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let matrix = convert::matrix(vectors, self.f, "vectors")?;
+        let n = convert::count(n)?;
+        let search_k = convert::search_k(search_k)?;
+        let include =
+            include_distances.map_or(Ok(false), |d| convert::flag(d, "include_distances"))?;
+        let threads = Threads::from_arg(n_threads).map_err(PyValueError::new_err)?;
+        let index = self.snapshot().1.ok_or_else(not_built)?;
+        let queries = matrix.shape()[0];
+        let rows = matrix.as_slice()?;
+        let dims = self.f;
+        let (ids, distances) = py
+            .detach(|| batch::search(&index, rows, dims, n, search_k, &threads))
+            .map_err(|e| {
+                let err = to_py(e.error);
+                let message = format!("vectors[{}]: {}", e.row, err.value(py));
+                PyErr::from_type(err.get_type(py), message)
+            })?;
+        let shape = (queries, n);
+        let ids = Array2::from_shape_vec(shape, ids)
+            .map_err(|e| errors::state(format!("internal error: {e}")))?
+            .into_pyarray(py);
+        if !include {
+            return Ok(ids.into_any());
+        }
+        let distances = Array2::from_shape_vec(shape, distances)
+            .map_err(|e| errors::state(format!("internal error: {e}")))?
+            .into_pyarray(py);
+        Ok(PyTuple::new(py, [ids.into_any(), distances.into_any()])?.into_any())
+    }
+
+    /// The vector of item `i`, as a list of floats.
+    fn get_item_vector<'py>(
+        &self,
+        py: Python<'py>,
+        i: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let id = convert::item_id(i)?;
+        let vector = {
+            let state = self.lock();
+            match &state.phase {
+                Phase::Adding(builder) => {
+                    let n_items = builder.n_items() as u64;
+                    let id = u32::try_from(id)
+                        .map_err(|_| to_py(copse::Error::ItemOutOfRange { id, n_items }))?;
+                    builder.item_vector(id)
+                }
+                Phase::Building { .. } => return Err(busy()),
+                Phase::Built { index, .. } | Phase::Loaded { index, .. } => index.item_vector(id),
+            }
+        }
+        .map_err(to_py)?;
+        PyList::new(py, vector.iter().map(|&v| f64::from(v)))
+    }
+
+    /// The distance between items `i` and `j`.
+    fn get_distance(&self, i: &Bound<'_, PyAny>, j: &Bound<'_, PyAny>) -> PyResult<f64> {
+        let (a, b) = (convert::item_id(i)?, convert::item_id(j)?);
+        let state = self.lock();
+        let distance = match &state.phase {
+            Phase::Adding(builder) => {
+                let n_items = builder.n_items() as u64;
+                let vector = |id: u64| {
+                    u32::try_from(id)
+                        .map_err(|_| copse::Error::ItemOutOfRange { id, n_items })
+                        .and_then(|id| builder.item_vector(id))
+                };
+                let (x, y) = (vector(a).map_err(to_py)?, vector(b).map_err(to_py)?);
+                vector_distance(self.metric, &x, &y)
+            }
+            Phase::Building { .. } => return Err(busy()),
+            Phase::Built { index, .. } | Phase::Loaded { index, .. } => {
+                index.distance(a, b).map_err(to_py)?
+            }
+        };
+        Ok(f64::from(distance))
+    }
+
+    /// The number of items: the largest id added plus one.
+    fn get_n_items(&self) -> u64 {
+        self.snapshot().0
+    }
+
+    /// The number of trees (0 until built or loaded).
+    fn get_n_trees(&self) -> usize {
+        self.snapshot().1.map_or(0, |index| index.n_trees())
+    }
+
+    /// With True, prints build progress (and loads and saves) on standard error. Returns True.
+    fn verbose(&self, v: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let v = convert::flag(v, "v")?;
+        self.lock().verbose = v;
+        Ok(true)
+    }
+
+    /// Seeds the random number generator of the next build: the same seed and items give the
+    /// same index, whatever the number of threads. Negative seeds are taken modulo 2**64.
+    fn set_seed(&self, seed: &Bound<'_, PyAny>) -> PyResult<()> {
+        let seed = match seed.extract::<u64>() {
+            Ok(seed) => seed,
+            Err(_) => seed.extract::<i64>()? as u64,
+        };
+        let mut state = self.lock();
+        state.seed = seed;
+        if let Phase::Adding(builder) | Phase::Built { builder, .. } = &mut state.phase {
+            builder.set_seed(seed);
+        }
+        Ok(())
+    }
+
+    fn __len__(&self) -> usize {
+        usize::try_from(self.snapshot().0).unwrap_or(usize::MAX)
+    }
+
+    fn __repr__(&self) -> String {
+        let state = self.lock();
+        let what = match &state.phase {
+            Phase::Adding(builder) => format!("n_items={} not built", builder.n_items()),
+            Phase::Building { n_items } => format!("n_items={n_items} building"),
+            Phase::Built { index, .. } => {
+                format!(
+                    "n_items={} n_trees={} built",
+                    index.n_items(),
+                    index.n_trees()
+                )
+            }
+            Phase::Loaded { index, path } => format!(
+                "n_items={} n_trees={} loaded from '{}'",
+                index.n_items(),
+                index.n_trees(),
+                path.display()
+            ),
+        };
+        format!(
+            "<copse.AnnoyIndex f={} metric='{}' {what}>",
+            self.f,
+            self.metric.name()
+        )
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.unload()?;
+        Ok(false)
+    }
+}
