@@ -13,43 +13,89 @@
 use copse_format::{Metric, item_code_stride};
 use rayon::prelude::*;
 
-use crate::VectorStore;
+use crate::{BuildError, VectorStore};
 
 /// Encodes every item of `store` as [`copse_format::SectionKind::ItemCodes`] records, in
-/// parallel, in memory advised to use huge pages when large.
-pub(crate) fn encode(store: &VectorStore) -> ItemCodes {
-    let metric = store.metric();
-    let stride = item_code_stride(store.row_len());
-    // Hamming builds on its bits directly.
-    let len = if metric == Metric::Hamming {
-        0
-    } else {
-        store.n_items() * stride
-    };
+/// parallel, into memory advised to use huge pages when large.
+pub(crate) fn encode(store: &VectorStore) -> Result<ItemCodes, BuildError> {
+    let len = encoded_len(store);
     let mut bytes = match memmap2::MmapMut::map_anon(len.max(1)) {
         Ok(map) if len >= HUGE_PAGE => {
             // Advice only: without huge pages the codes work the same, just slower.
             let _ = map.advise(memmap2::Advice::HugePage);
-            Bytes::Huge(map)
+            Bytes::Anonymous(map)
         }
         _ => Bytes::Heap(vec![0; len]),
     };
+    encode_into(store, &mut bytes.as_mut()[..len]);
+    Ok(ItemCodes {
+        bytes,
+        len,
+        stride: item_code_stride(store.row_len()),
+    })
+}
+
+/// Encodes every item of `store` into a shared mapping of `file` at `offset` (extending the
+/// file as needed): for on-disk builds, where the codes must not live in anonymous memory.
+pub(crate) fn encode_to_file(
+    store: &VectorStore,
+    file: &std::fs::File,
+    offset: u64,
+) -> Result<ItemCodes, BuildError> {
+    let len = encoded_len(store);
+    let stride = item_code_stride(store.row_len());
+    if len == 0 {
+        return Ok(ItemCodes {
+            bytes: Bytes::Heap(Vec::new()),
+            len,
+            stride,
+        });
+    }
+    let end = offset + len as u64;
+    if file.metadata().map_err(BuildError::Io)?.len() < end {
+        file.set_len(end).map_err(BuildError::Io)?;
+    }
+    // SAFETY: the file is the on-disk build's own temporary file (or spill file), not yet
+    // visible under its final name, and this is the only mapping of the range
+    // `offset..offset + len` (the rows' mapping ends before it).
+    let mut map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .map_mut(file)
+            .map_err(BuildError::Io)?
+    };
+    encode_into(store, &mut map);
+    Ok(ItemCodes {
+        bytes: Bytes::File(map),
+        len,
+        stride,
+    })
+}
+
+/// Bytes of the codes of every item (0 for hamming, which builds on its bits directly).
+pub(crate) fn encoded_len(store: &VectorStore) -> usize {
+    match store.metric() {
+        Metric::Hamming => 0,
+        _ => store.n_items() * item_code_stride(store.row_len()),
+    }
+}
+
+fn encode_into(store: &VectorStore, out: &mut [u8]) {
+    let metric = store.metric();
+    let stride = item_code_stride(store.row_len());
+    if metric == Metric::Hamming || stride == 0 {
+        return;
+    }
     let rows = store.rows();
     let norms = store.norms();
-    bytes.as_mut()[..len]
-        .par_chunks_mut(stride)
+    out.par_chunks_mut(stride)
         .enumerate()
         .for_each(|(id, record)| {
             let row = rows.row(id).unwrap_or(&[]);
             let norm = norms.get(id).copied().unwrap_or(0.0);
             copse_format::encode_item_code(metric, row, norm, record);
         });
-    ItemCodes {
-        bytes,
-        len,
-        stride,
-        metric,
-    }
 }
 
 /// Smaller buffers gain nothing from huge pages.
@@ -60,25 +106,26 @@ pub(crate) struct ItemCodes {
     bytes: Bytes,
     len: usize,
     stride: usize,
-    metric: Metric,
 }
 
 enum Bytes {
-    Huge(memmap2::MmapMut),
+    Anonymous(memmap2::MmapMut),
+    /// A mapping of the on-disk build's file.
+    File(memmap2::MmapMut),
     Heap(Vec<u8>),
 }
 
 impl Bytes {
     fn as_mut(&mut self) -> &mut [u8] {
         match self {
-            Bytes::Huge(map) => map,
+            Bytes::Anonymous(map) | Bytes::File(map) => map,
             Bytes::Heap(v) => v,
         }
     }
 
     fn as_ref(&self) -> &[u8] {
         match self {
-            Bytes::Huge(map) => map,
+            Bytes::Anonymous(map) | Bytes::File(map) => map,
             Bytes::Heap(v) => v,
         }
     }
@@ -90,9 +137,12 @@ impl ItemCodes {
         &self.bytes.as_ref()[..self.len]
     }
 
-    /// True if the file stores these codes (the build uses them for every f32 metric).
-    pub(crate) fn stored(&self) -> bool {
-        self.metric.stores_codes()
+    /// Makes sure codes in a file mapping reach the file.
+    pub(crate) fn flush(&self) -> Result<(), BuildError> {
+        if let Bytes::File(map) = &self.bytes {
+            map.flush().map_err(BuildError::Io)?;
+        }
+        Ok(())
     }
 
     /// A borrowed view.
@@ -115,6 +165,21 @@ pub(crate) struct CodesView<'a> {
 const HEADER: usize = 8;
 
 impl<'a> CodesView<'a> {
+    /// Bytes per record.
+    #[inline(always)]
+    pub(crate) fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Item `id`'s whole record as i8 (header included) and its scale.
+    #[inline(always)]
+    pub(crate) fn record_and_scale(&self, id: u32) -> Option<(&'a [i8], f32)> {
+        let start = (id as usize).checked_mul(self.stride)?;
+        let record = self.bytes.get(start..start.checked_add(self.stride)?)?;
+        let scale = f32::from_le_bytes(record[..4].try_into().ok()?);
+        Some((bytemuck::cast_slice(record), scale))
+    }
+
     /// Codes per record, padding included: the unit the kernels run over. A hyperplane's
     /// quantized normal is padded to this length with zeros.
     #[inline(always)]

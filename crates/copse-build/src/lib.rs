@@ -9,6 +9,7 @@
 //! This crate owns splitting and tree shape; it knows nothing of queries.
 
 mod codes;
+mod disk;
 mod split;
 mod store;
 mod tree;
@@ -24,6 +25,7 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
+pub use disk::build_on_disk;
 pub use store::VectorStore;
 pub use tree::EncodedTree;
 
@@ -99,6 +101,9 @@ pub enum BuildError {
     /// Writing the index failed.
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// The on-disk build's file could not be grown, mapped or written.
+    #[error("on-disk build: {0}")]
+    Io(std::io::Error),
     /// A bug: an internal invariant failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -138,15 +143,24 @@ pub struct Progress {
     pub n_trees: usize,
 }
 
-/// A built forest: its trees in tree order, with the options that made them.
-#[derive(Debug, Clone)]
+/// A built forest: its trees in tree order, the item codes they were built from, and the
+/// options that made them. Written out with [`Forest::write`].
 pub struct Forest {
     /// The trees, encoded.
     pub trees: Vec<EncodedTree>,
-    /// The [`SectionKind::ItemCodes`] section (empty for metrics without codes).
-    pub item_codes: Vec<u8>,
+    /// The item codes (stored in the file for metrics that keep them).
+    codes: codes::ItemCodes,
     /// The options they were built with.
     pub options: BuildOptions,
+}
+
+impl std::fmt::Debug for Forest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forest")
+            .field("trees", &self.trees.len())
+            .field("options", &self.options)
+            .finish()
+    }
 }
 
 /// The random stream of tree `t`: SplitMix64 expansion of a seed that mixes `seed` and `t`.
@@ -158,12 +172,35 @@ fn tree_rng(seed: u64, t: usize) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(mixed)
 }
 
-/// Builds `options.n_trees` trees over every item in `store`, calling `progress` after each.
-pub fn build_forest(
-    store: &VectorStore,
-    options: BuildOptions,
-    progress: &(dyn Fn(Progress) + Sync),
-) -> Result<Forest, BuildError> {
+/// The sections of an index of `metric`, in file order. The item codes come before the trees,
+/// so an on-disk build knows where they go before any tree exists.
+pub fn section_plan(metric: Metric) -> Vec<SectionKind> {
+    let mut plan = vec![SectionKind::Items];
+    if metric.stores_norms() {
+        plan.push(SectionKind::Norms);
+    }
+    plan.push(SectionKind::Present);
+    if metric.stores_codes() {
+        plan.push(SectionKind::ItemCodes);
+    }
+    plan.extend([
+        SectionKind::Trees,
+        SectionKind::Splits,
+        SectionKind::LeafOffsets,
+        SectionKind::LeafIds,
+    ]);
+    plan
+}
+
+/// Where the items section of a `metric` index starts (it is the first section, so its place
+/// depends only on the number of sections): on-disk builds put rows there from the start.
+pub fn items_offset(metric: Metric) -> u64 {
+    let plan = section_plan(metric);
+    copse_format::planned_offsets(&vec![0; plan.len()])[0]
+}
+
+/// Checks `options` against `store` before any work.
+fn check_options(options: &BuildOptions) -> Result<(), BuildError> {
     if options.n_trees == 0 {
         return Err(BuildError::ZeroTrees);
     }
@@ -175,14 +212,29 @@ pub fn build_forest(
     }
     // Fail early, on this thread, if COPSE_SIMD names an unusable level.
     copse_distance::Level::detect()?;
+    Ok(())
+}
+
+/// The worker pool for `threads` (0: one per core).
+fn pool(threads: usize) -> Result<rayon::ThreadPool, BuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| BuildError::Threads(e.to_string()))
+}
+
+/// Builds and encodes every tree on `pool`, handing each to `keep` (on the worker that built
+/// it) and returning what `keep` returned, in tree order.
+fn build_trees<T: Send>(
+    store: &VectorStore,
+    codes: &codes::ItemCodes,
+    options: &BuildOptions,
+    pool: &rayon::ThreadPool,
+    progress: &(dyn Fn(Progress) + Sync),
+    keep: &(dyn Fn(EncodedTree) -> Result<T, BuildError> + Sync),
+) -> Result<Vec<T>, BuildError> {
     let present = store.present_ids();
     let max_norm = store.norms().iter().copied().fold(0.0f32, f32::max);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.threads)
-        .build()
-        .map_err(|e| BuildError::Threads(e.to_string()))?;
-    // The build reads the item codes the file stores (see `codes`); hamming has none.
-    let codes = pool.install(|| codes::encode(store));
     let items = split::Items {
         metric: store.metric(),
         dims: store.dims(),
@@ -193,7 +245,7 @@ pub fn build_forest(
         max_norm,
     };
     let metric = store.metric();
-    let id_bits = copse_format::IndexInfo::id_bits_for(store.n_items() as u64);
+    let id_bits = IndexInfo::id_bits_for(store.n_items() as u64);
     let row_len = store.row_len();
     let stride = copse_format::split_stride(metric, row_len);
     let normal_len = if metric == Metric::Hamming {
@@ -202,30 +254,39 @@ pub fn build_forest(
         row_len
     };
     let done = AtomicUsize::new(0);
-    let trees = pool.install(|| {
+    pool.install(|| {
         (0..options.n_trees)
             .into_par_iter()
             .map(|t| {
                 let mut rng = tree_rng(options.seed, t);
                 let tree = tree::build_tree(&items, &present, options.leaf_capacity, &mut rng)?;
-                let encoded = tree.encode(stride, normal_len, id_bits);
+                let kept = keep(tree.encode(stride, normal_len, id_bits))?;
                 let trees_done = done.fetch_add(1, Ordering::Relaxed) + 1;
                 progress(Progress {
                     trees_done,
                     n_trees: options.n_trees,
                 });
-                Ok(encoded)
+                Ok(kept)
             })
-            .collect::<Result<Vec<EncodedTree>, BuildError>>()
-    })?;
-    let item_codes = if codes.stored() {
-        codes.as_bytes().to_vec()
-    } else {
-        Vec::new()
-    };
+            .collect()
+    })
+}
+
+/// Builds `options.n_trees` trees over every item in `store`, in memory, calling `progress`
+/// after each.
+pub fn build_forest(
+    store: &VectorStore,
+    options: BuildOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Forest, BuildError> {
+    check_options(&options)?;
+    let pool = pool(options.threads)?;
+    // The build reads the item codes the file stores (see `codes`); hamming has none.
+    let codes = pool.install(|| codes::encode(store))?;
+    let trees = build_trees(store, &codes, &options, &pool, progress, &Ok)?;
     Ok(Forest {
         trees,
-        item_codes,
+        codes,
         options,
     })
 }
@@ -233,108 +294,149 @@ pub fn build_forest(
 impl Forest {
     /// Exact length of the file [`Forest::write`] produces for `store`.
     pub fn encoded_len(&self, store: &VectorStore) -> u64 {
-        let metric = store.metric();
-        let element = metric.element().size() as u64;
-        let mut sections = vec![store.n_items() as u64 * store.row_len() as u64 * element];
-        if metric.stores_norms() {
-            sections.push(store.n_items() as u64 * 4);
-        }
-        sections.push(store.present_bitmap().len() as u64 * 8);
-        sections.push((self.trees.len() * size_of::<TreeEntry>()) as u64);
-        sections.push(self.trees.iter().map(|t| t.records.len() as u64).sum());
-        sections.push(
-            self.trees
-                .iter()
-                .map(|t| t.leaf_offsets.len() as u64 * 4)
-                .sum(),
-        );
-        sections.push(
-            self.trees
-                .iter()
-                .map(|t| t.packed_ids.len() as u64)
-                .sum::<u64>()
-                + 8,
-        );
-        if metric.stores_codes() {
-            sections.push(self.item_codes.len() as u64);
-        }
-        copse_format::IndexWriter::<std::io::Cursor<Vec<u8>>>::planned_len(&sections)
+        let trees: Vec<TreeParts<'_>> = self.trees.iter().map(EncodedTree::parts).collect();
+        copse_format::planned_len(&section_lengths(store, &trees))
     }
 
     /// Writes the index (items from `store`, trees from `self`) to `out` in copse format v1.
     pub fn write<W: Write + Seek>(&self, store: &VectorStore, out: W) -> Result<W, BuildError> {
-        let metric = store.metric();
-        let info = IndexInfo {
-            version: FORMAT_VERSION,
-            metric,
-            dims: store.dims(),
-            n_items: store.n_items() as u64,
-            n_present: store.n_present() as u64,
-            n_trees: self.trees.len(),
-            leaf_capacity: self.options.leaf_capacity,
-            seed: self.options.seed,
-        };
-        let f32_metric = metric != Metric::Hamming;
-        let n_sections =
-            6 + usize::from(metric.stores_norms()) + usize::from(metric.stores_codes());
-        let mut w = IndexWriter::new(out, info, n_sections)?;
-
-        if f32_metric {
-            w.write_section(
-                SectionKind::Items,
-                bytemuck::cast_slice(store.rows().as_slice()),
-            )?;
-        } else {
-            w.write_section(SectionKind::Items, bytemuck::cast_slice(store.words()))?;
-        }
-        if metric.stores_norms() {
-            w.write_section(SectionKind::Norms, bytemuck::cast_slice(store.norms()))?;
-        }
-        w.write_section(
-            SectionKind::Present,
-            bytemuck::cast_slice(store.present_bitmap()),
-        )?;
-
-        let mut entries = Vec::with_capacity(self.trees.len());
-        let (mut split_base, mut leaf_base, mut ids_base) = (0u64, 0u64, 0u64);
-        for tree in &self.trees {
-            entries.push(TreeEntry {
-                split_base,
-                n_splits: tree.n_splits,
-                leaf_base,
-                n_leaves: tree.leaf_offsets.len().saturating_sub(1) as u64,
-                ids_base,
-                n_ids: tree.n_ids,
-                root: tree.root,
-                reserved: 0,
-            });
-            split_base += tree.n_splits;
-            leaf_base += tree.leaf_offsets.len() as u64;
-            ids_base += tree.packed_ids.len() as u64;
-        }
-        w.write_section(SectionKind::Trees, bytemuck::cast_slice(&entries))?;
-        let mut section = w.section(SectionKind::Splits)?;
-        for tree in &self.trees {
-            section.write_all(&tree.records).map_err(FormatError::Io)?;
-        }
-        section.finish()?;
-        let mut section = w.section(SectionKind::LeafOffsets)?;
-        for tree in &self.trees {
-            section.write_pod(&tree.leaf_offsets)?;
-        }
-        section.finish()?;
-        let mut section = w.section(SectionKind::LeafIds)?;
-        for tree in &self.trees {
-            section
-                .write_all(&tree.packed_ids)
-                .map_err(FormatError::Io)?;
-        }
-        // Unpacking reads 8 bytes at a time: the padding keeps the last reads inside.
-        section.write_all(&[0u8; 8]).map_err(FormatError::Io)?;
-        section.finish()?;
-        if metric.stores_codes() {
-            w.write_section(SectionKind::ItemCodes, &self.item_codes)?;
-        }
-        Ok(w.finish()?)
+        let trees: Vec<TreeParts<'_>> = self.trees.iter().map(EncodedTree::parts).collect();
+        write_index(
+            out,
+            store,
+            &self.options,
+            &trees,
+            Placed::Write(store.row_bytes()),
+            Placed::Write(self.codes.as_bytes()),
+        )
     }
+}
+
+/// One tree's encoded parts, wherever they are kept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TreeParts<'a> {
+    pub root: copse_format::NodeRef,
+    pub n_splits: u64,
+    pub n_ids: u64,
+    pub records: &'a [u8],
+    pub leaf_offsets: &'a [u32],
+    pub packed_ids: &'a [u8],
+}
+
+/// A section's bytes: to be written, or already in the output at the offset given.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Placed<'a> {
+    Write(&'a [u8]),
+    InPlace(&'a [u8], u64),
+}
+
+/// Each section's length, in [`section_plan`] order.
+fn section_lengths(store: &VectorStore, trees: &[TreeParts<'_>]) -> Vec<u64> {
+    let metric = store.metric();
+    section_plan(metric)
+        .into_iter()
+        .map(|kind| match kind {
+            SectionKind::Items => store.row_bytes().len() as u64,
+            SectionKind::Norms => store.norms().len() as u64 * 4,
+            SectionKind::Present => store.present_bitmap().len() as u64 * 8,
+            SectionKind::ItemCodes => codes::encoded_len(store) as u64,
+            SectionKind::Trees => (trees.len() * size_of::<TreeEntry>()) as u64,
+            SectionKind::Splits => trees.iter().map(|t| t.records.len() as u64).sum(),
+            SectionKind::LeafOffsets => trees.iter().map(|t| t.leaf_offsets.len() as u64 * 4).sum(),
+            // Unpacking reads 8 bytes at a time: 8 bytes of padding keep the last reads inside.
+            SectionKind::LeafIds => {
+                trees.iter().map(|t| t.packed_ids.len() as u64).sum::<u64>() + 8
+            }
+            _ => 0,
+        })
+        .collect()
+}
+
+/// Writes a whole index to `out` in copse format v1, sections in [`section_plan`] order.
+pub(crate) fn write_index<W: Write + Seek>(
+    out: W,
+    store: &VectorStore,
+    options: &BuildOptions,
+    trees: &[TreeParts<'_>],
+    items: Placed<'_>,
+    codes: Placed<'_>,
+) -> Result<W, BuildError> {
+    let metric = store.metric();
+    let info = IndexInfo {
+        version: FORMAT_VERSION,
+        metric,
+        dims: store.dims(),
+        n_items: store.n_items() as u64,
+        n_present: store.n_present() as u64,
+        n_trees: trees.len(),
+        leaf_capacity: options.leaf_capacity,
+        seed: options.seed,
+    };
+    let plan = section_plan(metric);
+    let mut w = IndexWriter::new(out, info, plan.len())?;
+    let place = |w: &mut IndexWriter<W>, kind: SectionKind, bytes: Placed<'_>| match bytes {
+        Placed::Write(bytes) => w.write_section(kind, bytes),
+        Placed::InPlace(bytes, offset) => w.adopt_section(kind, bytes, offset),
+    };
+    for kind in plan {
+        match kind {
+            SectionKind::Items => place(&mut w, kind, items)?,
+            SectionKind::Norms => w.write_section(kind, bytemuck::cast_slice(store.norms()))?,
+            SectionKind::Present => {
+                w.write_section(kind, bytemuck::cast_slice(store.present_bitmap()))?
+            }
+            SectionKind::ItemCodes => place(&mut w, kind, codes)?,
+            SectionKind::Trees => {
+                let mut entries = Vec::with_capacity(trees.len());
+                let (mut split_base, mut leaf_base, mut ids_base) = (0u64, 0u64, 0u64);
+                for tree in trees {
+                    entries.push(TreeEntry {
+                        split_base,
+                        n_splits: tree.n_splits,
+                        leaf_base,
+                        n_leaves: tree.leaf_offsets.len().saturating_sub(1) as u64,
+                        ids_base,
+                        n_ids: tree.n_ids,
+                        root: tree.root,
+                        reserved: 0,
+                    });
+                    split_base += tree.n_splits;
+                    leaf_base += tree.leaf_offsets.len() as u64;
+                    ids_base += tree.packed_ids.len() as u64;
+                }
+                w.write_section(kind, bytemuck::cast_slice(&entries))?;
+            }
+            SectionKind::Splits => {
+                let mut section = w.section(kind)?;
+                for tree in trees {
+                    section.write_all(tree.records).map_err(FormatError::Io)?;
+                }
+                section.finish()?;
+            }
+            SectionKind::LeafOffsets => {
+                let mut section = w.section(kind)?;
+                for tree in trees {
+                    section.write_pod(tree.leaf_offsets)?;
+                }
+                section.finish()?;
+            }
+            SectionKind::LeafIds => {
+                let mut section = w.section(kind)?;
+                for tree in trees {
+                    section
+                        .write_all(tree.packed_ids)
+                        .map_err(FormatError::Io)?;
+                }
+                section.write_all(&[0u8; 8]).map_err(FormatError::Io)?;
+                section.finish()?;
+            }
+            other => {
+                return Err(BuildError::Internal(format!(
+                    "no writer for section {}",
+                    other.name()
+                )));
+            }
+        }
+    }
+    Ok(w.finish()?)
 }

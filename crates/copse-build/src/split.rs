@@ -67,7 +67,8 @@ pub(crate) struct Split {
 struct Candidate {
     node: SplitNode,
     quantized: Vec<i8>,
-    /// `quantized`, zero-padded to the build codes' row length.
+    /// `quantized` laid out like a whole code record: zeros over the record's header, then
+    /// the normal, then zeros to the record's end (see [`SidesOp`]).
     padded: Vec<i8>,
     extra: f32,
 }
@@ -314,9 +315,9 @@ fn finish_hyperplane(items: &Items<'_>, scratch: &Scratch) -> Candidate {
     normalize(&mut normal);
     let extra = normal.get(d).copied().unwrap_or(0.0);
     let (quantized, scale) = quantize(&normal[..d]);
-    // Zero-padded to the build codes' row length, so margins run in whole steps.
-    let mut padded = quantized.clone();
-    padded.resize(items.codes.padded_len(), 0);
+    let mut padded = vec![0i8; items.codes.stride() - items.codes.padded_len()];
+    padded.extend_from_slice(&quantized);
+    padded.resize(items.codes.stride(), 0);
     let offset = match items.metric {
         Metric::Euclidean | Metric::Manhattan => {
             let mut a = 0.0f64;
@@ -383,7 +384,9 @@ fn normalize(v: &mut [f32]) {
 /// A margin of exactly zero picks a side at random, as in Annoy.
 struct SidesOp<'a, 'i> {
     items: &'a Items<'i>,
-    /// The quantized normal, padded to the codes' row length.
+    /// The quantized normal laid out like a code record, zeros over the header: the margin
+    /// then runs over whole records (64 bytes for 50 dimensions: two 32-byte steps, no
+    /// tail), and the header's bytes meet zeros.
     normal: &'a [i8],
     normal_scale: f32,
     /// Added to every margin (euclidean and manhattan).
@@ -408,16 +411,16 @@ impl WithKernels for SidesOp<'_, '_> {
             if let Some(&ahead) = self.ids.get(i + MARGIN_PREFETCH) {
                 codes.prefetch(ahead);
             }
-            let (row, scale) =
+            let (record, scale) =
                 codes
-                    .row(id)
+                    .record_and_scale(id)
                     .ok_or(copse_distance::DistanceError::RowOutOfRange {
                         id,
                         rows: self.ids.len(),
                     })?;
             // Both sides quantized: an exact integer dot product, scaled once.
             let mut margin =
-                self.normal_scale * scale * k.dot_i8_i8(self.normal, row) as f32 + self.offset;
+                self.normal_scale * scale * k.dot_i8_i8(self.normal, record) as f32 + self.offset;
             if dot {
                 margin += self.extra * self.items.extra(id);
             }
@@ -559,10 +562,9 @@ impl<'a, 'i> TwoMeans<'a, 'i> {
             let (di, dj) = (k.l1(&p[..d], x), k.l1(&q[..d], x));
             (di, dj, 1.0, 1.0, 0.0, [0.0; 2])
         } else {
-            let px =
-                scale * k.dot_i8(&p[..stride], codes) + p.get(stride).map_or(0.0, |e| e * extra);
-            let qx =
-                scale * k.dot_i8(&q[..stride], codes) + q.get(stride).map_or(0.0, |e| e * extra);
+            let [pc, qc] = k.dot2_i8(&p[..stride], &q[..stride], codes);
+            let px = scale * pc + p.get(stride).map_or(0.0, |e| e * extra);
+            let qx = scale * qc + q.get(stride).map_or(0.0, |e| e * extra);
             let x2 = items.codes.squared_norm(id) + extra * extra;
             if cosine {
                 // Annoy's cosine distance `2 - 2 cos` (dot: in the transformed space).

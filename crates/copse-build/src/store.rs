@@ -1,27 +1,116 @@
 //! The vectors added before a build: rows indexed by item id, a bitmap of which ids were added,
 //! and (for angular and dot) each item's norm. Ids never added are holes: zero rows, bit clear.
+//!
+//! Rows live in memory, or (for on-disk builds, Annoy's `on_disk_build`) in a file mapping at
+//! the offset where the finished index will hold its items section, so the build never copies
+//! the vector data and never holds it in anonymous memory.
+
+use std::fs::File;
 
 use copse_distance::Rows;
 use copse_format::{Element, Metric};
 
 use crate::BuildError;
 
-/// Item vectors in memory, by id.
-#[derive(Debug, Clone)]
+/// Item vectors by id, in memory or in a file.
+#[derive(Debug)]
 pub struct VectorStore {
     metric: Metric,
     dims: usize,
     row_len: usize,
-    /// f32 rows (f32 metrics), `n_items * row_len`.
-    floats: Vec<f32>,
-    /// Packed rows (hamming), `n_items * row_len`.
-    words: Vec<u64>,
+    /// The rows, `n_items * row_len` elements (f32, or u64 words for hamming).
+    rows: RowBuffer,
     /// Norm of each row (angular and dot), `n_items`.
     norms: Vec<f32>,
     /// Bit `id` set if `id` was added.
     present: Vec<u64>,
     n_items: usize,
     n_present: usize,
+}
+
+/// Where the rows live. Both forms are 8-byte aligned, so f32 and u64 rows cast in place.
+#[derive(Debug)]
+enum RowBuffer {
+    Memory(Vec<u64>),
+    File(FileRows),
+}
+
+/// Rows in a shared, writable mapping of `file` from byte `offset`, grown by doubling.
+#[derive(Debug)]
+struct FileRows {
+    file: File,
+    offset: u64,
+    /// `None` until the first row arrives (an empty mapping is an error on Linux).
+    map: Option<memmap2::MmapMut>,
+}
+
+/// The smallest file mapping worth creating for rows.
+const MIN_FILE_ROWS: usize = 1 << 20;
+
+impl RowBuffer {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            RowBuffer::Memory(words) => bytemuck::cast_slice(words),
+            RowBuffer::File(rows) => rows.map.as_deref().unwrap_or(&[]),
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            RowBuffer::Memory(words) => bytemuck::cast_slice_mut(words),
+            RowBuffer::File(rows) => rows.map.as_deref_mut().unwrap_or(&mut []),
+        }
+    }
+
+    /// Makes the first `len` bytes available, zero where new.
+    fn grow(&mut self, len: usize) -> std::io::Result<()> {
+        match self {
+            RowBuffer::Memory(words) => {
+                let want = len.div_ceil(8);
+                if want > words.len() {
+                    words
+                        .try_reserve(want - words.len())
+                        .map_err(|_| std::io::ErrorKind::OutOfMemory)?;
+                    words.resize(want, 0);
+                }
+                Ok(())
+            }
+            RowBuffer::File(rows) => {
+                let mapped = rows.map.as_ref().map_or(0, |m| m.len());
+                if len <= mapped {
+                    return Ok(());
+                }
+                let capacity = len.max(mapped.saturating_mul(2)).max(MIN_FILE_ROWS);
+                rows.remap(capacity)
+            }
+        }
+    }
+}
+
+impl FileRows {
+    /// Maps `capacity` bytes of rows, extending the file (with zeros) to hold them.
+    fn remap(&mut self, capacity: usize) -> std::io::Result<()> {
+        if let Some(map) = &self.map {
+            map.flush_async()?;
+        }
+        self.map = None;
+        let end = self.offset + capacity as u64;
+        if self.file.metadata()?.len() < end {
+            self.file.set_len(end)?;
+        }
+        // SAFETY: the file is the builder's own temporary file (created by `on_disk`, never
+        // handed out), and no other mapping of this range is alive: the previous one was
+        // dropped above. Another process could still truncate the file by name, which no
+        // file mapping can guard against (it would fault, as with any mmap).
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(self.offset)
+                .len(capacity)
+                .map_mut(&self.file)?
+        };
+        self.map = Some(map);
+        Ok(())
+    }
 }
 
 impl VectorStore {
@@ -37,13 +126,74 @@ impl VectorStore {
             metric,
             dims,
             row_len: metric.row_len(dims),
-            floats: Vec::new(),
-            words: Vec::new(),
+            rows: RowBuffer::Memory(Vec::new()),
             norms: Vec::new(),
             present: Vec::new(),
             n_items: 0,
             n_present: 0,
         })
+    }
+
+    /// Moves the rows into `file` from byte `offset` on (where the finished index's items
+    /// section will start), keeping every item added so far. Rows added later go to the file.
+    pub fn move_to_file(&mut self, file: File, offset: u64) -> Result<(), BuildError> {
+        let len = self.rows_len();
+        let mut rows = RowBuffer::File(FileRows {
+            file,
+            offset,
+            map: None,
+        });
+        if len > 0 {
+            rows.grow(len).map_err(BuildError::Io)?;
+            rows.bytes_mut()[..len].copy_from_slice(&self.rows.bytes()[..len]);
+        }
+        self.rows = rows;
+        Ok(())
+    }
+
+    /// True if the rows live in a file.
+    pub fn is_on_disk(&self) -> bool {
+        matches!(self.rows, RowBuffer::File(_))
+    }
+
+    /// The file the rows live in, if any.
+    pub fn file(&self) -> Option<&File> {
+        match &self.rows {
+            RowBuffer::File(rows) => Some(&rows.file),
+            RowBuffer::Memory(_) => None,
+        }
+    }
+
+    /// Shrinks a file mapping of the rows to exactly the items section (the mapping grows by
+    /// doubling), so what follows the rows in the file can be mapped on its own.
+    pub(crate) fn fit_rows_to_items(&mut self) -> Result<(), BuildError> {
+        let len = self.rows_len();
+        if let RowBuffer::File(rows) = &mut self.rows {
+            if len == 0 {
+                rows.map = None;
+            } else if rows.map.as_ref().map_or(0, |m| m.len()) != len {
+                rows.remap(len).map_err(BuildError::Io)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the rows are written to the file (no-op in memory).
+    pub fn flush(&self) -> Result<(), BuildError> {
+        if let RowBuffer::File(FileRows { map: Some(map), .. }) = &self.rows {
+            map.flush().map_err(BuildError::Io)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of row data: `n_items * row_len` elements.
+    fn rows_len(&self) -> usize {
+        self.n_items * self.row_len * self.metric.element().size()
+    }
+
+    /// The rows as bytes, exactly `n_items * row_len` elements: the items section.
+    pub fn row_bytes(&self) -> &[u8] {
+        self.rows.bytes().get(..self.rows_len()).unwrap_or(&[])
     }
 
     /// The metric the store was made for.
@@ -92,8 +242,8 @@ impl VectorStore {
         match self.metric.element() {
             Element::F32 => {
                 self.grow(id)?;
-                let row = id as usize * self.row_len;
-                self.floats[row..row + self.row_len].copy_from_slice(vector);
+                let (row, len) = (id as usize * self.row_len, self.row_len);
+                self.floats_mut()[row..row + len].copy_from_slice(vector);
                 if self.metric.stores_norms() {
                     let norm = f64::from(copse_distance::norm_squared(vector).unwrap_or(0.0));
                     // f32 overflow of the squared norm (|v| near 1e19) is reported, not stored.
@@ -111,8 +261,8 @@ impl VectorStore {
                     }
                 }
                 self.grow(id)?;
-                let row = id as usize * self.row_len;
-                self.words[row..row + self.row_len].copy_from_slice(&words);
+                let (row, len) = (id as usize * self.row_len, self.row_len);
+                self.words_mut()[row..row + len].copy_from_slice(&words);
             }
         }
         self.mark_present(id);
@@ -139,8 +289,8 @@ impl VectorStore {
             });
         }
         self.grow(id)?;
-        let row = id as usize * self.row_len;
-        self.words[row..row + self.row_len].copy_from_slice(words);
+        let (row, len) = (id as usize * self.row_len, self.row_len);
+        self.words_mut()[row..row + len].copy_from_slice(words);
         self.mark_present(id);
         Ok(())
     }
@@ -161,22 +311,15 @@ impl VectorStore {
             return Ok(());
         }
         let too_large = || BuildError::OutOfMemory { id };
-        let cells = n.checked_mul(self.row_len).ok_or_else(too_large)?;
+        let bytes = n
+            .checked_mul(self.row_len)
+            .and_then(|cells| cells.checked_mul(self.metric.element().size()))
+            .ok_or_else(too_large)?;
+        self.rows.grow(bytes).map_err(|e| match e.kind() {
+            std::io::ErrorKind::OutOfMemory => too_large(),
+            _ => BuildError::Io(e),
+        })?;
         let oom = |_| too_large();
-        match self.metric.element() {
-            Element::F32 => {
-                self.floats
-                    .try_reserve(cells - self.floats.len())
-                    .map_err(oom)?;
-                self.floats.resize(cells, 0.0);
-            }
-            Element::Bits => {
-                self.words
-                    .try_reserve(cells - self.words.len())
-                    .map_err(oom)?;
-                self.words.resize(cells, 0);
-            }
-        }
         if self.metric.stores_norms() {
             self.norms.try_reserve(n - self.norms.len()).map_err(oom)?;
             self.norms.resize(n, 0.0);
@@ -190,14 +333,31 @@ impl VectorStore {
         Ok(())
     }
 
+    fn floats_mut(&mut self) -> &mut [f32] {
+        let len = self.rows_len();
+        bytemuck::try_cast_slice_mut(&mut self.rows.bytes_mut()[..len]).unwrap_or(&mut [])
+    }
+
+    fn words_mut(&mut self) -> &mut [u64] {
+        let len = self.rows_len();
+        bytemuck::try_cast_slice_mut(&mut self.rows.bytes_mut()[..len]).unwrap_or(&mut [])
+    }
+
     /// The f32 rows (empty for hamming).
     pub fn rows(&self) -> Rows<'_> {
-        Rows::new(&self.floats, self.row_len).unwrap_or(Rows::empty(self.row_len))
+        let floats: &[f32] = match self.metric.element() {
+            Element::F32 => bytemuck::try_cast_slice(self.row_bytes()).unwrap_or(&[]),
+            Element::Bits => &[],
+        };
+        Rows::new(floats, self.row_len).unwrap_or(Rows::empty(self.row_len))
     }
 
     /// The packed rows (empty for f32 metrics).
     pub fn words(&self) -> &[u64] {
-        &self.words
+        match self.metric.element() {
+            Element::Bits => bytemuck::try_cast_slice(self.row_bytes()).unwrap_or(&[]),
+            Element::F32 => &[],
+        }
     }
 
     /// Words per hamming row, or floats per f32 row.
@@ -236,6 +396,6 @@ impl VectorStore {
     /// The packed row of `id`, if in range.
     pub fn bits(&self, id: u32) -> Option<&[u64]> {
         let start = (id as usize).checked_mul(self.row_len)?;
-        self.words.get(start..start + self.row_len)
+        self.words().get(start..start + self.row_len)
     }
 }

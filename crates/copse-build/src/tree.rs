@@ -108,6 +108,20 @@ pub struct EncodedTree {
     pub packed_ids: Vec<u8>,
 }
 
+impl EncodedTree {
+    /// The parts as the writer takes them.
+    pub(crate) fn parts(&self) -> crate::TreeParts<'_> {
+        crate::TreeParts {
+            root: self.root,
+            n_splits: self.n_splits,
+            n_ids: self.n_ids,
+            records: &self.records,
+            leaf_offsets: &self.leaf_offsets,
+            packed_ids: &self.packed_ids,
+        }
+    }
+}
+
 impl Tree {
     /// Encodes the tree for the file: split records of `stride` bytes (`row_len` i8 normal
     /// values each) and ids packed `id_bits` bits each.

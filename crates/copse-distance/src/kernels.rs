@@ -72,6 +72,12 @@ pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::To
         self.dot_i8_impl(q, v)
     }
 
+    /// `[dot_i8(p, v), dot_i8(q, v)]`, reading `v` once; bit-identical to the two calls.
+    #[inline(always)]
+    fn dot2_i8(self, p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
+        self.dot2_i8_impl(p, q, v)
+    }
+
     /// `sum(a[i] * b[i])` of two i8 vectors, exact, over the common prefix.
     #[inline(always)]
     fn dot_i8_i8(self, a: &[i8], b: &[i8]) -> i32 {
@@ -246,6 +252,11 @@ pub(crate) mod private {
         #[inline(always)]
         fn dot_i8_impl(self, q: &[f32], v: &[i8]) -> f32 {
             crate::int8::dot_i8_portable(q, v)
+        }
+        /// Two i8 dot products sharing `v`; levels with a fused kernel override it.
+        #[inline(always)]
+        fn dot2_i8_impl(self, p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
+            [self.dot_i8_impl(p, v), self.dot_i8_impl(q, v)]
         }
         /// Exact i8 dot product; levels with byte multiply-add override it.
         #[inline(always)]

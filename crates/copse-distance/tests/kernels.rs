@@ -618,7 +618,17 @@ impl WithKernels for Int8Op<'_> {
     #[inline(always)]
     fn run<K: Kernels>(self, k: K) -> (f32, i32) {
         k.scale_add_i8(self.c, 0.75, -0.5, self.a);
-        (k.dot_i8(self.q, self.a), k.dot_i8_i8(self.a, self.b))
+        let single = k.dot_i8(self.q, self.a);
+        // The fused pair is bit-identical to single calls (the builder relies on it).
+        let reversed: Vec<f32> = self.q.iter().rev().copied().collect();
+        let pair = k.dot2_i8(self.q, &reversed, self.a);
+        assert_eq!(pair[0].to_bits(), single.to_bits(), "dot2_i8 first");
+        assert_eq!(
+            pair[1].to_bits(),
+            k.dot_i8(&reversed, self.a).to_bits(),
+            "dot2_i8 second"
+        );
+        (single, k.dot_i8_i8(self.a, self.b))
     }
 }
 

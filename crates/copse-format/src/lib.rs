@@ -32,4 +32,4 @@ pub use layout::{
 };
 pub use metric::{Element, Metric};
 pub use reader::{IndexFile, ItemCodes, ItemRows, LeafIds, LeafIdsIter, View};
-pub use writer::{IndexWriter, SectionWriter};
+pub use writer::{IndexWriter, SectionWriter, planned_len, planned_offsets};

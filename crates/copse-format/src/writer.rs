@@ -40,14 +40,41 @@ impl<W: Write + Seek> IndexWriter<W> {
         })
     }
 
-    /// The length of a file whose sections have `lengths`, in writing order: the header and
-    /// table, then each section at the next 64-byte boundary.
-    pub fn planned_len(lengths: &[u64]) -> u64 {
-        let mut pos = (size_of::<Header>() + lengths.len() * size_of::<SectionEntry>()) as u64;
-        for &len in lengths {
-            pos = pos.next_multiple_of(SECTION_ALIGN) + len;
+    /// Records the next section without writing it: `bytes` are already in the output at
+    /// `offset` (put there through a mapping of the same file, at the place
+    /// [`planned_offsets`] gave). Hashes `bytes`, then moves the output past them. Only the
+    /// padding before the section is written. An `offset` other than the section's is an
+    /// error.
+    pub fn adopt_section(
+        &mut self,
+        kind: SectionKind,
+        bytes: &[u8],
+        offset: u64,
+    ) -> Result<(), FormatError> {
+        let section = self.section(kind)?;
+        if section.offset != offset {
+            return Err(FormatError::BadHeader(format!(
+                "section {} is in place at byte {offset}, but belongs at byte {}",
+                kind.name(),
+                section.offset
+            )));
         }
-        pos
+        let mut hasher = Xxh3::new();
+        hasher.update(bytes);
+        let len = bytes.len() as u64;
+        let (offset, parent) = (section.offset, section.parent);
+        parent
+            .out
+            .seek(SeekFrom::Start(parent.start + offset + len))?;
+        parent.table.push(SectionEntry {
+            kind: kind.code(),
+            flags: 0,
+            offset,
+            len,
+            checksum: hasher.digest(),
+        });
+        parent.pos = offset + len;
+        Ok(())
     }
 
     /// Starts the next section; write its bytes into the returned writer and call
@@ -96,6 +123,31 @@ impl<W: Write + Seek> IndexWriter<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// The length of a file whose sections have `lengths`, in writing order: the header and
+/// table, then each section at the next 64-byte boundary.
+pub fn planned_len(lengths: &[u64]) -> u64 {
+    let mut pos = (size_of::<Header>() + lengths.len() * size_of::<SectionEntry>()) as u64;
+    for &len in lengths {
+        pos = pos.next_multiple_of(SECTION_ALIGN) + len;
+    }
+    pos
+}
+
+/// Where each section starts, in writing order, for sections of `lengths`: what
+/// [`IndexWriter::section`] will use. A builder uses it to put a section's bytes in place
+/// before writing the file (see [`IndexWriter::adopt_section`]).
+pub fn planned_offsets(lengths: &[u64]) -> Vec<u64> {
+    let mut pos = (size_of::<Header>() + lengths.len() * size_of::<SectionEntry>()) as u64;
+    lengths
+        .iter()
+        .map(|&len| {
+            let start = pos.next_multiple_of(SECTION_ALIGN);
+            pos = start + len;
+            start
+        })
+        .collect()
 }
 
 /// Bytes of header plus a table of `n_sections` entries.

@@ -1,6 +1,7 @@
 //! [`IndexBuilder`]: collect items, then build a forest into an [`Index`].
 
 use std::io::Cursor;
+use std::path::{Path, PathBuf};
 
 use copse_build::{BuildOptions, Progress, VectorStore};
 use copse_format::Metric;
@@ -19,6 +20,27 @@ pub struct IndexBuilder {
     leaf_capacity: usize,
     built: bool,
     progress: Option<ProgressFn>,
+    on_disk: Option<OnDisk>,
+}
+
+/// An on-disk build's destination and the temporary file beside it that holds the rows until
+/// the build renames it into place.
+struct OnDisk {
+    path: PathBuf,
+    /// The temporary file (deleted if the builder is dropped first); `None` once a build has
+    /// renamed it to `path`. Rows then stay in the built file until the builder needs to
+    /// change them, when they move to a fresh temporary file, so a saved index is never
+    /// modified.
+    temp: Option<tempfile::TempPath>,
+}
+
+impl OnDisk {
+    fn dir(&self) -> &Path {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        }
+    }
 }
 
 impl std::fmt::Debug for IndexBuilder {
@@ -30,6 +52,7 @@ impl std::fmt::Debug for IndexBuilder {
             .field("seed", &self.seed)
             .field("leaf_capacity", &self.leaf_capacity)
             .field("built", &self.built)
+            .field("on_disk", &self.on_disk.as_ref().map(|d| &d.path))
             .finish()
     }
 }
@@ -43,7 +66,48 @@ impl IndexBuilder {
             leaf_capacity: copse_build::DEFAULT_LEAF_CAPACITY,
             built: false,
             progress: None,
+            on_disk: None,
         })
+    }
+
+    /// Builds in the file at `path` instead of in memory (Annoy's `on_disk_build`): item
+    /// vectors go to a temporary file beside `path` as they are added, the build completes the
+    /// index in that file and renames it to `path`, and the built [`Index`] maps it. Memory then
+    /// holds a few bytes per item, not the vectors. Items added before the call are moved to
+    /// the file. Until the build succeeds, an existing file at `path` is left as it was.
+    pub fn on_disk_build(&mut self, path: impl AsRef<Path>) -> Result<(), Error> {
+        if self.built {
+            return Err(Error::AlreadyBuilt);
+        }
+        let on_disk = OnDisk {
+            path: path.as_ref().to_path_buf(),
+            temp: None,
+        };
+        self.on_disk = Some(on_disk);
+        self.detach_from_built_file()
+    }
+
+    /// True if this builder builds in a file ([`IndexBuilder::on_disk_build`]).
+    pub fn is_on_disk(&self) -> bool {
+        self.on_disk.is_some()
+    }
+
+    /// Before rows change in an on-disk build: if they live in a built (renamed) file, moves
+    /// them to a fresh temporary file beside it.
+    fn detach_from_built_file(&mut self) -> Result<(), Error> {
+        let Some(on_disk) = &mut self.on_disk else {
+            return Ok(());
+        };
+        if on_disk.temp.is_some() {
+            return Ok(());
+        }
+        let dir = on_disk.dir().to_path_buf();
+        let temp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
+        let (file, temp_path) = temp.into_parts();
+        self.store
+            .move_to_file(file, copse_build::items_offset(self.store.metric()))?;
+        on_disk.temp = Some(temp_path);
+        Ok(())
     }
 
     /// Sets the seed: the same seed and items give a byte-identical index, whatever the thread
@@ -80,6 +144,7 @@ impl IndexBuilder {
         if self.built {
             return Err(Error::AlreadyBuilt);
         }
+        self.detach_from_built_file()?;
         Ok(self.store.add(id, vector)?)
     }
 
@@ -88,6 +153,7 @@ impl IndexBuilder {
         if self.built {
             return Err(Error::AlreadyBuilt);
         }
+        self.detach_from_built_file()?;
         Ok(self.store.add_bits(id, words)?)
     }
 
@@ -147,16 +213,60 @@ impl IndexBuilder {
             seed: self.seed,
             leaf_capacity: self.leaf_capacity,
         };
-        let forest = match &self.progress {
-            Some(f) => copse_build::build_forest(&self.store, options, f.as_ref())?,
-            None => copse_build::build_forest(&self.store, options, &|_| {})?,
+        if self.on_disk.is_some() {
+            self.detach_from_built_file()?;
+            // Out of `self` while the build borrows `self` mutably; put back whatever happens.
+            let callback = self.progress.take();
+            let progress: &(dyn Fn(Progress) + Sync) = match &callback {
+                Some(f) => f.as_ref(),
+                None => &|_| {},
+            };
+            let built = self.build_on_disk(options, progress);
+            self.progress = callback;
+            return built;
+        }
+        let progress: &(dyn Fn(Progress) + Sync) = match &self.progress {
+            Some(f) => f.as_ref(),
+            None => &|_| {},
         };
+        let forest = copse_build::build_forest(&self.store, options, progress)?;
         // Written straight into the memory the index will live in.
         let len = usize::try_from(forest.encoded_len(&self.store))
             .map_err(|_| Error::Build(copse_build::BuildError::TooLarge("index".into())))?;
         let mut buffer = crate::storage::Storage::anonymous(len)?;
         forest.write(&self.store, Cursor::new(&mut buffer[..]))?;
         let index = Index::open(crate::storage::Storage::seal(buffer)?)?;
+        self.built = true;
+        Ok(index)
+    }
+
+    fn build_on_disk(
+        &mut self,
+        options: BuildOptions,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<Index, Error> {
+        let on_disk = self
+            .on_disk
+            .as_mut()
+            .ok_or_else(|| Error::Build(copse_build::BuildError::Internal("not on disk".into())))?;
+        let dir = on_disk.dir().to_path_buf();
+        copse_build::build_on_disk(&mut self.store, options, progress, &dir)?;
+        let temp = on_disk
+            .temp
+            .take()
+            .ok_or_else(|| Error::Build(copse_build::BuildError::Internal("no file".into())))?;
+        let path = on_disk.path.clone();
+        if let Err(e) = temp.persist(&path) {
+            let error = Error::io(&path, e.error);
+            on_disk.temp = Some(e.path);
+            return Err(error);
+        }
+        // The rename is durable once the directory is synced; failing to sync it (some
+        // filesystems refuse) loses nothing that was written.
+        if let Ok(dir) = std::fs::File::open(&dir) {
+            let _ = dir.sync_all();
+        }
+        let index = Index::load(&path)?;
         self.built = true;
         Ok(index)
     }

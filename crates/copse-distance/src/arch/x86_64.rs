@@ -31,6 +31,11 @@ impl Token for Avx2 {
         unsafe { crate::int8::dot_i8_avx2(q, v) }
     }
     #[inline(always)]
+    fn dot2_i8_impl(self, p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
+        // SAFETY: x86-64-v3 includes AVX2 and FMA.
+        unsafe { crate::int8::dot2_i8_avx2(p, q, v) }
+    }
+    #[inline(always)]
     fn scale_add_i8_impl(self, c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
         // SAFETY: x86-64-v3 includes AVX2 and FMA.
         unsafe { crate::int8::scale_add_i8_avx2(c, keep, add, v) }
@@ -82,6 +87,11 @@ impl Token for Avx512 {
     fn dot_i8_impl(self, q: &[f32], v: &[i8]) -> f32 {
         // SAFETY: x86-64-v4 includes AVX2 and FMA.
         unsafe { crate::int8::dot_i8_avx2(q, v) }
+    }
+    #[inline(always)]
+    fn dot2_i8_impl(self, p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
+        // SAFETY: x86-64-v4 includes AVX2 and FMA.
+        unsafe { crate::int8::dot2_i8_avx2(p, q, v) }
     }
     #[inline(always)]
     fn scale_add_i8_impl(self, c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
