@@ -61,6 +61,11 @@ pub struct QueryArgs {
 
 /// Opens the index at `path`, with errors that name it.
 pub fn open_index(path: &Path, populate: bool) -> Result<Index> {
+    ensure!(
+        !path.is_dir(),
+        "{}: is a directory, not an index",
+        path.display()
+    );
     Index::load_with(path, &LoadOptions::new().populate(populate))
         .map_err(|e| anyhow!("{}", index_error(path, &e)))
 }

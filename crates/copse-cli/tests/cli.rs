@@ -1,0 +1,1320 @@
+//! End-to-end tests of the `copse` binary: every subcommand and every bad-input error, checked
+//! against independent oracles (brute-force neighbours over the input, files written and read
+//! with the `npyz` crate, byte-identical indexes from equivalent inputs).
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+use tempfile::TempDir;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn copse() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_copse"));
+    cmd.env_remove("COPSE_SIMD");
+    cmd
+}
+
+/// Runs `cmd`, expecting success; returns stdout.
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run copse");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "copse failed ({:?}): {stderr}",
+        out.status.code()
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Runs `cmd`, expecting exit status `code` and exactly one line on stderr, `copse: error: ...`,
+/// containing every one of `needles`; nothing on stdout. Returns the line.
+fn fails(cmd: &mut Command, code: i32, needles: &[&str]) -> String {
+    let out = cmd.output().expect("run copse");
+    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}; stderr: {stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line on stderr, got: {stderr:?}"
+    );
+    let line = lines[0];
+    assert!(line.starts_with("copse: error: "), "{line}");
+    assert!(!line.contains("panicked"), "{line}");
+    for needle in needles {
+        assert!(
+            line.contains(needle),
+            "{line:?} does not mention {needle:?}"
+        );
+    }
+    line.to_owned()
+}
+
+/// A seeded stream of numbers (SplitMix64), so tests need no random-number crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    fn value(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// `rows * dims` values in [-1, 1), row-major.
+fn random_data(seed: u64, rows: usize, dims: usize) -> Vec<f32> {
+    let mut rng = Rng(seed);
+    (0..rows * dims).map(|_| rng.value()).collect()
+}
+
+fn path(dir: &TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
+
+fn write_npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
+    path: &Path,
+    data: &[T],
+    shape: &[u64],
+    fortran: bool,
+) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let order = if fortran {
+        npyz::Order::Fortran
+    } else {
+        npyz::Order::C
+    };
+    let mut values = data.to_vec();
+    if fortran && shape.len() == 2 {
+        let (rows, cols) = (shape[0] as usize, shape[1] as usize);
+        values = (0..cols)
+            .flat_map(|j| (0..rows).map(move |i| (i, j)))
+            .map(|(i, j)| data[i * cols + j])
+            .collect();
+    }
+    use npyz::WriterBuilder;
+    let mut writer = npyz::WriteOptions::<T>::new()
+        .default_dtype()
+        .shape(shape)
+        .order(order)
+        .writer(&mut file)
+        .begin_nd()
+        .unwrap();
+    writer.extend(values).unwrap();
+    writer.finish().unwrap();
+}
+
+fn read_npy<T: npyz::Deserialize>(path: &Path) -> (Vec<u64>, Vec<T>) {
+    let bytes = std::fs::read(path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(npy.order(), npyz::Order::C);
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec::<T>().unwrap())
+}
+
+fn write_vecs(path: &Path, rows: usize, dims: usize, element: impl Fn(usize) -> Vec<u8>) {
+    let mut bytes = Vec::new();
+    for i in 0..rows {
+        bytes.extend((dims as i32).to_le_bytes());
+        for j in 0..dims {
+            bytes.extend(element(i * dims + j));
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn write_fvecs(path: &Path, data: &[f32], dims: usize) {
+    write_vecs(path, data.len() / dims, dims, |at| {
+        data[at].to_le_bytes().to_vec()
+    });
+}
+
+/// Word-vector text: `word_i x y z ...`, numbers in Rust's shortest round-trip form so they
+/// parse back to the same f32.
+fn write_text(path: &Path, words: &[String], data: &[f32], dims: usize, word2vec: bool) {
+    let mut text = String::new();
+    if word2vec {
+        text.push_str(&format!("{} {dims}\n", words.len()));
+    }
+    for (word, row) in words.iter().zip(data.chunks(dims)) {
+        text.push_str(word);
+        for x in row {
+            text.push_str(&format!(" {x}"));
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn words(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("word{i}")).collect()
+}
+
+/// Annoy's distances, in f64.
+fn distance(metric: &str, a: &[f32], b: &[f32]) -> f64 {
+    let pairs = a.iter().zip(b).map(|(&x, &y)| (f64::from(x), f64::from(y)));
+    match metric {
+        "angular" => {
+            let (mut dot, mut na, mut nb) = (0.0, 0.0, 0.0);
+            for (x, y) in pairs {
+                dot += x * y;
+                na += x * x;
+                nb += y * y;
+            }
+            (2.0 - 2.0 * dot / (na.sqrt() * nb.sqrt())).max(0.0).sqrt()
+        }
+        "euclidean" => pairs.map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt(),
+        "manhattan" => pairs.map(|(x, y)| (x - y).abs()).sum(),
+        "dot" => pairs.map(|(x, y)| x * y).sum(),
+        "hamming" => pairs.filter(|&(x, y)| (x > 0.5) != (y > 0.5)).count() as f64,
+        other => panic!("unknown metric {other}"),
+    }
+}
+
+/// Every item's distance to `query`, best first (largest first for dot).
+fn brute_force(metric: &str, data: &[f32], dims: usize, query: &[f32]) -> Vec<(u32, f64)> {
+    let mut all: Vec<(u32, f64)> = data
+        .chunks(dims)
+        .enumerate()
+        .map(|(i, row)| (i as u32, distance(metric, row, query)))
+        .collect();
+    all.sort_by(|a, b| a.1.total_cmp(&b.1));
+    if metric == "dot" {
+        all.reverse();
+    }
+    all
+}
+
+/// Checks `found` (id, distance) against the exact answer: the j-th distance is the true j-th
+/// distance, every id's reported distance is its true distance, and ids are distinct. This
+/// accepts any order among exact ties and nothing else.
+fn assert_exact(
+    metric: &str,
+    data: &[f32],
+    dims: usize,
+    query: &[f32],
+    found: &[(u32, f32)],
+    k: usize,
+) {
+    let truth = brute_force(metric, data, dims, query);
+    assert_eq!(found.len(), k.min(truth.len()));
+    let tol = |x: f64| 2e-3 * (1.0 + x.abs());
+    let mut ids: Vec<u32> = found.iter().map(|&(id, _)| id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), found.len(), "repeated ids in {found:?}");
+    for (j, &(id, d)) in found.iter().enumerate() {
+        let want = truth[j].1;
+        assert!(
+            (f64::from(d) - want).abs() <= tol(want),
+            "rank {j}: distance {d}, true {want} (found {found:?}, truth {:?})",
+            &truth[..k]
+        );
+        let own = distance(metric, &data[id as usize * dims..][..dims], query);
+        assert!(
+            (f64::from(d) - own).abs() <= tol(own),
+            "item {id}: reported {d}, true {own}"
+        );
+    }
+}
+
+/// The neighbours in one JSON line: (id, distance) and labels.
+fn neighbors(line: &Value) -> (Vec<(u32, f32)>, Vec<Option<String>>) {
+    let list = line["neighbors"].as_array().expect("neighbors array");
+    let pairs = list
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_u64().expect("id") as u32,
+                n["distance"].as_f64().expect("distance") as f32,
+            )
+        })
+        .collect();
+    let labels = list
+        .iter()
+        .map(|n| n.get("label").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    (pairs, labels)
+}
+
+fn jsonl(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Table rows as maps from column name to cell.
+fn table(stdout: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut lines = stdout.lines();
+    let header: Vec<String> = lines
+        .next()
+        .expect("a header")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    lines
+        .map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(
+                cells.len(),
+                header.len(),
+                "row {line:?} vs header {header:?}"
+            );
+            header
+                .iter()
+                .cloned()
+                .zip(cells.into_iter().map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+/// Builds `data` (written as a C-order f32 .npy) into `name`, returning the index path.
+fn build_npy(dir: &TempDir, name: &str, data: &[f32], dims: usize, extra: &[&str]) -> PathBuf {
+    let input = path(dir, &format!("{name}.npy"));
+    write_npy(
+        &input,
+        data,
+        &[(data.len() / dims) as u64, dims as u64],
+        false,
+    );
+    let index = path(dir, &format!("{name}.copse"));
+    ok(copse()
+        .arg("build")
+        .arg(&input)
+        .arg("-o")
+        .arg(&index)
+        .args(["--seed", "7", "--quiet"])
+        .args(extra));
+    index
+}
+
+fn info_json(index: &Path) -> Value {
+    serde_json::from_str(&ok(copse()
+        .arg("info")
+        .arg(index)
+        .args(["--format", "json"])))
+    .expect("info JSON")
+}
+
+// ---------------------------------------------------------------------------------------------
+// build + query against brute force
+
+#[test]
+fn queries_by_item_are_exact_with_a_large_search_k_for_every_float_metric() {
+    let (n, dims, k) = (300, 12, 10);
+    let data = random_data(1, n, dims);
+    let dir = TempDir::new().unwrap();
+    for metric in ["angular", "euclidean", "manhattan", "dot"] {
+        let index = build_npy(
+            &dir,
+            metric,
+            &data,
+            dims,
+            &["--metric", metric, "--trees", "8"],
+        );
+        assert_eq!(info_json(&index)["metric"], metric);
+        let items = [0u32, 17, 123, 299];
+        let mut cmd = copse();
+        cmd.arg("query").arg(&index).args([
+            "-k",
+            "10",
+            "--search-k",
+            "100000",
+            "--format",
+            "jsonl",
+        ]);
+        for item in items {
+            cmd.args(["--item", &item.to_string()]);
+        }
+        let lines = jsonl(&ok(&mut cmd));
+        assert_eq!(lines.len(), items.len());
+        for (line, &item) in lines.iter().zip(&items) {
+            assert_eq!(line["item"], item);
+            let (found, labels) = neighbors(line);
+            assert!(labels.iter().all(Option::is_none), "no labels were given");
+            let query = &data[item as usize * dims..][..dims];
+            assert_exact(metric, &data, dims, query, &found, k);
+        }
+    }
+}
+
+#[test]
+fn queries_by_vector_and_from_files_are_exact_and_agree() {
+    let (n, dims, k) = (400, 16, 7);
+    let data = random_data(2, n, dims);
+    let queries = random_data(3, 25, dims);
+    let dir = TempDir::new().unwrap();
+    let index = build_npy(
+        &dir,
+        "euc",
+        &data,
+        dims,
+        &["--metric", "euclidean", "--trees", "6"],
+    );
+
+    // A batch from .npy on two threads, and the same batch from .fvecs on one.
+    let q_npy = path(&dir, "q.npy");
+    write_npy(&q_npy, &queries, &[25, dims as u64], false);
+    let q_fvecs = path(&dir, "q.fvecs");
+    write_fvecs(&q_fvecs, &queries, dims);
+    let run = |file: &Path, threads: &str| {
+        jsonl(&ok(copse()
+            .arg("query")
+            .arg(&index)
+            .arg("--queries")
+            .arg(file)
+            .args([
+                "-k",
+                "7",
+                "--search-k",
+                "100000",
+                "--format",
+                "jsonl",
+                "--threads",
+                threads,
+            ])))
+    };
+    let from_npy = run(&q_npy, "2");
+    let from_fvecs = run(&q_fvecs, "1");
+    assert_eq!(from_npy, from_fvecs);
+    assert_eq!(from_npy.len(), 25);
+    for (i, line) in from_npy.iter().enumerate() {
+        assert_eq!(line["query"], i);
+        let (found, _) = neighbors(line);
+        assert_exact(
+            "euclidean",
+            &data,
+            dims,
+            &queries[i * dims..][..dims],
+            &found,
+            k,
+        );
+    }
+
+    // The same vectors on the command line (negative numbers included) give the same answers.
+    let mut cmd = copse();
+    cmd.arg("query")
+        .arg(&index)
+        .args(["-k", "7", "--search-k", "100000", "--format", "jsonl"]);
+    for row in queries.chunks(dims).take(3) {
+        let text: Vec<String> = row.iter().map(f32::to_string).collect();
+        cmd.args(["--vector", &text.join(",")]);
+    }
+    let from_args = jsonl(&ok(&mut cmd));
+    assert_eq!(from_args, from_npy[..3]);
+}
+
+#[test]
+fn hamming_indexes_take_bits_and_count_differing_bits() {
+    let (n, dims, k) = (300, 70, 8);
+    let mut rng = Rng(4);
+    let data: Vec<f32> = (0..n * dims).map(|_| (rng.next_u64() & 1) as f32).collect();
+    let dir = TempDir::new().unwrap();
+    let index = build_npy(
+        &dir,
+        "ham",
+        &data,
+        dims,
+        &["--metric", "hamming", "--trees", "6"],
+    );
+    let query = &data[5 * dims..][..dims];
+    let text: Vec<String> = query.iter().map(|x| format!("{x}")).collect();
+    let lines = jsonl(&ok(copse()
+        .arg("query")
+        .arg(&index)
+        .args([
+            "--vector",
+            &text.join(","),
+            "-k",
+            "8",
+            "--search-k",
+            "100000",
+        ])
+        .args(["--format", "jsonl"])));
+    let (found, _) = neighbors(&lines[0]);
+    assert_eq!(found[0], (5, 0.0));
+    assert_exact("hamming", &data, dims, query, &found, k);
+    for &(_, d) in &found {
+        assert_eq!(d, d.round(), "hamming distances are whole numbers");
+    }
+}
+
+#[test]
+fn default_search_k_still_finds_the_item_itself_and_true_neighbours() {
+    // With the default search_k the answer is approximate; it must still be well-formed: the
+    // item itself first, sorted distances that are the true distances of the ids.
+    let (n, dims) = (500, 8);
+    let data = random_data(5, n, dims);
+    let dir = TempDir::new().unwrap();
+    let index = build_npy(&dir, "ang", &data, dims, &["--trees", "10"]);
+    let lines = jsonl(&ok(copse()
+        .arg("query")
+        .arg(&index)
+        .args(["--item", "42", "-k", "5", "--format", "jsonl"])));
+    let (found, _) = neighbors(&lines[0]);
+    assert_eq!(found.len(), 5);
+    assert_eq!(found[0].0, 42);
+    assert!(found.windows(2).all(|w| w[0].1 <= w[1].1));
+    let query = &data[42 * dims..][..dims];
+    for &(id, d) in &found {
+        let own = distance("angular", &data[id as usize * dims..][..dims], query);
+        assert!((f64::from(d) - own).abs() < 2e-3, "{id}: {d} vs {own}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// inputs: every format gives the same index as the same numbers in another
+
+#[test]
+fn npy_orders_dtypes_and_fvecs_build_byte_identical_indexes() {
+    let (n, dims) = (200, 9);
+    let data = random_data(6, n, dims);
+    let dir = TempDir::new().unwrap();
+    let shape = [n as u64, dims as u64];
+    let c = path(&dir, "c.npy");
+    write_npy(&c, &data, &shape, false);
+    let f = path(&dir, "f.npy");
+    write_npy(&f, &data, &shape, true);
+    let f64_f = path(&dir, "f64f.npy");
+    let wide: Vec<f64> = data.iter().map(|&x| f64::from(x)).collect();
+    write_npy(&f64_f, &wide, &shape, true);
+    let fvecs = path(&dir, "v.fvecs");
+    write_fvecs(&fvecs, &data, dims);
+    // An extension that says nothing, with the format given.
+    let odd = path(&dir, "vectors.bin");
+    std::fs::copy(&fvecs, &odd).unwrap();
+
+    let build = |input: &Path, extra: &[&str]| {
+        let out = path(
+            &dir,
+            &format!("{}.copse", input.file_name().unwrap().to_string_lossy()),
+        );
+        ok(copse()
+            .arg("build")
+            .arg(input)
+            .arg("-o")
+            .arg(&out)
+            .args(["--trees", "5", "--seed", "11", "-q"])
+            .args(extra));
+        std::fs::read(out).unwrap()
+    };
+    let reference = build(&c, &[]);
+    assert_eq!(build(&f, &[]), reference, "Fortran order");
+    assert_eq!(build(&f64_f, &[]), reference, "float64, Fortran order");
+    assert_eq!(build(&fvecs, &[]), reference, ".fvecs");
+    assert_eq!(
+        build(&odd, &["--input-format", "fvecs"]),
+        reference,
+        "--input-format"
+    );
+}
+
+#[test]
+fn bvecs_build_the_same_index_as_the_bytes_as_floats() {
+    let (n, dims) = (150, 10);
+    let mut rng = Rng(7);
+    let bytes: Vec<u8> = (0..n * dims).map(|_| rng.next_u64() as u8).collect();
+    let dir = TempDir::new().unwrap();
+    let bvecs = path(&dir, "b.bvecs");
+    write_vecs(&bvecs, n, dims, |at| vec![bytes[at]]);
+    let u8_npy = path(&dir, "b.npy");
+    write_npy(&u8_npy, &bytes, &[n as u64, dims as u64], false);
+    let floats: Vec<f32> = bytes.iter().map(|&b| f32::from(b)).collect();
+    let reference = build_npy(&dir, "floats", &floats, dims, &["--metric", "euclidean"]);
+    for input in [&bvecs, &u8_npy] {
+        let out = path(&dir, "out.copse");
+        ok(copse().arg("build").arg(input).arg("-o").arg(&out).args([
+            "--metric",
+            "euclidean",
+            "--seed",
+            "7",
+            "-q",
+        ]));
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(&reference).unwrap()
+        );
+    }
+}
+
+#[test]
+fn glove_and_word2vec_text_keep_labels_and_match_npy_with_labels() {
+    let (n, dims) = (250, 6);
+    let data = random_data(8, n, dims);
+    let names = words(n);
+    let dir = TempDir::new().unwrap();
+    let glove = path(&dir, "glove.txt");
+    write_text(&glove, &names, &data, dims, false);
+    let w2v = path(&dir, "w2v.vec");
+    write_text(&w2v, &names, &data, dims, true);
+    let labels_file = path(&dir, "words.txt");
+    std::fs::write(&labels_file, names.join("\n") + "\n").unwrap();
+
+    let from_npy = build_npy(
+        &dir,
+        "npy",
+        &data,
+        dims,
+        &["--labels", labels_file.to_str().unwrap()],
+    );
+    for text in [&glove, &w2v] {
+        let index = path(&dir, "text.copse");
+        let summary = ok(copse()
+            .arg("build")
+            .arg(text)
+            .arg("-o")
+            .arg(&index)
+            .args(["--seed", "7"]));
+        assert!(summary.contains("250 items"), "{summary}");
+        assert!(summary.contains("labels"), "{summary}");
+        assert_eq!(
+            std::fs::read(&index).unwrap(),
+            std::fs::read(&from_npy).unwrap()
+        );
+        let side = std::fs::read_to_string(path(&dir, "text.copse.labels")).unwrap();
+        assert_eq!(side.lines().collect::<Vec<_>>(), names);
+    }
+    let side = std::fs::read_to_string(path(&dir, "npy.copse.labels")).unwrap();
+    assert_eq!(side.lines().collect::<Vec<_>>(), names);
+
+    // A label query is the query of its item, and every neighbour carries its own label.
+    let by_label = jsonl(&ok(copse().arg("query").arg(&from_npy).args([
+        "--label",
+        "word77",
+        "-k",
+        "6",
+        "--format",
+        "jsonl",
+        "--search-k",
+        "100000",
+    ])));
+    let by_item = jsonl(&ok(copse().arg("query").arg(&from_npy).args([
+        "--item",
+        "77",
+        "-k",
+        "6",
+        "--format",
+        "jsonl",
+        "--search-k",
+        "100000",
+    ])));
+    assert_eq!(by_label[0]["label"], "word77");
+    assert_eq!(by_label[0]["item"], 77);
+    assert_eq!(by_label[0]["neighbors"], by_item[0]["neighbors"]);
+    let (found, labels) = neighbors(&by_label[0]);
+    assert_exact(
+        "angular",
+        &data,
+        dims,
+        &data[77 * dims..][..dims],
+        &found,
+        6,
+    );
+    for (&(id, _), label) in found.iter().zip(&labels) {
+        assert_eq!(label.as_deref(), Some(names[id as usize].as_str()));
+    }
+
+    // The table shows the same neighbours with their labels.
+    let rows = table(&ok(copse().arg("query").arg(&from_npy).args([
+        "--label",
+        "word77",
+        "-k",
+        "6",
+        "--search-k",
+        "100000",
+    ])));
+    assert_eq!(rows.len(), 6);
+    for (j, (row, &(id, d))) in rows.iter().zip(&found).enumerate() {
+        assert_eq!(row["rank"], (j + 1).to_string());
+        assert_eq!(row["id"], id.to_string());
+        assert_eq!(row["label"], names[id as usize]);
+        assert!((row["distance"].parse::<f32>().unwrap() - d).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn labels_can_come_from_a_file_at_query_time_and_stale_ones_are_removed() {
+    let (n, dims) = (40, 4);
+    let data = random_data(9, n, dims);
+    let dir = TempDir::new().unwrap();
+    let names = words(n);
+    let labels_file = path(&dir, "names");
+    std::fs::write(&labels_file, names.join("\n")).unwrap();
+    let index = build_npy(
+        &dir,
+        "x",
+        &data,
+        dims,
+        &["--labels", labels_file.to_str().unwrap()],
+    );
+    let side = path(&dir, "x.copse.labels");
+    assert!(side.exists());
+    // Rebuilding without labels must not leave the old ones next to the new index.
+    let index2 = build_npy(&dir, "x", &data, dims, &[]);
+    assert_eq!(index, index2);
+    assert!(!side.exists());
+    fails(
+        copse().arg("query").arg(&index).args(["--label", "word3"]),
+        2,
+        &["--label needs labels", "x.copse.labels"],
+    );
+    let lines = jsonl(&ok(copse()
+        .arg("query")
+        .arg(&index)
+        .args([
+            "--label", "word3", "--format", "jsonl", "-k", "1", "--labels",
+        ])
+        .arg(&labels_file)));
+    assert_eq!(lines[0]["item"], 3);
+    assert_eq!(lines[0]["neighbors"][0]["label"], "word3");
+}
+
+// ---------------------------------------------------------------------------------------------
+// output formats
+
+#[test]
+fn npy_output_matches_jsonl_and_table_output() {
+    let (n, dims) = (120, 5);
+    let data = random_data(10, n, dims);
+    let queries = random_data(11, 9, dims);
+    let dir = TempDir::new().unwrap();
+    let index = build_npy(&dir, "idx", &data, dims, &["--metric", "manhattan"]);
+    let q = path(&dir, "q.npy");
+    write_npy(&q, &queries, &[9, dims as u64], false);
+    let query = |extra: &[&str]| {
+        let mut cmd = copse();
+        cmd.arg("query")
+            .arg(&index)
+            .arg("--queries")
+            .arg(&q)
+            .args(["-k", "4", "--search-k", "10000"])
+            .args(extra);
+        ok(&mut cmd)
+    };
+    let prefix = path(&dir, "res");
+    let stdout = query(&["--format", "npy", "--out", prefix.to_str().unwrap()]);
+    assert!(stdout.is_empty());
+    let (shape, ids) = read_npy::<i64>(&path(&dir, "res.ids.npy"));
+    assert_eq!(shape, [9, 4]);
+    let (dshape, dists) = read_npy::<f32>(&path(&dir, "res.distances.npy"));
+    assert_eq!(dshape, [9, 4]);
+
+    let lines = jsonl(&query(&["--format", "jsonl"]));
+    for (i, line) in lines.iter().enumerate() {
+        let (found, _) = neighbors(line);
+        for (j, &(id, d)) in found.iter().enumerate() {
+            assert_eq!(ids[i * 4 + j], i64::from(id));
+            assert_eq!(dists[i * 4 + j], d);
+        }
+        assert_exact(
+            "manhattan",
+            &data,
+            dims,
+            &queries[i * dims..][..dims],
+            &found,
+            4,
+        );
+    }
+
+    let rows = table(&query(&[]));
+    assert_eq!(rows.len(), 9 * 4);
+    for row in &rows {
+        let (i, j): (usize, usize) = (row["query"].parse().unwrap(), row["rank"].parse().unwrap());
+        assert_eq!(row["id"].parse::<i64>().unwrap(), ids[i * 4 + j - 1]);
+        let d: f32 = row["distance"].parse().unwrap();
+        assert!((d - dists[i * 4 + j - 1]).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn npy_output_pads_short_rows_with_minus_one_and_nan() {
+    let dims = 3;
+    let data = random_data(12, 4, dims);
+    let dir = TempDir::new().unwrap();
+    let index = build_npy(&dir, "tiny", &data, dims, &[]);
+    let prefix = path(&dir, "out");
+    ok(copse()
+        .arg("query")
+        .arg(&index)
+        .args(["--item", "1", "-k", "6", "--format", "npy", "--out"])
+        .arg(&prefix));
+    let (_, ids) = read_npy::<i64>(&path(&dir, "out.ids.npy"));
+    let (_, dists) = read_npy::<f32>(&path(&dir, "out.distances.npy"));
+    assert_eq!(ids.len(), 6);
+    assert_eq!(ids[0], 1);
+    let mut sorted = ids[..4].to_vec();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [0, 1, 2, 3]);
+    assert_eq!(&ids[4..], [-1, -1]);
+    assert!(dists[..4].iter().all(|d| d.is_finite()));
+    assert!(dists[4..].iter().all(|d| d.is_nan()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// build options, info, verify, bench, version
+
+#[test]
+fn build_options_reach_the_index() {
+    let (n, dims) = (300, 4);
+    let data = random_data(13, n, dims);
+    let dir = TempDir::new().unwrap();
+    let a = build_npy(
+        &dir,
+        "a",
+        &data,
+        dims,
+        &["--trees", "3", "--leaf-size", "5", "--threads", "1"],
+    );
+    let info = info_json(&a);
+    assert_eq!(info["trees"], 3);
+    assert_eq!(info["leaf_capacity"], 5);
+    assert_eq!(info["seed"], 7);
+    assert_eq!(info["dims"], 4);
+    assert_eq!(info["items"], 300);
+    assert_eq!(info["present_items"], 300);
+    // The same seed on another thread count gives the same bytes; another seed does not.
+    let b = build_npy(
+        &dir,
+        "b",
+        &data,
+        dims,
+        &["--trees", "3", "--leaf-size", "5", "--threads", "2"],
+    );
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let c = path(&dir, "c.copse");
+    ok(copse()
+        .arg("build")
+        .arg(path(&dir, "a.npy"))
+        .arg("-o")
+        .arg(&c)
+        .args(["--trees", "3", "--leaf-size", "5", "--seed", "8", "-q"]));
+    assert_eq!(info_json(&c)["seed"], 8);
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
+}
+
+#[test]
+fn info_describes_the_index() {
+    let (n, dims) = (100, 6);
+    let data = random_data(14, n, dims);
+    let dir = TempDir::new().unwrap();
+    let index = build_npy(&dir, "i", &data, dims, &["--metric", "dot", "--trees", "4"]);
+    let info = info_json(&index);
+    assert_eq!(info["metric"], "dot");
+    assert_eq!(info["format_version"], 1);
+    let file_len = std::fs::metadata(&index).unwrap().len();
+    assert_eq!(info["file_bytes"], file_len);
+    let sections = info["sections"].as_array().unwrap();
+    let kinds: Vec<&str> = sections
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"items") && kinds.contains(&"leaf-ids"),
+        "{kinds:?}"
+    );
+    let total: u64 = sections.iter().map(|s| s["bytes"].as_u64().unwrap()).sum();
+    assert!(total < file_len && total > (n * dims * 4) as u64);
+    let items = sections.iter().find(|s| s["kind"] == "items").unwrap();
+    assert_eq!(items["bytes"], n * dims * 4);
+    assert!(info["simd"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(info["labels"].is_null());
+
+    let text = ok(copse().arg("info").arg(&index));
+    for needle in [
+        "metric:         dot",
+        "dimensions:     6",
+        "items:          100",
+        "trees:          4",
+        "seed:           7",
+        &format!("file size:      {file_len} bytes"),
+        "simd level:",
+        "items",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+}
+
+#[test]
+fn verify_passes_intact_indexes_and_names_each_kind_of_damage_by_exit_status() {
+    let (n, dims) = (300, 16);
+    let data = random_data(15, n, dims);
+    let dir = TempDir::new().unwrap();
+    let index = build_npy(&dir, "v", &data, dims, &["--trees", "5"]);
+    let out = ok(copse().arg("verify").arg(&index));
+    assert!(
+        out.contains("ok") && out.contains("300 present items"),
+        "{out}"
+    );
+    assert!(ok(copse().arg("verify").arg(&index).arg("--quick")).contains("ok"));
+
+    let bytes = std::fs::read(&index).unwrap();
+    let damaged = |name: &str, bytes: &[u8]| {
+        let p = path(&dir, name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    // A byte inside the item vectors (the first, and here largest, section: 19 200 bytes).
+    let mut flipped = bytes.clone();
+    flipped[4096] ^= 0x40;
+    fails(
+        copse().arg("verify").arg(damaged("flip.copse", &flipped)),
+        4,
+        &["checksum"],
+    );
+    // Not an index at all.
+    fails(
+        copse()
+            .arg("verify")
+            .arg(damaged("junk.copse", b"hello, this is not an index")),
+        3,
+        &["not a copse index"],
+    );
+    // A damaged header.
+    let mut header = bytes.clone();
+    header[20] ^= 0xff;
+    fails(
+        copse().arg("verify").arg(damaged("header.copse", &header)),
+        3,
+        &["header"],
+    );
+    // Truncated: the header promises more bytes than the file has.
+    fails(
+        copse()
+            .arg("verify")
+            .arg(damaged("short.copse", &bytes[..bytes.len() - 64])),
+        5,
+        &["truncated"],
+    );
+    // Missing file: bad input.
+    fails(
+        copse().arg("verify").arg(path(&dir, "missing.copse")),
+        2,
+        &["missing.copse"],
+    );
+    // The other commands call a damaged file bad input.
+    fails(
+        copse().arg("info").arg(path(&dir, "junk.copse")),
+        2,
+        &["junk.copse", "not a copse index"],
+    );
+}
+
+#[test]
+fn verify_help_documents_the_exit_codes() {
+    let help = ok(copse().args(["verify", "--help"]));
+    for needle in [
+        "Exit status",
+        "0  success",
+        "2  bad input",
+        "3  (verify)",
+        "4  (verify)",
+        "5  (verify)",
+    ] {
+        assert!(help.contains(needle), "{needle:?} not in:\n{help}");
+    }
+}
+
+#[test]
+fn version_names_the_simd_level() {
+    let out = ok(copse().arg("--version"));
+    assert!(
+        out.starts_with(&format!("copse {} (simd: ", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
+    // Forcing the portable level shows it.
+    let out = ok(copse().arg("--version").env("COPSE_SIMD", "scalar"));
+    assert!(out.contains("(simd: scalar)"), "{out}");
+}
+
+fn write_truth(
+    dir: &TempDir,
+    data: &[f32],
+    queries: &[f32],
+    dims: usize,
+    k: usize,
+) -> (PathBuf, PathBuf) {
+    let rows: Vec<Vec<u32>> = queries
+        .chunks(dims)
+        .map(|q| {
+            brute_force("angular", data, dims, q)
+                .iter()
+                .take(k)
+                .map(|&(id, _)| id)
+                .collect()
+        })
+        .collect();
+    let flat: Vec<i64> = rows.iter().flatten().map(|&id| i64::from(id)).collect();
+    let npy = path(dir, "gt.npy");
+    write_npy(&npy, &flat, &[rows.len() as u64, k as u64], false);
+    let ivecs = path(dir, "gt.ivecs");
+    write_vecs(&ivecs, rows.len(), k, |at| {
+        (flat[at] as i32).to_le_bytes().to_vec()
+    });
+    (npy, ivecs)
+}
+
+#[test]
+fn bench_reports_recall_against_ground_truth() {
+    let (n, dims, k) = (400, 10, 10);
+    let data = random_data(16, n, dims);
+    let queries = random_data(17, 30, dims);
+    let dir = TempDir::new().unwrap();
+    let index = build_npy(&dir, "b", &data, dims, &["--trees", "4"]);
+    let q = path(&dir, "q.fvecs");
+    write_fvecs(&q, &queries, dims);
+    let (gt_npy, gt_ivecs) = write_truth(&dir, &data, &queries, dims, 20);
+    for gt in [&gt_npy, &gt_ivecs] {
+        let lines = jsonl(&ok(copse()
+            .arg("bench")
+            .arg(&index)
+            .arg("--queries")
+            .arg(&q)
+            .arg("--ground-truth")
+            .arg(gt)
+            .args([
+                "-k",
+                "10",
+                "--search-k",
+                "10,100000",
+                "--format",
+                "jsonl",
+                "--threads",
+                "2",
+            ])));
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["search_k"], 10);
+        assert_eq!(lines[1]["search_k"], 100000);
+        // Every candidate scored exactly: perfect recall.
+        assert_eq!(lines[1]["recall"], 1.0);
+        // Ten candidates out of 400 cannot find all ten true neighbours of every query.
+        let low = lines[0]["recall"].as_f64().unwrap();
+        assert!(low < 1.0, "recall {low} with search_k 10");
+        for line in &lines {
+            assert_eq!(line["queries"], 30);
+            assert_eq!(line["threads"], 2);
+            assert!(line["qps_1_thread"].as_f64().unwrap() > 0.0);
+            assert!(line["qps_all_threads"].as_f64().unwrap() > 0.0);
+        }
+    }
+    // The readable table has a row per search_k.
+    let out = ok(copse()
+        .arg("bench")
+        .arg(&index)
+        .arg("--queries")
+        .arg(&q)
+        .arg("--ground-truth")
+        .arg(&gt_npy)
+        .args(["--search-k", "100000"]));
+    assert!(out.contains(&format!("recall@{k}")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().take(2).eq(["100000", "1.0000"])),
+        "{out}"
+    );
+    // Ground truth narrower than k is bad input.
+    let (narrow, _) = write_truth(&dir, &data, &queries, dims, 5);
+    fails(
+        copse()
+            .arg("bench")
+            .arg(&index)
+            .arg("--queries")
+            .arg(&q)
+            .arg("--ground-truth")
+            .arg(&narrow)
+            .args(["-k", "10"]),
+        2,
+        &["fewer than k = 10"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// bad input: one line on stderr, exit 2
+
+#[test]
+fn missing_files_and_non_indexes_are_bad_input() {
+    let dir = TempDir::new().unwrap();
+    let missing = path(&dir, "nope.npy");
+    fails(
+        copse()
+            .arg("build")
+            .arg(&missing)
+            .arg("-o")
+            .arg(path(&dir, "x.copse")),
+        2,
+        &["nope.npy", "No such file"],
+    );
+    for cmd in ["query", "info"] {
+        let mut c = copse();
+        c.arg(cmd).arg(path(&dir, "nope.copse"));
+        if cmd == "query" {
+            c.args(["--item", "0"]);
+        }
+        fails(&mut c, 2, &["nope.copse"]);
+    }
+    let text = path(&dir, "t.txt");
+    std::fs::write(&text, "a 1 2\n").unwrap();
+    fails(
+        copse().arg("query").arg(&text).args(["--item", "0"]),
+        2,
+        &["t.txt", "not a copse index"],
+    );
+    fails(copse().arg("info").arg(dir.path()), 2, &["directory"]);
+}
+
+#[test]
+fn wrong_dimensions_unknown_labels_and_items_are_bad_input() {
+    let dims = 5;
+    let data = random_data(18, 50, dims);
+    let dir = TempDir::new().unwrap();
+    let labels_file = path(&dir, "l");
+    std::fs::write(&labels_file, words(50).join("\n")).unwrap();
+    let index = build_npy(
+        &dir,
+        "d",
+        &data,
+        dims,
+        &["--labels", labels_file.to_str().unwrap()],
+    );
+    fails(
+        copse().arg("query").arg(&index).args(["--vector", "1,2,3"]),
+        2,
+        &["3 values", "5 dimensions"],
+    );
+    fails(
+        copse()
+            .arg("query")
+            .arg(&index)
+            .args(["--vector", "1,2,x,4,5"]),
+        2,
+        &["\"x\"", "not a number"],
+    );
+    let q = path(&dir, "q.npy");
+    write_npy(&q, &random_data(19, 3, 4), &[3, 4], false);
+    fails(
+        copse().arg("query").arg(&index).arg("--queries").arg(&q),
+        2,
+        &["q.npy", "4 dimensions", "has 5"],
+    );
+    fails(
+        copse()
+            .arg("query")
+            .arg(&index)
+            .args(["--label", "nonsense"]),
+        2,
+        &["unknown label", "nonsense"],
+    );
+    fails(
+        copse().arg("query").arg(&index).args(["--item", "50"]),
+        2,
+        &["item 50", "out of range"],
+    );
+    fails(
+        copse()
+            .arg("query")
+            .arg(&index)
+            .args(["--item", "1", "--format", "npy"]),
+        2,
+        &["--out"],
+    );
+}
+
+#[test]
+fn malformed_text_is_reported_with_its_line_number() {
+    let dir = TempDir::new().unwrap();
+    let cases: [(&str, &str, &[&str]); 6] = [
+        (
+            "a 1 2 3\nb 4 5 6\nc 7 8\n",
+            "short",
+            &["line 3", "3 numbers", "found 2"],
+        ),
+        ("a 1 2 3\nb 4 5 6 7\n", "long", &["line 2", "more than 3"]),
+        (
+            "a 1 2 3\n\nb 4 x 6\n",
+            "word",
+            &["line 3", "\"x\"", "not a number"],
+        ),
+        (
+            "a 1 2 3\nb 4 nan 6\n",
+            "nan",
+            &["line 2", "not a finite number"],
+        ),
+        (
+            "3 2\na 1 2\nb 3 4\n",
+            "count",
+            &["promises 3 vectors", "has 2"],
+        ),
+        (
+            "justaword\n",
+            "nolabel",
+            &["line 1", "a label followed by numbers"],
+        ),
+    ];
+    for (text, name, needles) in cases {
+        let input = path(&dir, &format!("{name}.txt"));
+        std::fs::write(&input, text).unwrap();
+        let index = path(&dir, &format!("{name}.copse"));
+        let mut needles = needles.to_vec();
+        let file = format!("{name}.txt");
+        needles.push(&file);
+        fails(
+            copse().arg("build").arg(&input).arg("-o").arg(&index),
+            2,
+            &needles,
+        );
+        assert!(!index.exists(), "no index is written on failure");
+    }
+    let bytes = path(&dir, "latin1.txt");
+    std::fs::write(&bytes, b"a 1 2\ncaf\xe9 3 4\n").unwrap();
+    fails(
+        copse()
+            .arg("build")
+            .arg(&bytes)
+            .arg("-o")
+            .arg(path(&dir, "l.copse")),
+        2,
+        &["line 2", "UTF-8"],
+    );
+}
+
+#[test]
+fn empty_and_truncated_inputs_are_bad_input() {
+    let dir = TempDir::new().unwrap();
+    let out = path(&dir, "o.copse");
+    let build = |input: &Path, needles: &[&str]| {
+        fails(
+            copse().arg("build").arg(input).arg("-o").arg(&out),
+            2,
+            needles,
+        );
+    };
+    for name in ["empty.npy", "empty.fvecs", "empty.txt"] {
+        let p = path(&dir, name);
+        std::fs::write(&p, b"").unwrap();
+        build(&p, &[name, "empty"]);
+    }
+    let blank = path(&dir, "blank.txt");
+    std::fs::write(&blank, "\n  \n\n").unwrap();
+    build(&blank, &["no vectors"]);
+    let zero_rows = path(&dir, "zero.npy");
+    write_npy::<f32>(&zero_rows, &[], &[0, 4], false);
+    build(&zero_rows, &["zero.npy", "no vectors"]);
+    let cube = path(&dir, "cube.npy");
+    write_npy(&cube, &[0f32; 8], &[2, 2, 2], false);
+    build(&cube, &["cube.npy", "1-D or 2-D"]);
+    // Complex numbers: a dtype the reader does not take.
+    let complex = path(&dir, "c64.npy");
+    let dict = "{'descr': '<c8', 'fortran_order': False, 'shape': (1, 1), }\n";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((dict.len() as u16).to_le_bytes());
+    bytes.extend(dict.as_bytes());
+    bytes.extend([0u8; 8]);
+    std::fs::write(&complex, bytes).unwrap();
+    build(&complex, &["c64.npy", "dtype"]);
+    let fvecs = path(&dir, "t.fvecs");
+    write_fvecs(&fvecs, &random_data(20, 10, 4), 4);
+    let mut bytes = std::fs::read(&fvecs).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&fvecs, bytes).unwrap();
+    build(&fvecs, &["t.fvecs", "truncated"]);
+    let npy = path(&dir, "t.npy");
+    write_npy(&npy, &random_data(21, 10, 4), &[10, 4], false);
+    let mut bytes = std::fs::read(&npy).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&npy, bytes).unwrap();
+    build(&npy, &["t.npy", "truncated"]);
+    let notnpy = path(&dir, "text.npy");
+    std::fs::write(&notnpy, "this is text").unwrap();
+    build(&notnpy, &["text.npy", "not a .npy"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn label_files_must_match_the_input() {
+    let dims = 3;
+    let data = random_data(22, 10, dims);
+    let dir = TempDir::new().unwrap();
+    let input = path(&dir, "v.npy");
+    write_npy(&input, &data, &[10, 3], false);
+    let labels_file = path(&dir, "labels");
+    std::fs::write(&labels_file, words(9).join("\n")).unwrap();
+    fails(
+        copse()
+            .arg("build")
+            .arg(&input)
+            .arg("-o")
+            .arg(path(&dir, "v.copse"))
+            .arg("--labels")
+            .arg(&labels_file),
+        2,
+        &["9 labels", "10 vectors"],
+    );
+    let text = path(&dir, "w.txt");
+    write_text(&text, &words(10), &data, dims, false);
+    fails(
+        copse()
+            .arg("build")
+            .arg(&text)
+            .arg("-o")
+            .arg(path(&dir, "w.copse"))
+            .arg("--labels")
+            .arg(&labels_file),
+        2,
+        &["--labels"],
+    );
+}
+
+#[test]
+fn non_finite_npy_values_name_the_vector() {
+    let dims = 3;
+    let mut data = random_data(23, 10, dims);
+    data[7 * dims + 1] = f32::NAN;
+    let dir = TempDir::new().unwrap();
+    let input = path(&dir, "nan.npy");
+    write_npy(&input, &data, &[10, 3], false);
+    fails(
+        copse()
+            .arg("build")
+            .arg(&input)
+            .arg("-o")
+            .arg(path(&dir, "n.copse")),
+        2,
+        &["nan.npy", "vector 7", "not a finite number"],
+    );
+}
+
+#[test]
+fn usage_errors_exit_with_status_2() {
+    let out = copse().args(["query", "x.copse"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = copse()
+        .args(["build", "x.npy", "-o", "y", "--metric", "cosinus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown metric"));
+    let out = copse()
+        .args(["build", "x.npy", "-o", "y", "--trees", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
