@@ -16,9 +16,7 @@ use copse::{Index, IndexBuilder, LoadOptions, Metric, Neighbor};
 use numpy::IntoPyArray;
 use numpy::PyUntypedArrayMethods;
 use numpy::ndarray::Array2;
-use pyo3::exceptions::{
-    PyFutureWarning, PyIndexError, PyNotImplementedError, PyOSError, PyOverflowError, PyValueError,
-};
+use pyo3::exceptions::{PyFutureWarning, PyIndexError, PyOSError, PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
@@ -57,6 +55,8 @@ struct State {
     phase: Phase,
     seed: u64,
     verbose: bool,
+    /// The file of an on-disk build (`on_disk_build`), until `unload()`.
+    on_disk: Option<PathBuf>,
 }
 
 /// An approximate nearest-neighbour index with the interface of Annoy's `AnnoyIndex`.
@@ -103,6 +103,14 @@ fn vector_distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
         _ => pairs.map(|(x, y)| x * y).sum(),
     };
     d as f32
+}
+
+/// True if `a` and `b` name the same existing file.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Ids (and distances) as Annoy returns them: a list, or a tuple of two lists.
@@ -216,6 +224,7 @@ impl AnnoyIndex {
                 phase: Phase::Adding(builder),
                 seed,
                 verbose: false,
+                on_disk: None,
             }),
         })
     }
@@ -436,18 +445,31 @@ impl AnnoyIndex {
         prefault: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let prefault = prefault.map_or(Ok(false), |p| convert::flag(p, "prefault"))?;
-        let index = match &self.lock().phase {
-            Phase::Built { index, .. } | Phase::Loaded { index, .. } => Arc::clone(index),
-            Phase::Adding(_) => {
-                return Err(PyOSError::new_err(
-                    "You can't save an index that hasn't been built: call build() first",
-                ));
-            }
-            Phase::Building { .. } => return Err(busy()),
-        };
         let path = r#fn;
+        let (index, in_place) = {
+            let state = self.lock();
+            match &state.phase {
+                Phase::Built { index, .. } => {
+                    // An on-disk build already wrote its file: saving to it again is a no-op.
+                    let in_place = state
+                        .on_disk
+                        .as_deref()
+                        .is_some_and(|built| same_file(built, &path));
+                    (Arc::clone(index), in_place)
+                }
+                Phase::Loaded { index, .. } => (Arc::clone(index), false),
+                Phase::Adding(_) => {
+                    return Err(PyOSError::new_err(
+                        "You can't save an index that hasn't been built: call build() first",
+                    ));
+                }
+                Phase::Building { .. } => return Err(busy()),
+            }
+        };
         let loaded = py.detach(|| {
-            index.save(&path)?;
+            if !in_place {
+                index.save(&path)?;
+            }
             Index::load_with(&path, &LoadOptions::new().populate(prefault))
         });
         let loaded = loaded.map_err(|e| errors::with_path(e, &path))?;
@@ -517,16 +539,37 @@ impl AnnoyIndex {
             return Err(busy());
         }
         state.phase = Phase::Adding(fresh);
+        state.on_disk = None;
         Ok(true)
     }
 
-    /// Builds in the file `fn` instead of in memory.
+    /// Builds in the file `fn` instead of in memory (Annoy's `on_disk_build`; call it before
+    /// adding items, though items already added move to the file). Item vectors go to a
+    /// temporary file beside `fn` as they are added; `build()` completes the index in it,
+    /// renames it to `fn` and maps it. Until a build succeeds, an existing file at `fn` is left
+    /// as it was. Returns True.
     fn on_disk_build(&self, r#fn: PathBuf) -> PyResult<bool> {
-        Err(PyNotImplementedError::new_err(format!(
-            "on_disk_build({:?}): copse's Rust library cannot build into a file yet; build in \
-             memory and save() instead",
-            r#fn.display().to_string()
-        )))
+        let path = r#fn;
+        let mut state = self.lock();
+        match &mut state.phase {
+            Phase::Adding(builder) => builder.on_disk_build(&path).map_err(to_py)?,
+            Phase::Building { .. } => return Err(busy()),
+            Phase::Built { .. } => {
+                return Err(errors::state(
+                    "You can't start an on-disk build of a built index: call unbuild() first",
+                ));
+            }
+            Phase::Loaded { .. } => {
+                return Err(errors::state(
+                    "You can't start an on-disk build of a loaded index: unload() first",
+                ));
+            }
+        }
+        if state.verbose {
+            eprintln!("copse: building in {}", path.display());
+        }
+        state.on_disk = Some(path);
+        Ok(true)
     }
 
     /// The `n` items nearest to item `i` (itself first), as a list of ids, or with
