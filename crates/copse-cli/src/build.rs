@@ -45,6 +45,11 @@ pub struct BuildArgs {
     /// Largest number of items in a leaf.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub leaf_size: Option<u32>,
+    /// Build in the index file instead of in memory: vectors go to a temporary file beside
+    /// INDEX as they are read, and the finished file is renamed to INDEX. Memory then holds a
+    /// few bytes per item instead of the vectors; the index is the same, byte for byte.
+    #[arg(long)]
+    pub on_disk: bool,
     /// No progress bars and no summary.
     #[arg(short, long)]
     pub quiet: bool,
@@ -115,6 +120,11 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     if let Some(leaf) = args.leaf_size {
         builder = builder.leaf_capacity(leaf as usize);
     }
+    if args.on_disk {
+        builder
+            .on_disk_build(&args.output)
+            .map_err(|e| anyhow!("{}", crate::error::index_error(&args.output, &e)))?;
+    }
 
     let (mut row, mut label) = (Vec::with_capacity(dims), String::new());
     let mut id: u64 = 0;
@@ -158,9 +168,12 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         .context("building the index")?;
     building.finish_and_clear();
 
-    index
-        .save(&args.output)
-        .map_err(|e| anyhow!("{}", crate::error::index_error(&args.output, &e)))?;
+    // An on-disk build has already put the index at its path.
+    if !args.on_disk {
+        index
+            .save(&args.output)
+            .map_err(|e| anyhow!("{}", crate::error::index_error(&args.output, &e)))?;
+    }
     let side = labels::side_path(&args.output);
     match &names {
         Some(names) => labels::write(&side, names)?,

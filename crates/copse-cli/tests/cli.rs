@@ -689,6 +689,81 @@ fn labels_can_come_from_a_file_at_query_time_and_stale_ones_are_removed() {
     assert_eq!(lines[0]["neighbors"][0]["label"], "word3");
 }
 
+#[test]
+fn on_disk_builds_write_the_same_index_and_leave_no_temporary_files() {
+    let (n, dims) = (300, 8);
+    let data = random_data(24, n, dims);
+    let names = words(n);
+    let inputs = TempDir::new().unwrap();
+    let text = path(&inputs, "w.txt");
+    write_text(&text, &names, &data, dims, false);
+    let in_memory = path(&inputs, "m.copse");
+    ok(copse()
+        .arg("build")
+        .arg(&text)
+        .arg("-o")
+        .arg(&in_memory)
+        .args(["--seed", "3", "--trees", "6", "-q"]));
+
+    let out_dir = TempDir::new().unwrap();
+    let on_disk = path(&out_dir, "d.copse");
+    ok(copse()
+        .arg("build")
+        .arg(&text)
+        .arg("-o")
+        .arg(&on_disk)
+        .args(["--seed", "3", "--trees", "6", "-q", "--on-disk"]));
+    assert_eq!(
+        std::fs::read(&on_disk).unwrap(),
+        std::fs::read(&in_memory).unwrap()
+    );
+    let mut files: Vec<String> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["d.copse", "d.copse.labels"]);
+    let lines = jsonl(&ok(copse().arg("query").arg(&on_disk).args([
+        "--label",
+        "word9",
+        "-k",
+        "5",
+        "--search-k",
+        "100000",
+        "--format",
+        "jsonl",
+    ])));
+    let (found, _) = neighbors(&lines[0]);
+    assert_exact("angular", &data, dims, &data[9 * dims..][..dims], &found, 5);
+
+    // A failed on-disk build leaves nothing behind, and an existing index untouched.
+    let bad = path(&inputs, "bad.txt");
+    std::fs::write(&bad, "a 1 2 3\nb 1 2\n").unwrap();
+    let before = std::fs::read(&on_disk).unwrap();
+    fails(
+        copse()
+            .arg("build")
+            .arg(&bad)
+            .arg("-o")
+            .arg(&on_disk)
+            .arg("--on-disk"),
+        2,
+        &["line 2"],
+    );
+    assert_eq!(std::fs::read(&on_disk).unwrap(), before);
+    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 2);
+    fails(
+        copse()
+            .arg("build")
+            .arg(&text)
+            .arg("-o")
+            .arg(path(&out_dir, "no/such/dir/x.copse"))
+            .arg("--on-disk"),
+        2,
+        &["no/such/dir"],
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // output formats
 
