@@ -102,11 +102,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         )?;
         writeln!(
             out,
-            "{:>10}  {:>9}  {:>12}  {:>12}",
+            "{:>10}  {:>9}  {:>14}  {:>14}",
             "search_k",
             format!("recall@{k}"),
             "qps 1 thread",
-            format!("qps {threads} thr")
+            format!("qps {threads} threads")
         )?;
     }
     for search_k in search_ks {
@@ -126,8 +126,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
         let (mut hits, mut total) = (0usize, 0usize);
         for (i, neighbors) in found.iter().enumerate() {
-            let truth: Vec<i64> = truth.row(i)[..k]
+            let truth: Vec<i64> = truth
+                .row(i)
                 .iter()
+                .take(k)
                 .copied()
                 .filter(|&id| id >= 0)
                 .collect();
@@ -147,7 +149,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         match args.format {
             BenchFormat::Table => writeln!(
                 out,
-                "{shown:>10}  {recall:>9.4}  {:>12.0}  {:>12.0}",
+                "{shown:>10}  {recall:>9.4}  {:>14.0}  {:>14.0}",
                 qps(single),
                 qps(parallel)
             )?,

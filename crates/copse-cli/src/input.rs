@@ -15,11 +15,11 @@ use crate::npy::{self, DType};
 /// How an input file is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InputFormat {
-    /// NumPy `.npy`: a 2-D float or integer array, C or Fortran order.
+    /// NumPy .npy: a 2-D float or integer array, C or Fortran order.
     Npy,
-    /// `.fvecs`: per vector, a little-endian i32 dimension then that many f32.
+    /// .fvecs: per vector, a little-endian i32 dimension then that many f32.
     Fvecs,
-    /// `.bvecs`: per vector, a little-endian i32 dimension then that many bytes.
+    /// .bvecs: per vector, a little-endian i32 dimension then that many bytes.
     Bvecs,
     /// Word-vector text: GloVe, or word2vec text when the first line is "count dims".
     Text,
@@ -122,7 +122,7 @@ impl VectorReader {
                 open_vecs(path, reader, len, format == InputFormat::Bvecs).map_err(at)
             }
             InputFormat::Text | InputFormat::Glove | InputFormat::Word2vec => {
-                open_text(path, Box::new(reader), format)
+                open_text(path, Box::new(reader), format, len)
             }
         }
     }
@@ -307,7 +307,12 @@ fn open_vecs(
     })
 }
 
-fn open_text(path: &Path, reader: Box<dyn BufRead>, format: InputFormat) -> Result<VectorReader> {
+fn open_text(
+    path: &Path,
+    reader: Box<dyn BufRead>,
+    format: InputFormat,
+    len: u64,
+) -> Result<VectorReader> {
     let mut text = TextSource {
         reader,
         line_no: 0,
@@ -329,9 +334,11 @@ fn open_text(path: &Path, reader: Box<dyn BufRead>, format: InputFormat) -> Resu
     };
     let dims = match header {
         Some((count, dims)) => {
+            // Each number takes at least two bytes: a larger claim cannot be true.
             ensure!(
-                dims > 0,
-                "{}: line {}: the word2vec header says 0 dimensions",
+                dims > 0 && dims as u64 <= len / 2,
+                "{}: line {}: the word2vec header says {dims} dimensions, impossible for a \
+                 {len}-byte file",
                 path.display(),
                 text.line_no
             );

@@ -19,8 +19,9 @@ pub enum OutputFormat {
     /// One JSON object per query: {"query", "item"?, "label"?, "neighbors": [{"id", "label"?,
     /// "distance"}]}.
     Jsonl,
-    /// PREFIX.ids.npy (int64) and PREFIX.distances.npy (float32), one row of k per query;
-    /// rows with fewer than k neighbours are padded with id -1 and distance NaN.
+    /// PREFIX.ids.npy (int64) and PREFIX.distances.npy (float32), one row of k per query (or of
+    /// the index's item count, if smaller); rows with fewer neighbours are padded with id -1
+    /// and distance NaN.
     Npy,
 }
 

@@ -203,7 +203,9 @@ pub fn run(args: &QueryArgs) -> Result<()> {
     match args.format {
         OutputFormat::Npy => {
             let prefix = args.out.as_deref().context("--format npy needs --out")?;
-            output::write_npy(prefix, &results, k)
+            // No query can return more neighbours than the index has items.
+            let width = k.min(usize::try_from(index.n_items()).unwrap_or(usize::MAX));
+            output::write_npy(prefix, &results, width)
         }
         OutputFormat::Table | OutputFormat::Jsonl => {
             let mut out = BufWriter::new(std::io::stdout().lock());

@@ -824,25 +824,61 @@ fn npy_output_matches_jsonl_and_table_output() {
 #[test]
 fn npy_output_pads_short_rows_with_minus_one_and_nan() {
     let dims = 3;
-    let data = random_data(12, 4, dims);
+    let data = random_data(12, 40, dims);
     let dir = TempDir::new().unwrap();
-    let index = build_npy(&dir, "tiny", &data, dims, &[]);
+    let index = build_npy(
+        &dir,
+        "small",
+        &data,
+        dims,
+        &["--leaf-size", "2", "--trees", "3"],
+    );
+    // search_k 1 gathers a single leaf of at most 2 items: fewer than k = 5 neighbours.
+    let args = ["--item", "5", "-k", "5", "--search-k", "1"];
+    let lines = jsonl(&ok(copse()
+        .arg("query")
+        .arg(&index)
+        .args(args)
+        .args(["--format", "jsonl"])));
+    let (found, _) = neighbors(&lines[0]);
+    assert!(!found.is_empty() && found.len() < 5, "{found:?}");
     let prefix = path(&dir, "out");
     ok(copse()
         .arg("query")
         .arg(&index)
-        .args(["--item", "1", "-k", "6", "--format", "npy", "--out"])
+        .args(args)
+        .args(["--format", "npy", "--out"])
         .arg(&prefix));
-    let (_, ids) = read_npy::<i64>(&path(&dir, "out.ids.npy"));
+    let (shape, ids) = read_npy::<i64>(&path(&dir, "out.ids.npy"));
     let (_, dists) = read_npy::<f32>(&path(&dir, "out.distances.npy"));
-    assert_eq!(ids.len(), 6);
+    assert_eq!(shape, [1, 5]);
+    for (j, &(id, d)) in found.iter().enumerate() {
+        assert_eq!((ids[j], dists[j]), (i64::from(id), d));
+    }
+    assert!(ids[found.len()..].iter().all(|&id| id == -1), "{ids:?}");
+    assert!(dists[found.len()..].iter().all(|d| d.is_nan()), "{dists:?}");
+
+    // k beyond the item count: the rows are as wide as the index has items.
+    let tiny = build_npy(&dir, "tiny", &data[..4 * dims], dims, &[]);
+    ok(copse()
+        .arg("query")
+        .arg(&tiny)
+        .args([
+            "--item",
+            "1",
+            "-k",
+            "1000000000",
+            "--format",
+            "npy",
+            "--out",
+        ])
+        .arg(&prefix));
+    let (shape, ids) = read_npy::<i64>(&path(&dir, "out.ids.npy"));
+    assert_eq!(shape, [1, 4]);
     assert_eq!(ids[0], 1);
-    let mut sorted = ids[..4].to_vec();
+    let mut sorted = ids.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, [0, 1, 2, 3]);
-    assert_eq!(&ids[4..], [-1, -1]);
-    assert!(dists[..4].iter().all(|d| d.is_finite()));
-    assert!(dists[4..].iter().all(|d| d.is_nan()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1216,7 +1252,7 @@ fn wrong_dimensions_unknown_labels_and_items_are_bad_input() {
 #[test]
 fn malformed_text_is_reported_with_its_line_number() {
     let dir = TempDir::new().unwrap();
-    let cases: [(&str, &str, &[&str]); 6] = [
+    let cases: [(&str, &str, &[&str]); 7] = [
         (
             "a 1 2 3\nb 4 5 6\nc 7 8\n",
             "short",
@@ -1242,6 +1278,11 @@ fn malformed_text_is_reported_with_its_line_number() {
             "justaword\n",
             "nolabel",
             &["line 1", "a label followed by numbers"],
+        ),
+        (
+            "1 99999999999\na 1\n",
+            "dims",
+            &["line 1", "99999999999 dimensions"],
         ),
     ];
     for (text, name, needles) in cases {
