@@ -26,7 +26,8 @@ pub struct QueryArgs {
     /// Neighbours of this item id (repeat for more).
     #[arg(long, value_name = "ID")]
     pub item: Vec<u64>,
-    /// Neighbours of the item with this label (repeat for more); needs INDEX.labels or --labels.
+    /// Neighbours of the item with this label (the first, if several have it; repeat for more);
+    /// needs INDEX.labels or --labels.
     #[arg(long, value_name = "LABEL")]
     pub label: Vec<String>,
     /// Neighbours of this vector, comma-separated (repeat for more).
