@@ -91,24 +91,7 @@ impl Index {
     /// then renamed over `path`. If anything fails, `path` keeps its previous contents, and
     /// processes that have the previous file mapped keep reading it unchanged.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
-        let path = path.as_ref();
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let io = |e| Error::io(path, e);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".copse-save-")
-            .tempfile_in(dir)
-            .map_err(io)?;
-        tmp.write_all(self.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        // Make the rename itself durable (best effort: not every platform can sync a directory).
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        save_atomically(path.as_ref(), |file| file.write_all(self.as_bytes()))
     }
 
     /// The index's bytes, exactly as saved.
@@ -325,4 +308,99 @@ pub(crate) fn unpack_bits(words: &[u64], dims: usize) -> Vec<f32> {
             (word >> (i % 64) & 1) as f32
         })
         .collect()
+}
+
+/// Writes a file atomically: `write` fills a temporary file in `path`'s directory, which is
+/// synced and then renamed over `path`. On any failure the temporary file is removed and
+/// `path` is untouched.
+fn save_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let io = |e| Error::io(path, e);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".copse-save-")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    write(tmp.as_file_mut()).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    // Make the rename itself durable (best effort: not every platform can sync a directory).
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::IndexBuilder;
+
+    fn small() -> Index {
+        let mut b = IndexBuilder::new(3, Metric::Euclidean).unwrap();
+        for i in 0..50u32 {
+            let x = i as f32;
+            b.add_item(i, &[x, (x * 0.7).sin(), -x]).unwrap();
+        }
+        b.build(3).unwrap()
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A save that fails half way (an injected I/O error) leaves the previous file as it was,
+    /// removes its temporary file, and a process with the previous file mapped keeps answering.
+    #[test]
+    fn a_failed_save_leaves_the_previous_file_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.copse");
+        let first = small();
+        first.save(&path).unwrap();
+        let saved = std::fs::read(&path).unwrap();
+        let mapped = Index::load(&path).unwrap();
+        let answer = mapped.nns_by_item(7, 5, None).unwrap();
+
+        let err = save_atomically(&path, |file| {
+            file.write_all(&saved[..saved.len() / 2])?;
+            Err(std::io::Error::other("injected failure"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), saved);
+        assert_eq!(entries(dir.path()), ["index.copse"]);
+        assert_eq!(mapped.nns_by_item(7, 5, None).unwrap(), answer);
+        mapped.verify().unwrap();
+
+        // A rename that fails (the destination is a directory) is an error too, and cleans up.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir(&blocked).unwrap();
+        std::fs::write(blocked.join("keep"), b"x").unwrap();
+        assert!(first.save(&blocked).is_err());
+        assert_eq!(entries(dir.path()), ["blocked", "index.copse"]);
+        assert_eq!(entries(&blocked), ["keep"]);
+
+        // A successful save over the mapped file replaces it; the mapping keeps the old bytes.
+        let mut b = IndexBuilder::new(3, Metric::Euclidean).unwrap();
+        for i in 0..20u32 {
+            b.add_item(i, &[i as f32, 1.0, 2.0]).unwrap();
+        }
+        b.build(2).unwrap().save(&path).unwrap();
+        assert_eq!(Index::load(&path).unwrap().n_items(), 20);
+        assert_eq!(mapped.nns_by_item(7, 5, None).unwrap(), answer);
+        mapped.verify().unwrap();
+        assert_eq!(entries(dir.path()), ["blocked", "index.copse"]);
+    }
 }

@@ -1,0 +1,276 @@
+//! Truncated, corrupted and foreign files: opening and querying return an error or in-range
+//! results, and nothing panics. (Reading out of bounds is ruled out by construction: the reader
+//! and query engine use checked slices; the fuzz target in `fuzz/` runs the same calls under
+//! AddressSanitizer.)
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use common::{gaussian, rng};
+use copse::{Error, Index, IndexBuilder, LoadOptions, Metric};
+use copse_format::{Header, SectionEntry};
+use rand::RngExt;
+
+const METRICS: [Metric; 5] = [
+    Metric::Angular,
+    Metric::Euclidean,
+    Metric::Manhattan,
+    Metric::Dot,
+    Metric::Hamming,
+];
+
+/// Single-byte corruptions tried per metric, at least.
+const CORRUPTIONS: usize = 20_000;
+
+fn dims(metric: Metric) -> usize {
+    if metric == Metric::Hamming { 70 } else { 6 }
+}
+
+/// A small valid index: 60 ids with holes, 3 trees, small leaves (so there are splits).
+fn small_index(metric: Metric) -> Vec<u8> {
+    let d = dims(metric);
+    let mut r = rng(metric as u64 + 1);
+    let mut b = IndexBuilder::new(d, metric)
+        .unwrap()
+        .seed(7)
+        .leaf_capacity(4);
+    for (i, v) in gaussian(&mut r, 60, d).into_iter().enumerate() {
+        if i % 9 == 4 {
+            continue;
+        }
+        let v: Vec<f32> = if metric == Metric::Hamming {
+            v.iter().map(|x| f32::from(*x > 0.0)).collect()
+        } else {
+            v
+        };
+        b.add_item(i as u32, &v).unwrap();
+    }
+    b.build_with_threads(3, 1).unwrap().as_bytes().to_vec()
+}
+
+/// Opens `bytes` and exercises every read path; panics only if an answer is out of range
+/// (a panic inside copse is caught by the caller and reported with the case).
+fn exercise(bytes: &[u8], metric: Metric) {
+    let Ok(index) = Index::from_bytes(bytes) else {
+        return;
+    };
+    let _ = index.verify();
+    let n_items = index.n_items();
+    let _ = index.info();
+    let _ = index.sections();
+    let d = index.dims();
+    let query: Vec<f32> = (0..d.min(4096)).map(|i| (i % 3) as f32 - 0.5).collect();
+    for (n, search_k) in [(1, None), (5, Some(50)), (100, Some(10_000)), (0, None)] {
+        if let Ok(found) = index.nns_by_vector(&query, n, search_k) {
+            check(&found, n, n_items);
+        }
+    }
+    for id in [
+        0u64,
+        1,
+        3,
+        4,
+        59,
+        60,
+        n_items.saturating_sub(1),
+        n_items,
+        u64::MAX,
+    ] {
+        if let Ok(found) = index.nns_by_item(id, 7, Some(200)) {
+            check(&found, 7, n_items);
+        }
+        let _ = index.item_vector(id);
+        let _ = index.distance(id, 1);
+        let _ = index.contains(id);
+        if metric == Metric::Hamming {
+            let _ = index.item_bits(id);
+        }
+    }
+    if metric == Metric::Hamming {
+        let words = vec![0x5555_5555_5555_5555u64; d.div_ceil(64).min(64)];
+        if let Ok(found) = index.nns_by_bits(&words, 5, None) {
+            check(&found, 5, n_items);
+        }
+    }
+}
+
+fn check(found: &[copse::Neighbor], n: usize, n_items: u64) {
+    assert!(found.len() <= n, "{} results for n = {n}", found.len());
+    for hit in found {
+        assert!(
+            u64::from(hit.id) < n_items,
+            "id {} out of range ({n_items} items)",
+            hit.id
+        );
+    }
+}
+
+/// Runs `exercise`, turning a panic into a test failure that names the case.
+fn survive(bytes: &[u8], metric: Metric, case: &str) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| exercise(bytes, metric)));
+    assert!(outcome.is_ok(), "{metric}: panic on {case}");
+}
+
+#[test]
+fn every_truncation_is_an_error_or_in_range() {
+    for metric in METRICS {
+        let bytes = small_index(metric);
+        exercise(&bytes, metric);
+        for len in 0..bytes.len() {
+            let cut = &bytes[..len];
+            survive(cut, metric, &format!("truncation to {len} bytes"));
+            // A truncated file never opens: the header records the length.
+            assert!(Index::from_bytes(cut).is_err(), "{metric}: opened at {len}");
+        }
+    }
+}
+
+#[test]
+fn single_byte_corruptions_are_errors_or_in_range() {
+    for metric in METRICS {
+        let bytes = small_index(metric);
+        let mut r = rng(99 + metric as u64);
+        let mut cases: Vec<(usize, u8)> = Vec::new();
+        // Every byte, three ways: all bits flipped, the top bit flipped, plus one.
+        for pos in 0..bytes.len() {
+            cases.push((pos, bytes[pos] ^ 0xFF));
+            cases.push((pos, bytes[pos] ^ 0x80));
+            cases.push((pos, bytes[pos].wrapping_add(1)));
+        }
+        // Then random positions and values, up to the count promised.
+        while cases.len() < CORRUPTIONS {
+            let pos = r.random_range(0..bytes.len());
+            let value: u8 = r.random();
+            if value != bytes[pos] {
+                cases.push((pos, value));
+            }
+        }
+        let mut copy = bytes.clone();
+        let mut caught_by_open_or_verify = 0usize;
+        for &(pos, value) in &cases {
+            copy[pos] = value;
+            survive(&copy, metric, &format!("byte {pos} set to {value:#04x}"));
+            if Index::from_bytes(&copy).and_then(|i| i.verify()).is_err() {
+                caught_by_open_or_verify += 1;
+            }
+            copy[pos] = bytes[pos];
+        }
+        // Checksums cover every byte: open or verify rejects every corruption, except one
+        // in the padding between sections, which no reader looks at.
+        let padding = padding_bytes(&bytes);
+        let in_padding = cases.iter().filter(|(p, _)| padding.contains(p)).count();
+        assert_eq!(
+            caught_by_open_or_verify + in_padding,
+            cases.len(),
+            "{metric}: a corruption went unnoticed by verify"
+        );
+    }
+}
+
+/// Byte positions of the zero padding between sections (not covered by any checksum).
+fn padding_bytes(bytes: &[u8]) -> std::collections::HashSet<usize> {
+    let mut covered = vec![false; bytes.len()];
+    covered[..header_len(bytes)]
+        .iter_mut()
+        .for_each(|c| *c = true);
+    for (offset, len) in section_ranges(bytes) {
+        covered[offset..offset + len]
+            .iter_mut()
+            .for_each(|c| *c = true);
+    }
+    (0..bytes.len()).filter(|&i| !covered[i]).collect()
+}
+
+fn header(bytes: &[u8]) -> Header {
+    bytemuck::pod_read_unaligned(&bytes[..size_of::<Header>()])
+}
+
+/// Bytes of header and section table.
+fn header_len(bytes: &[u8]) -> usize {
+    header(bytes).header_len as usize
+}
+
+/// (offset, length) of each section, from the section table.
+fn section_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let n_sections = header(bytes).n_sections as usize;
+    let entry = size_of::<SectionEntry>();
+    (0..n_sections)
+        .map(|i| {
+            let at = size_of::<Header>() + entry * i;
+            let e: SectionEntry = bytemuck::pod_read_unaligned(&bytes[at..at + entry]);
+            (e.offset as usize, e.len as usize)
+        })
+        .collect()
+}
+
+#[test]
+fn random_garbage_and_garbage_behind_a_valid_header() {
+    let mut r = rng(5);
+    for len in [0usize, 1, 7, 8, 64, 127, 128, 129, 500, 4096, 20_000] {
+        for _ in 0..20 {
+            let garbage: Vec<u8> = (0..len).map(|_| r.random()).collect();
+            survive(&garbage, Metric::Angular, &format!("{len} random bytes"));
+            assert!(Index::from_bytes(&garbage).is_err());
+        }
+    }
+    for metric in METRICS {
+        let bytes = small_index(metric);
+        let header_len = header_len(&bytes);
+        for round in 0..200 {
+            let mut copy = bytes.clone();
+            copy[header_len..].iter_mut().for_each(|b| *b = r.random());
+            survive(
+                &copy,
+                metric,
+                &format!("garbage behind the header, round {round}"),
+            );
+            // Opening is O(1) and may succeed; verify never does.
+            if let Ok(index) = Index::from_bytes(&copy) {
+                assert!(index.verify().is_err());
+            }
+        }
+        // Garbage in the middle of every section, one section at a time.
+        for (offset, len) in section_ranges(&bytes) {
+            let mut copy = bytes.clone();
+            copy[offset..offset + len]
+                .iter_mut()
+                .for_each(|b| *b = r.random());
+            survive(&copy, metric, &format!("garbage section at {offset}"));
+        }
+    }
+}
+
+#[test]
+fn a_valid_file_of_another_metric_or_dimension_is_refused_with_both_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for metric in METRICS {
+        let path = dir.path().join(format!("{metric}.copse"));
+        std::fs::write(&path, small_index(metric)).unwrap();
+        let d = dims(metric);
+        for other in METRICS {
+            let result = Index::load_with(&path, &LoadOptions::new().expect(d, other));
+            if other == metric {
+                result.unwrap();
+                continue;
+            }
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::Mismatch { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&metric.to_string()) && text.contains(&other.to_string()),
+                "{text}"
+            );
+        }
+        let err = Index::load_with(&path, &LoadOptions::new().expect(d + 1, metric)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&d.to_string()) && text.contains(&(d + 1).to_string()),
+            "{text}"
+        );
+        // Querying with the wrong dimension is an error, not a panic.
+        let index = Index::load(&path).unwrap();
+        assert!(index.nns_by_vector(&vec![0.5; d + 1], 3, None).is_err());
+        assert!(index.nns_by_vector(&[], 3, None).is_err());
+    }
+}
