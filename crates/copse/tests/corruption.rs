@@ -133,10 +133,10 @@ fn single_byte_corruptions_are_errors_or_in_range() {
         let mut r = rng(99 + metric as u64);
         let mut cases: Vec<(usize, u8)> = Vec::new();
         // Every byte, three ways: all bits flipped, the top bit flipped, plus one.
-        for pos in 0..bytes.len() {
-            cases.push((pos, bytes[pos] ^ 0xFF));
-            cases.push((pos, bytes[pos] ^ 0x80));
-            cases.push((pos, bytes[pos].wrapping_add(1)));
+        for (pos, &byte) in bytes.iter().enumerate() {
+            cases.push((pos, byte ^ 0xFF));
+            cases.push((pos, byte ^ 0x80));
+            cases.push((pos, byte.wrapping_add(1)));
         }
         // Then random positions and values, up to the count promised.
         while cases.len() < CORRUPTIONS {
