@@ -274,3 +274,19 @@ fn a_valid_file_of_another_metric_or_dimension_is_refused_with_both_named() {
         assert!(index.nns_by_vector(&[], 3, None).is_err());
     }
 }
+
+/// Writes the fuzz target's seed inputs (a mode byte, then a small valid index per metric) to
+/// `fuzz/seeds/open_and_query/`. Run by hand after a format change:
+/// `cargo test -p copse --test corruption -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore = "writes files into the source tree; run by hand"]
+fn write_fuzz_seeds() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/open_and_query");
+    std::fs::create_dir_all(&dir).unwrap();
+    for metric in METRICS {
+        let mut seed = vec![0u8];
+        seed.extend(small_index(metric));
+        std::fs::write(dir.join(format!("{metric}.bin")), seed).unwrap();
+    }
+}
