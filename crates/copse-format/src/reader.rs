@@ -610,7 +610,8 @@ fn check_trees(info: &IndexInfo, data: &[u8], s: &Sections) -> Result<(), Format
         if !within(tree.split_base, tree.n_splits, total_splits) {
             return Err(bad("has split nodes outside the splits section"));
         }
-        if tree.n_leaves == 0 || !within(tree.leaf_base, tree.n_leaves + 1, total_offsets) {
+        let offsets = tree.n_leaves.checked_add(1).unwrap_or(u64::MAX);
+        if tree.n_leaves == 0 || !within(tree.leaf_base, offsets, total_offsets) {
             return Err(bad("has leaf offsets outside the leaf-offsets section"));
         }
         // The ids end 8 bytes before the section does: every unpacking load stays inside.
