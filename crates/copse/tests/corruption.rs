@@ -275,6 +275,43 @@ fn a_valid_file_of_another_metric_or_dimension_is_refused_with_both_named() {
     }
 }
 
+/// Every field of every tree entry set to extreme values (the fuzzer once found an overflow
+/// here): open refuses or the queries stay in range.
+#[test]
+fn extreme_tree_entries_are_refused_or_harmless() {
+    let values: [u64; 7] = [0, 1, 2, u64::from(u32::MAX), 1 << 32, 1 << 63, u64::MAX];
+    for metric in METRICS {
+        let bytes = small_index(metric);
+        let index = Index::from_bytes(&bytes).unwrap();
+        let trees_kind = index
+            .sections()
+            .iter()
+            .position(|(kind, _)| *kind == copse_format::SectionKind::Trees)
+            .unwrap();
+        let (offset, len) = section_ranges(&bytes)[trees_kind];
+        let entry = size_of::<copse_format::TreeEntry>();
+        for tree in 0..len / entry {
+            // Six u64 fields, then the root and a reserved u32.
+            for field in 0..8 {
+                let (at, width) = if field < 6 {
+                    (offset + tree * entry + 8 * field, 8)
+                } else {
+                    (offset + tree * entry + 48 + 4 * (field - 6), 4)
+                };
+                for &value in &values {
+                    let mut copy = bytes.clone();
+                    copy[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);
+                    survive(
+                        &copy,
+                        metric,
+                        &format!("tree {tree} field {field} set to {value:#x}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Writes the fuzz target's seed inputs (a mode byte, then a small valid index per metric) to
 /// `fuzz/seeds/open_and_query/`. Run by hand after a format change:
 /// `cargo test -p copse --test corruption -- --ignored write_fuzz_seeds`.
