@@ -22,6 +22,7 @@ pub fn run() -> Result<()> {
         &[],
     )?;
     cargo(&["test", "--workspace"], &[])?;
+    crate::pytest::run()?;
     cargo(
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],

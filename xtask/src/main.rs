@@ -5,6 +5,7 @@ mod bench_report;
 mod ci;
 mod datasets;
 mod plot;
+mod pytest;
 mod python;
 mod truth;
 

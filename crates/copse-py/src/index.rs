@@ -743,10 +743,13 @@ impl AnnoyIndex {
         Ok(())
     }
 
+    /// The number of items (`get_n_items()`).
     fn __len__(&self) -> usize {
         usize::try_from(self.snapshot().0).unwrap_or(usize::MAX)
     }
 
+    /// What the index holds: dimensions, metric, items, trees, and whether it is built or
+    /// loaded (and from where).
     fn __repr__(&self) -> String {
         let state = self.lock();
         let what = match &state.phase {
@@ -773,10 +776,12 @@ impl AnnoyIndex {
         )
     }
 
+    /// `with AnnoyIndex(...) as index:` gives the index itself.
     fn __enter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
 
+    /// Unloads the index at the end of a `with` block; exceptions propagate.
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
         self.unload()?;
