@@ -29,6 +29,7 @@ pub fn run() -> Result<()> {
     )?;
     cargo(&["bench", "--workspace", "--no-run"], &[])?;
     neon_check()?;
+    crate::regress::run(false)?;
     println!("xtask ci: all steps passed in {:.0?}", started.elapsed());
     Ok(())
 }

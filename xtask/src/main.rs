@@ -7,6 +7,7 @@ mod datasets;
 mod plot;
 mod pytest;
 mod python;
+mod regress;
 mod truth;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,13 @@ enum Task {
         #[arg(long)]
         run: bool,
     },
+    /// The instruction-count regression gate: small workloads under callgrind against
+    /// benches/callgrind-baseline.json (fails above +5%).
+    Regress {
+        /// Rewrite the baseline with the counts measured now.
+        #[arg(long)]
+        update: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Task::Ci => ci::run(),
         Task::BenchReport { run } => bench_report::run(run),
         Task::BenchGlove(args) => bench_glove::run(*args),
+        Task::Regress { update } => regress::run(update),
     }
 }

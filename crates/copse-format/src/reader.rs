@@ -610,7 +610,7 @@ fn check_trees(info: &IndexInfo, data: &[u8], s: &Sections) -> Result<(), Format
         if !within(tree.split_base, tree.n_splits, total_splits) {
             return Err(bad("has split nodes outside the splits section"));
         }
-        let offsets = tree.n_leaves.checked_add(1).unwrap_or(u64::MAX);
+        let offsets = tree.n_leaves.saturating_add(1);
         if tree.n_leaves == 0 || !within(tree.leaf_base, offsets, total_offsets) {
             return Err(bad("has leaf offsets outside the leaf-offsets section"));
         }
