@@ -98,13 +98,17 @@ pub enum SectionKind {
     /// [`item_code_stride`] bytes per item: scale (f32), sum of squared codes (f32), then
     /// `row_len` i8 codes (of the unit vector, for angular).
     ItemCodes,
+    /// Trees converted from an Annoy index: Annoy's node array, byte for byte (item nodes,
+    /// split and leaf nodes, root copies; Annoy's layout for the header's metric and dims).
+    /// A file with this section has no other section: the Annoy nodes hold the items too.
+    AnnoyNodes,
     /// A kind this reader does not know (skipped).
     Unknown(u32),
 }
 
 impl SectionKind {
     /// Every kind this version writes, in file order.
-    pub const KNOWN: [SectionKind; 8] = [
+    pub const KNOWN: [SectionKind; 9] = [
         SectionKind::Items,
         SectionKind::Norms,
         SectionKind::Present,
@@ -113,6 +117,7 @@ impl SectionKind {
         SectionKind::LeafOffsets,
         SectionKind::LeafIds,
         SectionKind::ItemCodes,
+        SectionKind::AnnoyNodes,
     ];
 
     /// The code the section table stores.
@@ -126,6 +131,7 @@ impl SectionKind {
             SectionKind::LeafOffsets => 7,
             SectionKind::LeafIds => 8,
             SectionKind::ItemCodes => 9,
+            SectionKind::AnnoyNodes => 10,
             SectionKind::Unknown(code) => code,
         }
     }
@@ -149,6 +155,7 @@ impl SectionKind {
             SectionKind::LeafOffsets => "leaf-offsets",
             SectionKind::LeafIds => "leaf-ids",
             SectionKind::ItemCodes => "item-codes",
+            SectionKind::AnnoyNodes => "annoy-nodes",
             SectionKind::Unknown(_) => "unknown",
         }
     }

@@ -38,6 +38,7 @@ struct Sections {
     leaf_offsets: Range<usize>,
     leaf_ids: Range<usize>,
     item_codes: Range<usize>,
+    annoy_nodes: Range<usize>,
 }
 
 impl<B: AsRef<[u8]>> IndexFile<B> {
@@ -92,6 +93,12 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
         Ok(())
     }
 
+    /// True if the file holds trees converted from Annoy ([`SectionKind::AnnoyNodes`]) instead
+    /// of copse's own sections.
+    pub fn has_annoy_nodes(&self) -> bool {
+        !self.sections.annoy_nodes.is_empty()
+    }
+
     /// Typed slices of the sections.
     pub fn view(&self) -> View<'_> {
         let data = self.bytes.as_ref();
@@ -122,6 +129,7 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
                 stride: item_code_stride(row_len),
                 row_len,
             },
+            annoy_nodes: data.get(s.annoy_nodes.clone()).unwrap_or(&[]),
         }
     }
 }
@@ -174,6 +182,9 @@ pub struct View<'a> {
     pub id_bits: u32,
     /// Quantized items (empty unless the metric stores them).
     pub codes: ItemCodes<'a>,
+    /// Annoy's node array, for a file converted from Annoy (empty otherwise; then every
+    /// other slice is empty).
+    pub annoy_nodes: &'a [u8],
 }
 
 /// The quantized items of [`SectionKind::ItemCodes`].
@@ -452,7 +463,10 @@ fn validate(data: &[u8]) -> Result<(IndexInfo, Sections, Vec<SectionEntry>), For
 
     let table: Vec<SectionEntry> = bytemuck::pod_collect_to_vec(&header_bytes[header_size..]);
     let sections = locate_sections(&info, &table, header_len as u64, len)?;
-    check_trees(&info, data, &sections)?;
+    // Annoy trees are checked by their reader (copse-annoy) as it follows them.
+    if sections.annoy_nodes.is_empty() {
+        check_trees(&info, data, &sections)?;
+    }
     Ok((info, sections, table))
 }
 
@@ -520,6 +534,27 @@ fn locate_sections(
         Ok(range)
     };
 
+    if let Some(annoy_nodes) = take(SectionKind::AnnoyNodes) {
+        for kind in SectionKind::KNOWN {
+            if kind != SectionKind::AnnoyNodes && take(kind).is_some() {
+                return Err(FormatError::BadSection {
+                    kind,
+                    problem: "is present beside Annoy nodes".into(),
+                });
+            }
+        }
+        if annoy_nodes.is_empty() {
+            return Err(FormatError::BadSection {
+                kind: SectionKind::AnnoyNodes,
+                problem: "is empty".into(),
+            });
+        }
+        return Ok(Sections {
+            annoy_nodes,
+            ..Sections::default()
+        });
+    }
+
     let row_bytes = (info.row_len() * info.element().size()) as u64;
     let items = sized(
         SectionKind::Items,
@@ -571,6 +606,7 @@ fn locate_sections(
         leaf_offsets,
         leaf_ids,
         item_codes,
+        annoy_nodes: 0..0,
     })
 }
 

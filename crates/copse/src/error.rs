@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use copse_annoy::AnnoyError;
 use copse_build::BuildError;
 use copse_format::{FormatError, Metric};
 use copse_query::QueryError;
@@ -79,6 +80,26 @@ pub enum Error {
     /// A query found the index corrupt, or could not run.
     #[error(transparent)]
     Query(QueryError),
+    /// An Annoy index (raw or converted) could not be opened, or is corrupt, or was given
+    /// dimensions or a metric its file does not fit.
+    #[error(transparent)]
+    Annoy(AnnoyError),
+}
+
+impl From<AnnoyError> for Error {
+    fn from(e: AnnoyError) -> Error {
+        match e {
+            AnnoyError::WrongDimensions { expected, found } => {
+                Error::WrongDimensions { expected, found }
+            }
+            AnnoyError::NotFinite { position, value } => Error::NotFinite { position, value },
+            AnnoyError::WrongKind { given, metric } => {
+                Error::WrongKind(format!("a {given} vector cannot query a {metric} index"))
+            }
+            AnnoyError::ItemOutOfRange { id, n_items } => Error::ItemOutOfRange { id, n_items },
+            other => Error::Annoy(other),
+        }
+    }
 }
 
 impl Error {

@@ -1,10 +1,13 @@
 //! [`Index`]: an open, immutable, thread-safe index over a mapped file or bytes in memory.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
-use copse_format::{IndexFile, IndexInfo, Metric, SectionKind, View};
+use copse_annoy::{AnnoyQuery, AnnoyTrees, AnnoyView};
+use copse_format::{
+    FormatError, IndexFile, IndexInfo, IndexWriter, MAGIC, Metric, SectionKind, View,
+};
 use copse_query::{Neighbor, Query, Scratch};
 
 use crate::Error;
@@ -38,10 +41,44 @@ impl LoadOptions {
 
 /// An open index. Queries may run from many threads at once; each takes a reusable scratch
 /// buffer from a small pool, so steady-state queries do not allocate beyond their result.
+///
+/// An index is a copse file with copse's trees, a copse file holding trees converted from
+/// Annoy ([`Index::to_copse`]), or a raw Annoy file ([`Index::load_annoy`]). The last two are
+/// searched by `copse-annoy`, exactly as Annoy searches them.
 #[derive(Debug)]
 pub struct Index {
-    file: IndexFile<Storage>,
+    backing: Backing,
     scratch: Mutex<Vec<Scratch>>,
+}
+
+/// What an [`Index`] reads.
+#[derive(Debug)]
+enum Backing {
+    /// A copse file with copse's own trees.
+    Copse(IndexFile<Storage>),
+    /// A copse file whose trees were converted from Annoy (its annoy-nodes section).
+    Converted {
+        file: IndexFile<Storage>,
+        trees: AnnoyTrees,
+    },
+    /// A raw Annoy file. Its header-like facts are gathered on first use (counting the
+    /// present items reads every item node, which opening should not).
+    Annoy {
+        storage: Storage,
+        trees: AnnoyTrees,
+        info: OnceLock<IndexInfo>,
+    },
+}
+
+impl Backing {
+    /// The Annoy trees and their bytes, if the index has Annoy trees.
+    fn annoy(&self) -> Option<AnnoyView<'_>> {
+        match self {
+            Backing::Copse(_) => None,
+            Backing::Converted { file, trees } => Some(trees.view(file.view().annoy_nodes)),
+            Backing::Annoy { storage, trees, .. } => Some(trees.view(storage.as_ref())),
+        }
+    }
 }
 
 impl Index {
@@ -67,15 +104,155 @@ impl Index {
     }
 
     pub(crate) fn open(storage: Storage) -> Result<Index, Error> {
-        Ok(Index {
-            file: IndexFile::open(storage)?,
+        let file = IndexFile::open(storage)?;
+        let backing = if file.has_annoy_nodes() {
+            let info = *file.info();
+            let trees = AnnoyTrees::open(file.view().annoy_nodes, info.dims, info.metric)?;
+            if trees.n_items() != info.n_items
+                || trees.n_trees() != info.n_trees
+                || trees.layout().leaf_capacity != info.leaf_capacity
+            {
+                return Err(Error::Format(FormatError::BadSection {
+                    kind: SectionKind::AnnoyNodes,
+                    problem: format!(
+                        "holds {} items in {} trees, but the header says {} in {}",
+                        trees.n_items(),
+                        trees.n_trees(),
+                        info.n_items,
+                        info.n_trees
+                    ),
+                }));
+            }
+            Backing::Converted { file, trees }
+        } else {
+            Backing::Copse(file)
+        };
+        Ok(Index::with(backing))
+    }
+
+    fn with(backing: Backing) -> Index {
+        Index {
+            backing,
             scratch: Mutex::new(Vec::new()),
-        })
+        }
+    }
+
+    /// Memory-maps the Annoy (1.17) index file at `path`, of `dims` dimensions and `metric`
+    /// (Annoy files have no header: give what the index was built with, as with Annoy). Queries
+    /// answer exactly as Annoy's on the same file. A file whose size does not fit `dims` and
+    /// `metric` is an error; one whose contents do not fit gives errors (or in-range answers),
+    /// never a crash.
+    pub fn load_annoy(path: impl AsRef<Path>, dims: usize, metric: Metric) -> Result<Index, Error> {
+        Index::load_annoy_with(path, dims, metric, &LoadOptions::new())
+    }
+
+    /// [`Index::load_annoy`] with `options` (its `populate`; `expect` is checked too).
+    pub fn load_annoy_with(
+        path: impl AsRef<Path>,
+        dims: usize,
+        metric: Metric,
+        options: &LoadOptions,
+    ) -> Result<Index, Error> {
+        let storage = Storage::map(path.as_ref(), options.populate)?;
+        let index = Index::open_annoy(storage, dims, metric)?;
+        if let Some((dims, metric)) = options.expect {
+            index.expect(dims, metric)?;
+        }
+        Ok(index)
+    }
+
+    /// Opens an Annoy index from bytes in memory (copied); see [`Index::load_annoy`].
+    pub fn from_annoy_bytes(bytes: &[u8], dims: usize, metric: Metric) -> Result<Index, Error> {
+        Index::open_annoy(Storage::copy(bytes), dims, metric)
+    }
+
+    fn open_annoy(storage: Storage, dims: usize, metric: Metric) -> Result<Index, Error> {
+        let trees = AnnoyTrees::open(storage.as_ref(), dims, metric)?;
+        Ok(Index::with(Backing::Annoy {
+            storage,
+            trees,
+            info: OnceLock::new(),
+        }))
+    }
+
+    /// Loads the copse index at `path`, or, if the file does not start with copse's magic
+    /// bytes, the Annoy index of `dims` and `metric` there. With either, fails unless the
+    /// index has `dims` and `metric`.
+    pub fn load_copse_or_annoy(
+        path: impl AsRef<Path>,
+        dims: usize,
+        metric: Metric,
+        options: &LoadOptions,
+    ) -> Result<Index, Error> {
+        let path = path.as_ref();
+        let mut magic = [0u8; MAGIC.len()];
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut read = 0;
+        while read < magic.len() {
+            match file.read(&mut magic[read..]) {
+                Ok(0) => break,
+                Ok(n) => read += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+        let options = options.clone().expect(dims, metric);
+        if read == magic.len() && magic == MAGIC {
+            Index::load_with(path, &options)
+        } else {
+            Index::load_annoy_with(path, dims, metric, &options)
+        }
+    }
+
+    /// A copse index holding this index's Annoy trees (in memory; [`Index::save`] writes it):
+    /// one section with Annoy's nodes byte for byte, so the converted index answers exactly as
+    /// Annoy does, with copse's header, checksums and atomic saves. The trees are checked in
+    /// full first (every reference, no cycles): a corrupt Annoy file is not converted. An index
+    /// already converted is copied; one with copse's own trees is an error.
+    pub fn to_copse(&self) -> Result<Index, Error> {
+        let (nodes, trees) = match &self.backing {
+            Backing::Copse(_) => {
+                return Err(Error::WrongKind(
+                    "the index has copse trees, not Annoy trees: there is nothing to convert"
+                        .into(),
+                ));
+            }
+            Backing::Converted { .. } => return Index::from_bytes(self.as_bytes()),
+            Backing::Annoy { storage, trees, .. } => (storage.as_ref(), trees),
+        };
+        let view = trees.view(nodes);
+        view.check_trees()?;
+        let mut info = *self.info();
+        info.version = copse_format::FORMAT_VERSION;
+        let mut out = std::io::Cursor::new(Vec::with_capacity(nodes.len() + 256));
+        let mut writer = IndexWriter::new(&mut out, info, 1)?;
+        writer.write_section(SectionKind::AnnoyNodes, nodes)?;
+        writer.finish()?;
+        Index::from_bytes(out.get_ref())
+    }
+
+    /// Converts the Annoy index file `annoy` (`dims`, `metric`) to a copse index saved at
+    /// `to` ([`Index::load_annoy`], [`Index::to_copse`], [`Index::save`]), and returns it.
+    pub fn convert_annoy(
+        annoy: impl AsRef<Path>,
+        dims: usize,
+        metric: Metric,
+        to: impl AsRef<Path>,
+    ) -> Result<Index, Error> {
+        let converted = Index::load_annoy(annoy, dims, metric)?.to_copse()?;
+        converted.save(to)?;
+        Ok(converted)
+    }
+
+    /// True if the index's trees came from Annoy (a raw Annoy file or a converted one): its
+    /// queries follow Annoy's search exactly.
+    pub fn has_annoy_trees(&self) -> bool {
+        self.backing.annoy().is_some()
     }
 
     /// Fails with [`Error::Mismatch`] unless the index has `metric` and `dims`.
     pub fn expect(&self, dims: usize, metric: Metric) -> Result<(), Error> {
-        let info = self.file.info();
+        let info = self.info();
         if info.dims != dims || info.metric != metric {
             return Err(Error::Mismatch {
                 expected_metric: metric,
@@ -94,50 +271,105 @@ impl Index {
         save_atomically(path.as_ref(), |file| file.write_all(self.as_bytes()))
     }
 
-    /// The index's bytes, exactly as saved.
+    /// The index's bytes, exactly as saved (for a raw Annoy file, the Annoy file).
     pub fn as_bytes(&self) -> &[u8] {
-        self.file.bytes()
+        match &self.backing {
+            Backing::Copse(file) | Backing::Converted { file, .. } => file.bytes(),
+            Backing::Annoy { storage, .. } => storage.as_ref(),
+        }
     }
 
     /// Checks every section's checksum (reads the whole file); the error names the section that
-    /// fails.
+    /// fails. Annoy trees (raw or converted) are also followed in full, every reference checked.
     pub fn verify(&self) -> Result<(), Error> {
-        Ok(self.file.verify()?)
+        if let Backing::Copse(file) | Backing::Converted { file, .. } = &self.backing {
+            file.verify()?;
+        }
+        if let Some(annoy) = self.backing.annoy() {
+            annoy.check_trees()?;
+        }
+        Ok(())
     }
 
-    /// The header.
+    /// The header. For a raw Annoy file, what a header would say (`version` 0, `seed` 0, the
+    /// leaf capacity Annoy's `K`), gathered on the first call.
     pub fn info(&self) -> &IndexInfo {
-        self.file.info()
+        match &self.backing {
+            Backing::Copse(file) | Backing::Converted { file, .. } => file.info(),
+            Backing::Annoy {
+                storage,
+                trees,
+                info,
+            } => info.get_or_init(|| {
+                let layout = trees.layout();
+                IndexInfo {
+                    version: 0,
+                    metric: layout.metric,
+                    dims: layout.dims,
+                    n_items: trees.n_items(),
+                    n_present: trees.view(storage.as_ref()).count_present(),
+                    n_trees: trees.n_trees(),
+                    leaf_capacity: layout.leaf_capacity,
+                    seed: 0,
+                }
+            }),
+        }
     }
 
-    /// Each section and its size in bytes.
+    /// Each section and its size in bytes (none, for a raw Annoy file).
     pub fn sections(&self) -> Vec<(SectionKind, u64)> {
-        self.file.sections()
+        match &self.backing {
+            Backing::Copse(file) | Backing::Converted { file, .. } => file.sections(),
+            Backing::Annoy { .. } => Vec::new(),
+        }
     }
 
     /// Largest item id plus one.
     pub fn n_items(&self) -> u64 {
-        self.info().n_items
+        match &self.backing {
+            Backing::Annoy { trees, .. } => trees.n_items(),
+            _ => self.info().n_items,
+        }
     }
 
     /// Number of trees.
     pub fn n_trees(&self) -> usize {
-        self.info().n_trees
+        match &self.backing {
+            Backing::Annoy { trees, .. } => trees.n_trees(),
+            _ => self.info().n_trees,
+        }
     }
 
     /// Dimensions (bits, for hamming).
     pub fn dims(&self) -> usize {
-        self.info().dims
+        match &self.backing {
+            Backing::Annoy { trees, .. } => trees.layout().dims,
+            _ => self.info().dims,
+        }
     }
 
     /// The metric.
     pub fn metric(&self) -> Metric {
-        self.info().metric
+        match &self.backing {
+            Backing::Annoy { trees, .. } => trees.layout().metric,
+            _ => self.info().metric,
+        }
+    }
+
+    /// The copse file's sections, for copse's own trees.
+    fn copse_view(&self) -> Option<View<'_>> {
+        match &self.backing {
+            Backing::Copse(file) => Some(file.view()),
+            _ => None,
+        }
     }
 
     /// True if `id` was added to the index.
     pub fn contains(&self, id: u64) -> bool {
-        self.file.view().is_present(id)
+        match self.backing.annoy() {
+            Some(annoy) => annoy.is_present(id),
+            None => self.copse_view().is_some_and(|v| v.is_present(id)),
+        }
     }
 
     fn check_item(&self, id: u64) -> Result<(), Error> {
@@ -160,7 +392,12 @@ impl Index {
         search_k: Option<usize>,
     ) -> Result<Vec<Neighbor>, Error> {
         self.check_item(id)?;
-        let view = self.file.view();
+        if let Some(annoy) = self.backing.annoy() {
+            return Ok(annoy.nns_by_item(id, n, search_k)?);
+        }
+        let Some(view) = self.copse_view() else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::with_capacity(n.min(1024));
         let at = id as usize;
         let query = match view.info.metric {
@@ -192,7 +429,25 @@ impl Index {
         search_k: Option<usize>,
         out: &mut Vec<Neighbor>,
     ) -> Result<(), Error> {
-        let view = self.file.view();
+        out.clear();
+        if let Some(annoy) = self.backing.annoy() {
+            let found = if self.metric() == Metric::Hamming {
+                if vector.len() != self.dims() {
+                    return Err(Error::WrongDimensions {
+                        expected: self.dims(),
+                        found: vector.len(),
+                    });
+                }
+                annoy.nns(AnnoyQuery::Bits(&pack_bits(vector)?), n, search_k)?
+            } else {
+                annoy.nns(AnnoyQuery::F32(vector), n, search_k)?
+            };
+            out.extend(found);
+            return Ok(());
+        }
+        let Some(view) = self.copse_view() else {
+            return Ok(());
+        };
         if view.info.metric == Metric::Hamming {
             if vector.len() != view.info.dims {
                 return Err(Error::WrongDimensions {
@@ -213,7 +468,12 @@ impl Index {
         n: usize,
         search_k: Option<usize>,
     ) -> Result<Vec<Neighbor>, Error> {
-        let view = self.file.view();
+        if let Some(annoy) = self.backing.annoy() {
+            return Ok(annoy.nns(AnnoyQuery::Bits(words), n, search_k)?);
+        }
+        let Some(view) = self.copse_view() else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::with_capacity(n.min(1024));
         self.search(&view, Query::Bits(words), n, search_k, &mut out)?;
         Ok(out)
@@ -252,7 +512,15 @@ impl Index {
     /// The vector of item `id` (bits as 0.0/1.0 for hamming).
     pub fn item_vector(&self, id: u64) -> Result<Vec<f32>, Error> {
         self.check_item(id)?;
-        let view = self.file.view();
+        if let Some(annoy) = self.backing.annoy() {
+            return Ok(match annoy.item_f32(id)? {
+                Some(v) => v,
+                None => unpack_bits(&annoy.item_bits(id)?.unwrap_or_default(), self.dims()),
+            });
+        }
+        let Some(view) = self.copse_view() else {
+            return Ok(Vec::new());
+        };
         let at = id as usize;
         Ok(match view.info.metric {
             Metric::Hamming => unpack_bits(view.item_bits(at).unwrap_or(&[]), view.info.dims),
@@ -263,19 +531,29 @@ impl Index {
     /// The packed bits of hamming item `id`.
     pub fn item_bits(&self, id: u64) -> Result<Vec<u64>, Error> {
         self.check_item(id)?;
-        let view = self.file.view();
-        view.item_bits(id as usize)
-            .map(<[u64]>::to_vec)
-            .ok_or_else(|| {
-                Error::WrongKind(format!("a {} index has no bit vectors", self.metric()))
-            })
+        let bits = match self.backing.annoy() {
+            Some(annoy) => annoy.item_bits(id)?,
+            None => self
+                .copse_view()
+                .and_then(|view| view.item_bits(id as usize).map(<[u64]>::to_vec)),
+        };
+        bits.ok_or_else(|| {
+            Error::WrongKind(format!("a {} index has no bit vectors", self.metric()))
+        })
     }
 
     /// The distance between items `a` and `b`, in Annoy's convention for the metric.
     pub fn distance(&self, a: u64, b: u64) -> Result<f32, Error> {
         self.check_item(a)?;
         self.check_item(b)?;
-        let view = self.file.view();
+        if let Some(annoy) = self.backing.annoy() {
+            return Ok(annoy.distance(a, b)?);
+        }
+        let Some(view) = self.copse_view() else {
+            return Err(Error::Query(copse_query::QueryError::Corrupt(
+                "item rows out of range",
+            )));
+        };
         let (a, b) = (a as u32, b as u32);
         copse_query::item_distance(&view, a, b)?.ok_or(Error::Query(
             copse_query::QueryError::Corrupt("item rows out of range"),
