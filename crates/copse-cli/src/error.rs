@@ -72,7 +72,9 @@ pub fn verify_code(e: &copse::Error) -> Code {
             F::Io(_) | F::UnknownMetricName(_) => Code::Input,
             _ => Code::Corrupt,
         },
-        copse::Error::Query(_) => Code::Corrupt,
+        copse::Error::Query(_) | copse::Error::Annoy(copse::AnnoyError::Corrupt(_)) => {
+            Code::Corrupt
+        }
         _ => Code::Input,
     }
 }

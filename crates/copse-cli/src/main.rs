@@ -5,6 +5,7 @@
 
 mod bench;
 mod build;
+mod convert;
 mod error;
 mod info;
 mod input;
@@ -41,6 +42,9 @@ enum Command {
     Verify(info::VerifyArgs),
     /// Measure recall@k and queries per second against ground truth.
     Bench(bench::BenchArgs),
+    /// Convert an Annoy index file to a copse index that keeps Annoy's trees (queries answer
+    /// as Annoy's on the original).
+    Convert(convert::ConvertArgs),
 }
 
 /// The SIMD level queries will use, or why there is none.
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run_info(&args),
         Command::Verify(args) => info::run_verify(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Convert(args) => convert::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1434,3 +1434,129 @@ fn usage_errors_exit_with_status_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+// ---------------------------------------------------------------------------------------------
+// convert --from-annoy
+
+fn annoy_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../copse-annoy/tests/fixtures")
+}
+
+/// `copse convert --from-annoy` of every fixture Annoy 1.17.3 wrote, then `copse verify` and
+/// `copse query` on the result: the answers are Annoy's recorded ones (ids equal, distances
+/// within 1e-5).
+#[test]
+fn convert_from_annoy_answers_as_annoy_does() {
+    let dir = TempDir::new().unwrap();
+    let text = std::fs::read_to_string(annoy_fixtures().join("answers.json")).unwrap();
+    let answers: Value = serde_json::from_str(&text).unwrap();
+    let mut compared = 0;
+    for case in answers["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let out = dir.path().join(format!("{name}.copse"));
+        let annoy = annoy_fixtures().join(case["file"].as_str().unwrap());
+        let dims = case["dims"].to_string();
+        let said = ok(copse()
+            .args(["convert", "--from-annoy"])
+            .arg(&annoy)
+            .args([
+                "--dims",
+                &dims,
+                "--metric",
+                case["metric"].as_str().unwrap(),
+                "-o",
+            ])
+            .arg(&out));
+        assert!(
+            said.contains(&format!("{} Annoy trees", case["n_trees"])),
+            "{said}"
+        );
+        ok(copse().arg("verify").arg(&out));
+        for q in case["by_item"].as_array().unwrap() {
+            let k = q["search_k"].as_i64().unwrap();
+            let mut cmd = copse();
+            cmd.arg("query")
+                .arg(&out)
+                .args(["--item", &q["item"].to_string(), "-k", &q["n"].to_string()])
+                .args(["--format", "jsonl"]);
+            if k != -1 {
+                cmd.args(["--search-k", &k.to_string()]);
+            }
+            let lines = jsonl(&ok(&mut cmd));
+            let neighbors = lines[0]["neighbors"].as_array().unwrap();
+            let ids: Vec<u64> = neighbors
+                .iter()
+                .map(|n| n["id"].as_u64().unwrap())
+                .collect();
+            let expected: Vec<u64> = q["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_u64().unwrap())
+                .collect();
+            assert_eq!(ids, expected, "{name}: {q}");
+            for (n, d) in neighbors.iter().zip(q["distances"].as_array().unwrap()) {
+                let (got, want) = (n["distance"].as_f64().unwrap(), d.as_f64().unwrap());
+                assert!((got - want).abs() <= 1e-5, "{name}: {got} vs {want}");
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared > 200, "{compared}");
+}
+
+#[test]
+fn convert_refuses_what_does_not_fit() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("out.copse");
+    let annoy = annoy_fixtures().join("angular.ann");
+    // 12 dimensions: 24752 bytes are not a whole number of 60-byte nodes.
+    fails(
+        copse()
+            .args(["convert", "--from-annoy"])
+            .arg(&annoy)
+            .args(["--dims", "12", "--metric", "angular", "-o"])
+            .arg(&out),
+        2,
+        &["angular.ann", "12 dimensions", "angular"],
+    );
+    assert!(!out.exists());
+    fails(
+        copse()
+            .args(["convert", "--from-annoy"])
+            .arg(dir.path().join("missing.ann"))
+            .args(["--dims", "10", "--metric", "angular", "-o"])
+            .arg(&out),
+        2,
+        &["missing.ann"],
+    );
+    fails(
+        copse()
+            .args(["convert", "--from-annoy"])
+            .arg(dir.path())
+            .args(["--dims", "10", "--metric", "angular", "-o"])
+            .arg(&out),
+        2,
+        &["directory"],
+    );
+    // A cycle in the trees: the root's children point at the root.
+    let mut bytes = std::fs::read(&annoy).unwrap();
+    let node = 12 + 4 * 10;
+    let root = bytes.len() - node;
+    let n = i32::from_le_bytes(bytes[root..root + 4].try_into().unwrap());
+    assert!(n > 12, "the last root is a split");
+    let me = ((bytes.len() / node) - 1) as i32;
+    bytes[root + 4..root + 8].copy_from_slice(&me.to_le_bytes());
+    let bad = dir.path().join("cycle.ann");
+    std::fs::write(&bad, &bytes).unwrap();
+    fails(
+        copse()
+            .args(["convert", "--from-annoy"])
+            .arg(&bad)
+            .args(["--dims", "10", "--metric", "angular", "-o"])
+            .arg(&out),
+        2,
+        &["cycle.ann", "corrupt Annoy index"],
+    );
+    assert!(!out.exists());
+}
