@@ -83,7 +83,7 @@ fn errno_of_kind(kind: std::io::ErrorKind) -> Option<i32> {
 /// [`to_py`] for a path-less load or save failure, prefixed with the file's name.
 pub(crate) fn with_path(error: Error, path: &std::path::Path) -> PyErr {
     match error {
-        Error::Mismatch { .. } | Error::Format(_) => {
+        Error::Mismatch { .. } | Error::Format(_) | Error::Annoy(_) => {
             PyOSError::new_err(format!("{}: {error}", path.display()))
         }
         other => to_py(other),

@@ -466,11 +466,14 @@ impl AnnoyIndex {
                 Phase::Building { .. } => return Err(busy()),
             }
         };
+        let (f, metric) = (self.f, self.metric);
         let loaded = py.detach(|| {
             if !in_place {
                 index.save(&path)?;
             }
-            Index::load_with(&path, &LoadOptions::new().populate(prefault))
+            // What was saved is a copse index, or the Annoy file this object had loaded.
+            let options = LoadOptions::new().populate(prefault);
+            Index::load_copse_or_annoy(&path, f, metric, &options)
         });
         let loaded = loaded.map_err(|e| errors::with_path(e, &path))?;
         self.say(|| format!("saved {}", path.display()));
@@ -492,7 +495,9 @@ impl AnnoyIndex {
     }
 
     /// Maps the index file `fn` (with `prefault`, reads it all into memory first), replacing
-    /// whatever this object held. On failure the object is unchanged. Returns True.
+    /// whatever this object held: a copse index, or an index file written by Annoy (read as
+    /// having this object's `f` and metric, and searched exactly as Annoy searches it). On
+    /// failure the object is unchanged. Returns True.
     #[pyo3(signature = (r#fn, prefault = None))]
     fn load(
         &self,
@@ -505,11 +510,12 @@ impl AnnoyIndex {
             return Err(busy());
         }
         let path = r#fn;
-        let options = LoadOptions::new()
-            .populate(prefault)
-            .expect(self.f, self.metric);
+        let options = LoadOptions::new().populate(prefault);
+        // A copse index (by its magic bytes) or, as Annoy's own `load`, an Annoy file of this
+        // object's f and metric.
+        let (f, metric) = (self.f, self.metric);
         let index = py
-            .detach(|| Index::load_with(&path, &options))
+            .detach(|| Index::load_copse_or_annoy(&path, f, metric, &options))
             .map_err(|e| errors::with_path(e, &path))?;
         self.say(|| {
             format!(

@@ -61,8 +61,12 @@ class AnnoyIndex:
     def load(self, fn: _Path, prefault: bool = False) -> bool:
         """Maps the index file ``fn``, replacing what the object held. Returns True.
 
-        ``OSError`` (``FileNotFoundError`` ...) if the file cannot be read, is not a copse
-        index, or has another ``f`` or metric. With ``prefault``, reads the whole file first.
+        A file without copse's magic bytes is read as an index written by Annoy (1.17) with
+        this object's ``f`` and metric, and searched exactly as Annoy searches it.
+
+        ``OSError`` (``FileNotFoundError`` ...) if the file cannot be read, is neither a copse
+        index nor an Annoy file that fits ``f`` and the metric, or has another ``f`` or metric.
+        With ``prefault``, reads the whole file first.
         """
     def unload(self) -> bool:
         """Frees the index and any items, leaving an empty index. Returns True."""
