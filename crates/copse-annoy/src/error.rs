@@ -1,6 +1,7 @@
 //! What can be wrong with an Annoy file or a query on it.
 
 use copse_format::Metric;
+use copse_query::QueryError;
 
 /// An Annoy file could not be opened, or a query on it could not run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -34,30 +35,9 @@ pub enum AnnoyError {
     /// impossible count): corrupt, or opened with the wrong dimensions or metric.
     #[error("corrupt Annoy index (or wrong dimensions or metric given): {0}")]
     Corrupt(String),
-    /// A query's length differs from the index's dimensions.
-    #[error("query has {found} dimensions, the index has {expected}")]
-    WrongDimensions {
-        /// The index's dimensions (64-bit words, for packed hamming queries).
-        expected: usize,
-        /// The query's length.
-        found: usize,
-    },
-    /// A query holds NaN or an infinity.
-    #[error("query value {value} at position {position} is not a finite number")]
-    NotFinite {
-        /// Where.
-        position: usize,
-        /// The value.
-        value: f32,
-    },
-    /// A float query for a hamming index, or a bit query for a float index.
-    #[error("a {given} query cannot search a {metric} index")]
-    WrongKind {
-        /// What the query was.
-        given: &'static str,
-        /// The index's metric.
-        metric: Metric,
-    },
+    /// A query that cannot search this index: wrong length, kind, or a value not finite.
+    #[error(transparent)]
+    Query(#[from] QueryError),
     /// An item id beyond the largest item.
     #[error("item {id} is out of range: the index has {n_items} ids")]
     ItemOutOfRange {

@@ -24,4 +24,4 @@ mod trees;
 
 pub use error::AnnoyError;
 pub use layout::Layout;
-pub use trees::{AnnoyQuery, AnnoyTrees, AnnoyView};
+pub use trees::{AnnoyTrees, AnnoyView};

@@ -3,7 +3,7 @@
 use std::collections::BinaryHeap;
 
 use copse_format::Metric;
-use copse_query::Neighbor;
+use copse_query::{Neighbor, Query};
 
 use crate::error::corrupt;
 use crate::{AnnoyError, Layout, math};
@@ -16,15 +16,6 @@ pub struct AnnoyTrees {
     n_nodes: u32,
     n_items: u32,
     roots: Vec<u32>,
-}
-
-/// A query vector, as the metric stores vectors.
-#[derive(Debug, Clone, Copy)]
-pub enum AnnoyQuery<'a> {
-    /// f32 values, for every metric but hamming.
-    F32(&'a [f32]),
-    /// Packed bits (bit `i` is bit `i % 64` of word `i / 64`), for hamming.
-    Bits(&'a [u64]),
 }
 
 impl AnnoyTrees {
@@ -321,44 +312,20 @@ impl<'a> AnnoyView<'a> {
     /// `search_k = None` is Annoy's default, `n * n_trees`.
     pub fn nns(
         &self,
-        query: AnnoyQuery<'_>,
+        query: Query<'_>,
         n: usize,
         search_k: Option<usize>,
     ) -> Result<Vec<Neighbor>, AnnoyError> {
         let layout = self.layout();
-        match (query, layout.metric) {
-            (AnnoyQuery::Bits(words), Metric::Hamming) => {
-                if words.len() != layout.row_len {
-                    return Err(AnnoyError::WrongDimensions {
-                        expected: layout.row_len,
-                        found: words.len(),
-                    });
-                }
-                self.search_bits(words, n, search_k)
-            }
-            (AnnoyQuery::F32(q), metric) if metric != Metric::Hamming => {
-                if q.len() != layout.dims {
-                    return Err(AnnoyError::WrongDimensions {
-                        expected: layout.dims,
-                        found: q.len(),
-                    });
-                }
-                if let Some(position) = q.iter().position(|v| !v.is_finite()) {
-                    return Err(AnnoyError::NotFinite {
-                        position,
-                        value: q[position],
-                    });
-                }
-                self.search_f32(q, n, search_k)
-            }
-            (AnnoyQuery::F32(_), metric) => Err(AnnoyError::WrongKind {
-                given: "float",
-                metric,
-            }),
-            (AnnoyQuery::Bits(_), metric) => Err(AnnoyError::WrongKind {
-                given: "bit",
-                metric,
-            }),
+        let len = if layout.metric == Metric::Hamming {
+            layout.row_len
+        } else {
+            layout.dims
+        };
+        query.check(layout.metric, len)?;
+        match query {
+            Query::Bits(words) => self.search_bits(words, n, search_k),
+            Query::F32(q) => self.search_f32(q, n, search_k),
         }
     }
 

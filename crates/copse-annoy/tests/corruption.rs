@@ -4,8 +4,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use copse_annoy::{AnnoyError, AnnoyQuery, AnnoyTrees, Layout};
+use copse_annoy::{AnnoyError, AnnoyTrees, Layout};
 use copse_format::Metric;
+use copse_query::Query;
 
 const CASES: [(&str, Metric, usize); 5] = [
     ("angular", Metric::Angular, 10),
@@ -34,9 +35,9 @@ fn exercise(bytes: &[u8], dims: usize, metric: Metric) -> bool {
     let floats: Vec<f32> = (0..dims).map(|i| (i % 3) as f32 - 0.7).collect();
     let bits: Vec<u64> = vec![0x5555_5555_5555_5555; dims.div_ceil(64)];
     let query = if metric == Metric::Hamming {
-        AnnoyQuery::Bits(&bits)
+        Query::Bits(&bits)
     } else {
-        AnnoyQuery::F32(&floats)
+        Query::F32(&floats)
     };
     let check = |found: Result<Vec<copse_query::Neighbor>, AnnoyError>, n: usize| {
         if let Ok(found) = found {
@@ -221,9 +222,9 @@ fn cycles_end_in_an_error_not_an_endless_walk() {
         let floats = vec![0.25f32; dims];
         let bits = vec![u64::MAX; dims.div_ceil(64)];
         let query = if metric == Metric::Hamming {
-            AnnoyQuery::Bits(&bits)
+            Query::Bits(&bits)
         } else {
-            AnnoyQuery::F32(&floats)
+            Query::F32(&floats)
         };
         // Every tree's root copy points at itself only in the first tree; with an unbounded
         // search_k the walk must stop on its own.

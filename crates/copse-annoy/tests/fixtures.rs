@@ -2,9 +2,10 @@
 //! `tests/fixtures/make_fixtures.py` with the real `annoy` 1.17.3 package), reproduced from the
 //! raw files: ids equal, distances within 1e-5.
 
-use copse_annoy::{AnnoyQuery, AnnoyTrees};
+use copse_annoy::AnnoyTrees;
 use copse_format::Metric;
 use copse_query::Neighbor;
+use copse_query::Query;
 use serde_json::Value;
 
 const TOLERANCE: f64 = 1e-5;
@@ -134,9 +135,9 @@ fn raw_annoy_files_answer_as_annoy_does() {
             let n = q["n"].as_u64().unwrap() as usize;
             let words = pack(&v);
             let query = if metric == Metric::Hamming {
-                AnnoyQuery::Bits(&words)
+                Query::Bits(&words)
             } else {
-                AnnoyQuery::F32(&v)
+                Query::F32(&v)
             };
             let found = view.nns(query, n, search_k(&q["search_k"])).unwrap();
             let what = format!("{name}: vector {i} n {n} search_k {}", q["search_k"]);

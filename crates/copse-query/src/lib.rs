@@ -40,6 +40,43 @@ pub enum Query<'a> {
     Bits(&'a [u64]),
 }
 
+impl Query<'_> {
+    /// Checks that this query can search an index of `metric` whose vectors are `len` long
+    /// (f32 values, or 64-bit words for hamming): the right kind, the right length, and (for
+    /// f32) finite values.
+    pub fn check(self, metric: Metric, len: usize) -> Result<(), QueryError> {
+        let (found, floats): (usize, &[f32]) = match (self, metric) {
+            (Query::Bits(q), Metric::Hamming) => (q.len(), &[]),
+            (Query::F32(q), metric) if metric != Metric::Hamming => (q.len(), q),
+            (Query::F32(_), metric) => {
+                return Err(QueryError::WrongKind {
+                    given: "float",
+                    metric,
+                });
+            }
+            (Query::Bits(_), metric) => {
+                return Err(QueryError::WrongKind {
+                    given: "bit",
+                    metric,
+                });
+            }
+        };
+        if found != len {
+            return Err(QueryError::WrongDimensions {
+                expected: len,
+                found,
+            });
+        }
+        if let Some(position) = floats.iter().position(|v| !v.is_finite()) {
+            return Err(QueryError::NotFinite {
+                position,
+                value: floats[position],
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Why a query failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QueryError {
@@ -112,4 +149,59 @@ pub fn item_distance(view: &View<'_>, a: u32, b: u32) -> Result<Option<f32>, Que
         a,
         b,
     })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_refuses_the_wrong_kind_length_or_a_non_finite_value() {
+        let floats = [0.5f32, -1.0, 2.0];
+        let words = [7u64, 0];
+        assert_eq!(Query::F32(&floats).check(Metric::Angular, 3), Ok(()));
+        assert_eq!(Query::Bits(&words).check(Metric::Hamming, 2), Ok(()));
+        assert_eq!(
+            Query::F32(&floats).check(Metric::Euclidean, 4),
+            Err(QueryError::WrongDimensions {
+                expected: 4,
+                found: 3
+            })
+        );
+        assert_eq!(
+            Query::Bits(&words).check(Metric::Hamming, 1),
+            Err(QueryError::WrongDimensions {
+                expected: 1,
+                found: 2
+            })
+        );
+        assert_eq!(
+            Query::F32(&floats).check(Metric::Hamming, 3),
+            Err(QueryError::WrongKind {
+                given: "float",
+                metric: Metric::Hamming
+            })
+        );
+        assert_eq!(
+            Query::Bits(&words).check(Metric::Dot, 2),
+            Err(QueryError::WrongKind {
+                given: "bit",
+                metric: Metric::Dot
+            })
+        );
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let q = [1.0, bad, 3.0];
+            match Query::F32(&q).check(Metric::Manhattan, 3) {
+                Err(QueryError::NotFinite { position: 1, value }) => {
+                    assert!(value.is_nan() == bad.is_nan() && (value.is_nan() || value == bad))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // The length is checked before the values.
+        assert!(matches!(
+            Query::F32(&[f32::NAN]).check(Metric::Dot, 2),
+            Err(QueryError::WrongDimensions { .. })
+        ));
+    }
 }

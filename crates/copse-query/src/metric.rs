@@ -22,40 +22,16 @@ pub(crate) struct Prepared<'a> {
 
 pub(crate) fn check_query(view: &View<'_>, query: Query<'_>) -> Result<(), QueryError> {
     let metric = view.info.metric;
-    match (query, view.items) {
-        (Query::F32(q), ItemRows::F32(rows)) => {
-            if q.len() != rows.dims() {
-                return Err(QueryError::WrongDimensions {
-                    expected: rows.dims(),
-                    found: q.len(),
-                });
-            }
-            if let Some(position) = q.iter().position(|v| !v.is_finite()) {
-                return Err(QueryError::NotFinite {
-                    position,
-                    value: q[position],
-                });
-            }
-            Ok(())
+    let len = match view.items {
+        ItemRows::F32(rows) if metric != Metric::Hamming => rows.dims(),
+        ItemRows::Bits { row_len, .. } if metric == Metric::Hamming => row_len,
+        _ => {
+            return Err(QueryError::Corrupt(
+                "item rows of another kind than the metric's",
+            ));
         }
-        (Query::Bits(q), ItemRows::Bits { row_len, .. }) => {
-            if q.len() != row_len {
-                return Err(QueryError::WrongDimensions {
-                    expected: row_len,
-                    found: q.len(),
-                });
-            }
-            Ok(())
-        }
-        (Query::F32(_), _) => Err(QueryError::WrongKind {
-            given: "float",
-            metric,
-        }),
-        (Query::Bits(_), _) => Err(QueryError::WrongKind {
-            given: "bit",
-            metric,
-        }),
-    }
+    };
+    query.check(metric, len)
 }
 
 /// A metric's query-time behaviour.

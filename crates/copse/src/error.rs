@@ -89,13 +89,7 @@ pub enum Error {
 impl From<AnnoyError> for Error {
     fn from(e: AnnoyError) -> Error {
         match e {
-            AnnoyError::WrongDimensions { expected, found } => {
-                Error::WrongDimensions { expected, found }
-            }
-            AnnoyError::NotFinite { position, value } => Error::NotFinite { position, value },
-            AnnoyError::WrongKind { given, metric } => {
-                Error::WrongKind(format!("a {given} vector cannot query a {metric} index"))
-            }
+            AnnoyError::Query(q) => Error::from(q),
             AnnoyError::ItemOutOfRange { id, n_items } => Error::ItemOutOfRange { id, n_items },
             other => Error::Annoy(other),
         }

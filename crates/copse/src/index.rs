@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use copse_annoy::{AnnoyQuery, AnnoyTrees, AnnoyView};
+use copse_annoy::{AnnoyTrees, AnnoyView};
 use copse_format::{
     FormatError, IndexFile, IndexInfo, IndexWriter, MAGIC, Metric, SectionKind, View,
 };
@@ -438,9 +438,9 @@ impl Index {
                         found: vector.len(),
                     });
                 }
-                annoy.nns(AnnoyQuery::Bits(&pack_bits(vector)?), n, search_k)?
+                annoy.nns(Query::Bits(&pack_bits(vector)?), n, search_k)?
             } else {
-                annoy.nns(AnnoyQuery::F32(vector), n, search_k)?
+                annoy.nns(Query::F32(vector), n, search_k)?
             };
             out.extend(found);
             return Ok(());
@@ -469,7 +469,7 @@ impl Index {
         search_k: Option<usize>,
     ) -> Result<Vec<Neighbor>, Error> {
         if let Some(annoy) = self.backing.annoy() {
-            return Ok(annoy.nns(AnnoyQuery::Bits(words), n, search_k)?);
+            return Ok(annoy.nns(Query::Bits(words), n, search_k)?);
         }
         let Some(view) = self.copse_view() else {
             return Ok(Vec::new());
