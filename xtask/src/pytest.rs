@@ -2,8 +2,9 @@
 //! a venv at `target/ci-venv` and runs its pytest suite.
 //!
 //! Needs only Python 3 with `venv` and pip: the venv is made on first use and kept, pip
-//! installs maturin, pytest and numpy from the package index, and `pip install` builds the
-//! extension with the venv's maturin (release profile, into the workspace's `target/`).
+//! installs maturin, pytest, numpy and annoy (for the parity tests) from the package index,
+//! and `pip install` builds the extension with the venv's maturin (release profile, into the
+//! workspace's `target/`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::datasets::workspace_root;
 use crate::python::system_python;
+
+/// The annoy release the parity tests compare with.
+const ANNOY: &str = "annoy==1.17.3";
 
 /// The venv's directory, under the workspace.
 const VENV: &str = "target/ci-venv";
@@ -55,6 +59,11 @@ pub fn run() -> Result<()> {
     };
     // Already-satisfied requirements are not fetched again.
     pip(&["install", "maturin>=1.7,<2", "pytest", "numpy"])?;
+    // The real annoy, for the parity tests (test_annoy_parity.py). It ships only as source and
+    // needs a C++ compiler; without one those tests skip and the rest still run.
+    if let Err(e) = pip(&["install", ANNOY]) {
+        println!("xtask: WARNING: {e:#}; the tests that compare with annoy will be skipped");
+    }
     println!("xtask: building the copse Python package (maturin, release)");
     pip(&[
         "install",
