@@ -7,18 +7,10 @@ mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use common::{gaussian, rng};
+use common::{METRICS, gaussian, rng};
 use copse::{Error, Index, IndexBuilder, LoadOptions, Metric};
 use copse_format::{Header, SectionEntry};
 use rand::RngExt;
-
-const METRICS: [Metric; 5] = [
-    Metric::Angular,
-    Metric::Euclidean,
-    Metric::Manhattan,
-    Metric::Dot,
-    Metric::Hamming,
-];
 
 /// Single-byte corruptions tried per metric, at least.
 const CORRUPTIONS: usize = 20_000;

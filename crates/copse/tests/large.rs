@@ -2,43 +2,14 @@
 //! large for every CI run (several GiB of disk, minutes of build): run by hand with
 //! `cargo test --release -p copse --test large -- --ignored --nocapture`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod common;
+
 use std::time::Instant;
 
+use common::with_peak_rss_anon;
 use copse::{Index, IndexBuilder, Metric};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-
-/// This process's anonymous resident memory, in bytes.
-fn rss_anon() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("RssAnon:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
-/// Runs `f` while a thread records the highest RssAnon seen.
-fn with_peak_rss_anon<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let peak = Arc::new(AtomicU64::new(rss_anon()));
-    let sampler = {
-        let (stop, peak) = (stop.clone(), peak.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_anon(), Ordering::Relaxed);
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-        })
-    };
-    let out = f();
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    (out, peak.load(Ordering::Relaxed))
-}
 
 fn vector(rng: &mut Xoshiro256PlusPlus, out: &mut [f32]) {
     out.iter_mut()

@@ -3,16 +3,8 @@
 
 mod common;
 
-use common::{brute_force, gaussian, rng};
+use common::{METRICS, brute_force, gaussian, rng};
 use copse::{Index, IndexBuilder, Metric};
-
-const METRICS: [Metric; 5] = [
-    Metric::Angular,
-    Metric::Euclidean,
-    Metric::Manhattan,
-    Metric::Dot,
-    Metric::Hamming,
-];
 
 /// Items with holes: every id not divisible by 7, so ids never added sit between added ones.
 fn items(metric: Metric, n: usize, d: usize, seed: u64) -> Vec<(u32, Vec<f32>)> {

@@ -1,44 +1,12 @@
 //! An on-disk build holds a few bytes per item in anonymous memory, not the vectors. Alone in
 //! its own test binary, since RssAnon is per process.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod common;
 
+use common::{rss_anon, with_peak_rss_anon};
 use copse::{IndexBuilder, Metric};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-
-/// This process's anonymous resident memory, in bytes.
-fn rss_anon() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("RssAnon:"))
-        .expect("RssAnon in /proc/self/status");
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
-/// Runs `f` while a thread records the highest RssAnon seen; returns it.
-fn peak_rss_anon(f: impl FnOnce()) -> u64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let peak = Arc::new(AtomicU64::new(rss_anon()));
-    let sampler = {
-        let (stop, peak) = (stop.clone(), peak.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_anon(), Ordering::Relaxed);
-                // A sampling interval, not a wait for a result.
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        })
-    };
-    f();
-    peak.fetch_max(rss_anon(), Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    peak.load(Ordering::Relaxed)
-}
 
 const N: u32 = 40_000;
 const DIMS: usize = 256;
@@ -63,7 +31,7 @@ fn on_disk_build_keeps_vectors_out_of_anonymous_memory() {
     let path = dir.path().join("big.copse");
 
     let before = rss_anon();
-    let on_disk_peak = peak_rss_anon(|| {
+    let ((), on_disk_peak) = with_peak_rss_anon(|| {
         let mut b = IndexBuilder::new(DIMS, Metric::Angular).unwrap();
         b.on_disk_build(&path).unwrap();
         add_all(&mut b);
@@ -73,7 +41,7 @@ fn on_disk_build_keeps_vectors_out_of_anonymous_memory() {
     let on_disk = on_disk_peak.saturating_sub(before);
 
     let before = rss_anon();
-    let in_memory_peak = peak_rss_anon(|| {
+    let ((), in_memory_peak) = with_peak_rss_anon(|| {
         let mut b = IndexBuilder::new(DIMS, Metric::Angular).unwrap();
         add_all(&mut b);
         let index = b.build_with_threads(4, 2).unwrap();

@@ -1,11 +1,23 @@
-//! Shared test helpers: data generators and a brute-force f64 oracle.
+//! Shared test helpers: data generators, a brute-force f64 oracle, and memory measurement.
 
 #![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use copse::Metric;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// Every metric.
+pub const METRICS: [Metric; 5] = [
+    Metric::Angular,
+    Metric::Euclidean,
+    Metric::Manhattan,
+    Metric::Dot,
+    Metric::Hamming,
+];
 
 pub fn rng(seed: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(seed)
@@ -123,4 +135,37 @@ pub fn recall(metric: Metric, truth: &[(u32, f64)], found_distances: &[f64], k: 
         .filter(|&&d| rank_key(metric, d) <= kth + 1e-4 * kth.abs().max(1.0))
         .count();
     good as f64 / k.min(truth.len()) as f64
+}
+
+/// This process's anonymous resident memory, in bytes (Linux).
+pub fn rss_anon() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))
+        .expect("RssAnon in /proc/self/status");
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// Runs `f` while a thread records the highest RssAnon seen; returns `f`'s result and that
+/// peak. RssAnon is per process: measure in a test binary of its own.
+pub fn with_peak_rss_anon<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(rss_anon()));
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_anon(), Ordering::Relaxed);
+                // A sampling interval, not a wait for a result.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let out = f();
+    peak.fetch_max(rss_anon(), Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    (out, peak.load(Ordering::Relaxed))
 }
