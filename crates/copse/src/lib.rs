@@ -31,6 +31,11 @@
 //! Nothing a caller passes in, and nothing a file contains, can make this crate panic or read
 //! out of bounds: bad input gives an [`Error`].
 
+/// The README's Rust example, compiled and run as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;
+
 mod builder;
 mod error;
 mod index;
