@@ -26,9 +26,7 @@ pub fn run() -> Result<()> {
     let split = Split::new(&dataset, QUERIES, SEED);
     let truth = ground_truth(&dataset, &split, SEED)?;
     let mut builder = IndexBuilder::new(dataset.dims, dataset.metric)?.seed(SEED);
-    for (pos, &row) in split.data.iter().enumerate() {
-        builder.add_item(pos as u32, dataset.row(row))?;
-    }
+    split.add_items(&dataset, &mut builder)?;
     let index = builder.build(TREES)?;
     let mut found = Vec::with_capacity(K);
     let mut total = 0.0;

@@ -223,6 +223,15 @@ impl Split {
         data.sort_unstable();
         Split { data, queries }
     }
+
+    /// Adds the indexed rows to `builder`, each under its position in `data`: the ids the
+    /// ground truth names.
+    pub fn add_items(&self, dataset: &Dataset, builder: &mut IndexBuilder) -> Result<()> {
+        for (pos, &row) in self.data.iter().enumerate() {
+            builder.add_item(pos as u32, dataset.row(row))?;
+        }
+        Ok(())
+    }
 }
 
 fn bar(len: u64, message: &str) -> ProgressBar {
@@ -309,9 +318,7 @@ fn bench_copse(
     let mut builder = IndexBuilder::new(dataset.dims, dataset.metric)?
         .seed(args.seed)
         .leaf_capacity(args.leaf_capacity);
-    for (pos, &row) in split.data.iter().enumerate() {
-        builder.add_item(pos as u32, dataset.row(row))?;
-    }
+    split.add_items(dataset, &mut builder)?;
     let progress = bar(trees as u64, &format!("copse: build {trees} trees"));
     let progress_in = progress.clone();
     builder.set_progress(Some(Box::new(move |p: copse::Progress| {
