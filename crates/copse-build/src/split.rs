@@ -506,8 +506,8 @@ impl<'a, 'i> TwoMeans<'a, 'i> {
             }
         }
         let norms2 = [
-            k.norm_squared(&input.centroids[..len]),
-            k.norm_squared(&input.centroids[len..]),
+            k.norm_squared_fixed(&input.centroids[..len]),
+            k.norm_squared_fixed(&input.centroids[len..]),
         ];
         TwoMeans {
             input,
@@ -559,7 +559,7 @@ impl<'a, 'i> TwoMeans<'a, 'i> {
             if !items.codes.decode(id, x) {
                 return;
             }
-            let (di, dj) = (k.l1(&p[..d], x), k.l1(&q[..d], x));
+            let (di, dj) = (k.l1_fixed(&p[..d], x), k.l1_fixed(&q[..d], x));
             (di, dj, 1.0, 1.0, 0.0, [0.0; 2])
         } else {
             let [pc, qc] = k.dot2_i8(&p[..stride], &q[..stride], codes);

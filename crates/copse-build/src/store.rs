@@ -245,12 +245,13 @@ impl VectorStore {
                 let (row, len) = (id as usize * self.row_len, self.row_len);
                 self.floats_mut()[row..row + len].copy_from_slice(vector);
                 if self.metric.stores_norms() {
-                    let norm = f64::from(copse_distance::norm_squared(vector).unwrap_or(0.0));
+                    // Fixed order: the same norm on every CPU, and the one queries compute.
+                    let squared = copse_distance::fixed::norm_squared(vector)?;
                     // f32 overflow of the squared norm (|v| near 1e19) is reported, not stored.
-                    if !norm.is_finite() {
+                    if !squared.is_finite() {
                         return Err(BuildError::NormOverflow { id });
                     }
-                    self.norms[id as usize] = norm.sqrt() as f32;
+                    self.norms[id as usize] = copse_distance::fixed::norm_of_squared(squared);
                 }
             }
             Element::Bits => {

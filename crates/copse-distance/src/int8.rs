@@ -3,27 +3,36 @@
 //! Written per instruction set: left to the auto-vectoriser, the portable loop came out as a mix
 //! of vector and scalar conversions several times slower than the AVX2 kernel below.
 
-/// The portable kernel: four independent chains.
+/// The portable kernel: the fixed-order contract of [`crate::fixed`].
 #[inline(always)]
 pub(crate) fn dot_i8_portable(q: &[f32], v: &[i8]) -> f32 {
-    let n = q.len().min(v.len());
-    let (q4, q_tail) = q[..n].as_chunks::<4>();
-    let (v4, v_tail) = v[..n].as_chunks::<4>();
-    let mut acc = [0.0f32; 4];
-    for (qc, vc) in q4.iter().zip(v4) {
-        acc[0] += qc[0] * f32::from(vc[0]);
-        acc[1] += qc[1] * f32::from(vc[1]);
-        acc[2] += qc[2] * f32::from(vc[2]);
-        acc[3] += qc[3] * f32::from(vc[3]);
-    }
-    for (x, y) in q_tail.iter().zip(v_tail) {
-        acc[0] += x * f32::from(*y);
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
+    crate::fixed::dot_i8(q, v)
 }
 
-/// AVX2 + FMA: sixteen codes per step, widened with VPMOVSXBD and converted with VCVTDQ2PS, in
-/// two FMA chains.
+/// Both portable products, in the fixed-order contract.
+#[inline(always)]
+pub(crate) fn dot2_i8_portable(p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
+    crate::fixed::dot2_i8(p, q, v)
+}
+
+/// The last `rest < 8` floats and codes of a vector, zero-padded to 8 lanes. Adding the padded
+/// lanes' `0 * 0` to an accumulator changes nothing: a fixed-order accumulator starts at `+0.0`
+/// and so is never `-0.0`, the one value `x + 0` would change.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn padded_tail(x: &[f32], codes: &[i8]) -> ([f32; 8], [i8; 16]) {
+    let mut xs = [0.0f32; 8];
+    let mut cs = [0i8; 16];
+    let rest = x.len().min(codes.len()).min(8);
+    xs[..rest].copy_from_slice(&x[..rest]);
+    cs[..rest].copy_from_slice(&codes[..rest]);
+    (xs, cs)
+}
+
+/// AVX2, in the fixed-order contract of [`crate::fixed`] (products rounded, then added; no FMA):
+/// sixteen codes per step,
+/// widened with VPMOVSXBD and converted with VCVTDQ2PS, lanes 0-7 of the contract in one
+/// register and lanes 8-15 in another; the register reduction is the contract's halving tree.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -31,50 +40,14 @@ pub(crate) fn dot_i8_portable(q: &[f32], v: &[i8]) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 pub(crate) unsafe fn dot_i8_avx2(q: &[f32], v: &[i8]) -> f32 {
-    use core::arch::x86_64::*;
-    let n = q.len().min(v.len());
-    let (qp, vp) = (q.as_ptr(), v.as_ptr());
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut i = 0;
-    // Index loops over raw pointers: iterator adaptors here cost more instructions than the
-    // arithmetic (measured with callgrind).
-    while i + 16 <= n {
-        // SAFETY: `i + 16 <= n`, and `n` is at most both lengths: 16 codes and 16 floats are in
-        // bounds; the loads are unaligned.
-        unsafe {
-            let codes = _mm_loadu_si128(vp.add(i).cast());
-            let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes));
-            let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(codes, codes)));
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(i)), lo, acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(i + 8)), hi, acc1);
-        }
-        i += 16;
-    }
-    if i + 8 <= n {
-        // SAFETY: `i + 8 <= n`: 8 codes (one 64-bit load) and 8 floats are in bounds.
-        unsafe {
-            let codes = _mm_loadl_epi64(vp.add(i).cast());
-            let x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes));
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(i)), x, acc0);
-        }
-        i += 8;
-    }
-    let sum = _mm256_add_ps(acc0, acc1);
-    let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
-    let pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    let single = _mm_add_ss(pair, _mm_movehdup_ps(pair));
-    let mut total = _mm_cvtss_f32(single);
-    while i < n {
-        total += q[i] * f32::from(v[i]);
-        i += 1;
-    }
-    total
+    // SAFETY: the caller guarantees AVX2 and FMA.
+    let [d, _] = unsafe { dot2_i8_avx2(q, q, v) };
+    d
 }
 
-/// `[dot_i8(p, v), dot_i8(q, v)]` with AVX2 + FMA: each code is loaded and converted once for
-/// both vectors (two-means compares a sample with both centroids). Each product uses the same
-/// chains and reduction as [`dot_i8_avx2`], so the results are bit-identical to two calls.
+/// `[dot_i8(p, v), dot_i8(q, v)]` with AVX2: each code is loaded and converted once for
+/// both vectors (two-means compares a sample with both centroids). Both products follow the
+/// fixed-order contract, so they equal [`dot2_i8_portable`] bit for bit.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -85,9 +58,12 @@ pub(crate) unsafe fn dot2_i8_avx2(p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
     use core::arch::x86_64::*;
     let n = p.len().min(q.len()).min(v.len());
     let (pp, qp, vp) = (p.as_ptr(), q.as_ptr(), v.as_ptr());
+    // p0/q0 hold the contract's lanes 0-7, p1/q1 lanes 8-15.
     let (mut p0, mut p1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let (mut q0, mut q1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     let mut i = 0;
+    // Index loops over raw pointers: iterator adaptors here cost more instructions than the
+    // arithmetic (measured with callgrind).
     while i + 16 <= n {
         // SAFETY: `i + 16 <= n`, at most all three lengths: 16 codes and 16 floats of each
         // vector are in bounds; the loads are unaligned.
@@ -95,47 +71,72 @@ pub(crate) unsafe fn dot2_i8_avx2(p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
             let codes = _mm_loadu_si128(vp.add(i).cast());
             let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes));
             let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(codes, codes)));
-            p0 = _mm256_fmadd_ps(_mm256_loadu_ps(pp.add(i)), lo, p0);
-            p1 = _mm256_fmadd_ps(_mm256_loadu_ps(pp.add(i + 8)), hi, p1);
-            q0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(i)), lo, q0);
-            q1 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(i + 8)), hi, q1);
+            p0 = _mm256_add_ps(p0, _mm256_mul_ps(_mm256_loadu_ps(pp.add(i)), lo));
+            p1 = _mm256_add_ps(p1, _mm256_mul_ps(_mm256_loadu_ps(pp.add(i + 8)), hi));
+            q0 = _mm256_add_ps(q0, _mm256_mul_ps(_mm256_loadu_ps(qp.add(i)), lo));
+            q1 = _mm256_add_ps(q1, _mm256_mul_ps(_mm256_loadu_ps(qp.add(i + 8)), hi));
         }
         i += 16;
     }
+    let mut upper = false;
     if i + 8 <= n {
         // SAFETY: `i + 8 <= n`: 8 codes (one 64-bit load) and 8 floats of each are in bounds.
         unsafe {
             let x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(vp.add(i).cast())));
-            p0 = _mm256_fmadd_ps(_mm256_loadu_ps(pp.add(i)), x, p0);
-            q0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(i)), x, q0);
+            p0 = _mm256_add_ps(p0, _mm256_mul_ps(_mm256_loadu_ps(pp.add(i)), x));
+            q0 = _mm256_add_ps(q0, _mm256_mul_ps(_mm256_loadu_ps(qp.add(i)), x));
         }
         i += 8;
+        upper = true;
     }
-    let reduce = |a: __m256, b: __m256| {
-        let sum = _mm256_add_ps(a, b);
-        let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
-        let pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)))
-    };
-    let (mut dp, mut dq) = (reduce(p0, p1), reduce(q0, q1));
-    while i < n {
-        dp += p[i] * f32::from(v[i]);
-        dq += q[i] * f32::from(v[i]);
-        i += 1;
+    if i < n {
+        // The last `n - i < 8` terms go to lanes 8.. after an 8-step, to lanes 0.. otherwise.
+        let (ps, codes) = padded_tail(&p[i..n], &v[i..n]);
+        let (qs, _) = padded_tail(&q[i..n], &v[i..n]);
+        // SAFETY: the loads read the local arrays, 8 floats and 16 bytes each.
+        let (x, pt, qt) = unsafe {
+            (
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadu_si128(codes.as_ptr().cast()))),
+                _mm256_loadu_ps(ps.as_ptr()),
+                _mm256_loadu_ps(qs.as_ptr()),
+            )
+        };
+        if upper {
+            p1 = _mm256_add_ps(p1, _mm256_mul_ps(pt, x));
+            q1 = _mm256_add_ps(q1, _mm256_mul_ps(qt, x));
+        } else {
+            p0 = _mm256_add_ps(p0, _mm256_mul_ps(pt, x));
+            q0 = _mm256_add_ps(q0, _mm256_mul_ps(qt, x));
+        }
     }
-    [dp, dq]
+    [halving_sum(p0, p1), halving_sum(q0, q1)]
+}
+
+/// The fixed-order contract's halving tree over lanes 0-7 (`lo`) and 8-15 (`hi`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn halving_sum(lo: core::arch::x86_64::__m256, hi: core::arch::x86_64::__m256) -> f32 {
+    use core::arch::x86_64::*;
+    // a[j] + a[j + 8], then + a[j + 4], + a[j + 2], + a[j + 1].
+    let sum = _mm256_add_ps(lo, hi);
+    let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps::<1>(sum));
+    let pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)))
 }
 
 /// `c[i] = keep * c[i] + add * v[i]` over the common prefix (a centroid moving towards a
 /// quantized row), portable.
 #[inline(always)]
 pub(crate) fn scale_add_i8_portable(c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
+    // Three roundings, never fused, as in the AVX2 kernel: the centroids two-means leaves must
+    // not depend on the level.
     for (x, y) in c.iter_mut().zip(v) {
         *x = *x * keep + add * f32::from(*y);
     }
 }
 
-/// [`scale_add_i8_portable`] with AVX2 + FMA, eight lanes per step.
+/// [`scale_add_i8_portable`] with AVX2, eight lanes per step, bit-identical to it.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -154,8 +155,11 @@ pub(crate) unsafe fn scale_add_i8_avx2(c: &mut [f32], keep: f32, add: f32, v: &[
         // are in bounds, read and written unaligned.
         unsafe {
             let x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(vp.add(i).cast())));
-            let updated =
-                _mm256_fmadd_ps(x, add8, _mm256_mul_ps(_mm256_loadu_ps(cp.add(i)), keep8));
+            // Not fused: the portable kernel rounds both products (see there).
+            let updated = _mm256_add_ps(
+                _mm256_mul_ps(_mm256_loadu_ps(cp.add(i)), keep8),
+                _mm256_mul_ps(add8, x),
+            );
             _mm256_storeu_ps(cp.add(i), updated);
         }
         i += 8;

@@ -65,14 +65,41 @@ pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::To
         self.pair(Dot, a, a)
     }
 
+    /// `sum((a[i] * s - b[i] * t)^2)`: the squared distance between `a` and `b` scaled by their
+    /// own factors, with the scalings rounded separately (not fused into the subtraction), so
+    /// that equal vectors with equal factors are exactly zero apart.
+    #[inline(always)]
+    fn scaled_l2_squared(self, a: &[f32], s: f32, b: &[f32], t: f32) -> f32 {
+        lanes::scaled_l2(self.simd(), a, s, b, t)
+    }
+
+    /// Inner product in the fixed order of [`crate::fixed`]: the same bits at every level.
+    #[inline(always)]
+    fn dot_fixed(self, a: &[f32], b: &[f32]) -> f32 {
+        crate::fixed::dot(a, b)
+    }
+
+    /// Squared euclidean norm in the fixed order of [`crate::fixed`].
+    #[inline(always)]
+    fn norm_squared_fixed(self, a: &[f32]) -> f32 {
+        crate::fixed::dot(a, a)
+    }
+
+    /// Manhattan distance in the fixed order of [`crate::fixed`].
+    #[inline(always)]
+    fn l1_fixed(self, a: &[f32], b: &[f32]) -> f32 {
+        crate::fixed::l1(a, b)
+    }
+
     /// `sum(q[i] * v[i])` of an f32 vector and an i8 one (a quantized hyperplane normal), over
-    /// the common prefix.
+    /// the common prefix, in the fixed order of [`crate::fixed`].
     #[inline(always)]
     fn dot_i8(self, q: &[f32], v: &[i8]) -> f32 {
         self.dot_i8_impl(q, v)
     }
 
-    /// `[dot_i8(p, v), dot_i8(q, v)]`, reading `v` once; bit-identical to the two calls.
+    /// `[dot_i8(p, v), dot_i8(q, v)]`, reading `v` once; bit-identical to the two calls and,
+    /// like them, to every other level.
     #[inline(always)]
     fn dot2_i8(self, p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
         self.dot2_i8_impl(p, q, v)
@@ -84,7 +111,8 @@ pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::To
         self.dot_i8_i8_impl(a, b)
     }
 
-    /// `c[i] = keep * c[i] + add * v[i]` for i8 `v`, over the common prefix.
+    /// `c[i] = fma(v[i], add, keep * c[i])` for i8 `v`, over the common prefix: the same bits
+    /// at every level.
     #[inline(always)]
     fn scale_add_i8(self, c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
         self.scale_add_i8_impl(c, keep, add, v)
@@ -256,7 +284,7 @@ pub(crate) mod private {
         /// Two i8 dot products sharing `v`; levels with a fused kernel override it.
         #[inline(always)]
         fn dot2_i8_impl(self, p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
-            [self.dot_i8_impl(p, v), self.dot_i8_impl(q, v)]
+            crate::int8::dot2_i8_portable(p, q, v)
         }
         /// Exact i8 dot product; levels with byte multiply-add override it.
         #[inline(always)]

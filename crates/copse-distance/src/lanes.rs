@@ -62,6 +62,39 @@ pub(crate) fn pair<M: Lanewise, S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
     simd.reduce_sum_f32s(sum)
 }
 
+/// `sum((a[i] * s - b[i] * t)^2)` over the common prefix: the squared distance between two
+/// vectors each scaled by its own factor (angular: the unit vectors, `s = 1/|a|`, `t = 1/|b|`).
+/// The scalings are separate roundings, never fused into the subtraction, so equal inputs with
+/// equal factors give exactly zero at every level.
+#[inline(always)]
+pub(crate) fn scaled_l2<S: Simd>(simd: S, a: &[f32], s: f32, b: &[f32], t: f32) -> f32 {
+    let n = a.len().min(b.len());
+    let (a_body, a_tail) = S::as_simd_f32s(&a[..n]);
+    let (b_body, _) = S::as_simd_f32s(&b[..n]);
+    let (vs, vt) = (simd.splat_f32s(s), simd.splat_f32s(t));
+    let zero = simd.splat_f32s(0.0);
+    let (a2, a1) = pulp::as_arrays::<2, _>(a_body);
+    let (b2, b1) = pulp::as_arrays::<2, _>(b_body);
+    let (mut acc0, mut acc1) = (zero, zero);
+    for ([x0, x1], [y0, y1]) in a2.iter().zip(b2) {
+        let d0 = simd.sub_f32s(simd.mul_f32s(*x0, vs), simd.mul_f32s(*y0, vt));
+        let d1 = simd.sub_f32s(simd.mul_f32s(*x1, vs), simd.mul_f32s(*y1, vt));
+        acc0 = simd.mul_add_e_f32s(d0, d0, acc0);
+        acc1 = simd.mul_add_e_f32s(d1, d1, acc1);
+    }
+    if let (Some(x), Some(y)) = (a1.first(), b1.first()) {
+        let d = simd.sub_f32s(simd.mul_f32s(*x, vs), simd.mul_f32s(*y, vt));
+        acc0 = simd.mul_add_e_f32s(d, d, acc0);
+    }
+    let mut total = simd.reduce_sum_f32s(simd.add_f32s(acc0, acc1));
+    // The tail, one lane at a time: at most `lanes - 1` values.
+    for (x, y) in a_tail.iter().zip(&b[n - a_tail.len()..n]) {
+        let d = x * s - y * t;
+        total += d * d;
+    }
+    total
+}
+
 /// Keeps the last `t` of a vector's lanes and zeroes the others: `TAIL_MASK[16 - lanes + t..]`.
 static TAIL_MASK: [u32; 32] = {
     let mut m = [0u32; 32];

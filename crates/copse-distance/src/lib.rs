@@ -56,6 +56,7 @@
 #![warn(missing_docs)]
 
 mod arch;
+pub mod fixed;
 mod hamming;
 mod int8;
 mod kernels;

@@ -250,7 +250,11 @@ fn levels() -> Vec<Level> {
     }
     for level in Level::ALL {
         if !supported.contains(&level) {
-            eprintln!("note: SIMD level {level} is not supported here; its kernels are not run");
+            // Loud on purpose: a level not exercised is not a pass.
+            eprintln!(
+                "skipped: no {level} on this CPU (or in this build); its kernels are not run"
+            );
+            println!("skipped: no {level} on this CPU (or in this build); its kernels are not run");
         }
     }
     supported
@@ -619,7 +623,7 @@ impl WithKernels for Int8Op<'_> {
     fn run<K: Kernels>(self, k: K) -> (f32, i32) {
         k.scale_add_i8(self.c, 0.75, -0.5, self.a);
         let single = k.dot_i8(self.q, self.a);
-        // The fused pair is bit-identical to single calls (the builder relies on it).
+        // The pair is bit-identical to single calls (both follow the fixed-order contract).
         let reversed: Vec<f32> = self.q.iter().rev().copied().collect();
         let pair = k.dot2_i8(self.q, &reversed, self.a);
         assert_eq!(pair[0].to_bits(), single.to_bits(), "dot2_i8 first");
@@ -700,4 +704,105 @@ fn quantize_i8_rounds_half_away_from_zero_and_clamps() {
         let x = i as f32 / 10.0;
         assert_eq!(i32::from(quantize_i8(x)), x.round() as i32, "{x}");
     }
+}
+
+/// The fixed-order contract of `copse_distance::fixed`, written out independently: 16
+/// accumulators, term `i` to accumulator `i % 16` (product rounded, then added), then the
+/// halving tree. Every level's fixed-order kernels must give exactly these bits.
+fn contract_sum(terms: impl Iterator<Item = f32>) -> f32 {
+    let mut acc = [0.0f32; 16];
+    for (i, t) in terms.enumerate() {
+        acc[i % 16] += t;
+    }
+    for half in [8, 4, 2, 1] {
+        for j in 0..half {
+            acc[j] += acc[j + half];
+        }
+    }
+    acc[0]
+}
+
+/// Every fixed-order kernel at one level, and the level-independent elementwise update.
+struct FixedOp<'a> {
+    a: &'a [f32],
+    b: &'a [f32],
+    codes: &'a [i8],
+    c: &'a mut [f32],
+}
+
+impl WithKernels for FixedOp<'_> {
+    type Output = [f32; 6];
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> [f32; 6] {
+        k.scale_add_i8(self.c, 0.6, 1.7, self.codes);
+        let [p, q] = k.dot2_i8(self.a, self.b, self.codes);
+        [
+            k.dot_fixed(self.a, self.b),
+            k.norm_squared_fixed(self.a),
+            k.l1_fixed(self.a, self.b),
+            k.dot_i8(self.a, self.codes),
+            p,
+            q,
+        ]
+    }
+}
+
+#[test]
+fn fixed_order_kernels_give_the_contracts_bits_at_every_level() {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(17);
+    for n in (0..=100).chain([127, 128, 129, 384, 768, 1000, 1536]) {
+        for data in ALL_DATA {
+            let a = draw(&mut rng, data, n);
+            let b = draw(&mut rng, data, n);
+            let codes: Vec<i8> = (0..n).map(|_| rng.random_range(-127i8..=127)).collect();
+            let c0 = draw(&mut rng, Data::Normal, n);
+            let code = |i: usize| f32::from(codes[i]);
+            let want = [
+                contract_sum((0..n).map(|i| a[i] * b[i])),
+                contract_sum((0..n).map(|i| a[i] * a[i])),
+                contract_sum((0..n).map(|i| (a[i] - b[i]).abs())),
+                contract_sum((0..n).map(|i| a[i] * code(i))),
+                contract_sum((0..n).map(|i| a[i] * code(i))),
+                contract_sum((0..n).map(|i| b[i] * code(i))),
+            ];
+            let want_c: Vec<f32> = (0..n).map(|i| c0[i] * 0.6 + 1.7 * code(i)).collect();
+            for level in levels() {
+                let mut c = c0.clone();
+                let got = level
+                    .dispatch(FixedOp {
+                        a: &a,
+                        b: &b,
+                        codes: &codes,
+                        c: &mut c,
+                    })
+                    .unwrap();
+                let names = ["dot", "norm", "l1", "dot_i8", "dot2_i8.0", "dot2_i8.1"];
+                for ((name, g), w) in names.iter().zip(got).zip(want) {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "{level} fixed {name} n={n} {data:?}: {g} vs {w}"
+                    );
+                }
+                let same = c
+                    .iter()
+                    .zip(&want_c)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{level} scale_add_i8 n={n} {data:?}");
+            }
+            // And the contract is an accurate sum: against the f64 reference.
+            if !matches!(data, Data::Huge) {
+                assert_close(want[0], &a, &b, Which::Dot, &|| format!("fixed dot n={n}"));
+                assert_close(want[2], &a, &b, Which::L1, &|| format!("fixed l1 n={n}"));
+            }
+        }
+    }
+    // The per-call form is the same function.
+    let a = draw(&mut rng, Data::Normal, 77);
+    let want = contract_sum(a.iter().map(|x| x * x));
+    assert_eq!(copse_distance::fixed::norm_squared(&a).unwrap(), want);
+    assert_eq!(
+        copse_distance::fixed::norm(&a).unwrap(),
+        (f64::from(want)).sqrt() as f32
+    );
 }

@@ -166,11 +166,16 @@ impl QueryMetric for Angular {
         ids: &[u32],
         out: &mut [f32],
     ) -> Result<(), QueryError> {
-        k.batch_ids(Dot, q.floats, rows_of(view)?, ids, out)
-            .map_err(kernel_error)?;
-        for (score, &id) in out.iter_mut().zip(ids) {
+        let rows = rows_of(view)?;
+        for (i, (score, &id)) in out.iter_mut().zip(ids).enumerate() {
+            if let Some(&ahead) = ids.get(i + ROW_PREFETCH) {
+                copse_distance::prefetch_row(rows, ahead);
+            }
+            let x = rows
+                .row(id as usize)
+                .ok_or(QueryError::Corrupt("leaf id out of range"))?;
             let norm = view.norms.get(id as usize).copied().unwrap_or(0.0);
-            *score = angular_score(*score, q.norm * norm);
+            *score = angular_score(k, q.floats, q.norm, x, norm);
         }
         Ok(())
     }
@@ -191,13 +196,26 @@ fn squared_distance_part(dot: f32, scale: f32, squares: f32) -> f32 {
     scale * scale * squares - 2.0 * dot
 }
 
-/// `2 - 2 cos` from a dot product and the product of the norms (2 if either is zero, as Annoy).
+/// How many rows ahead the angular re-rank prefetches.
+const ROW_PREFETCH: usize = 4;
+
+/// Annoy's `2 - 2 cos` between `q` and `x` given their norms (2 if either is zero, as Annoy),
+/// computed as the squared distance between the unit vectors `q / |q|` and `x / |x|`. That is
+/// `2 - 2 cos` exactly, but without the cancellation of `2 - 2 * dot / (|q| |x|)`: a vector is
+/// exactly 0 from itself (both norms come from [`copse_distance::fixed::norm`]), and the result
+/// is clamped to the 4 that unit vectors cannot exceed.
 #[inline(always)]
-fn angular_score(dot: f32, norms: f32) -> f32 {
-    if norms > 0.0 {
-        2.0 - 2.0 * dot / norms
+fn angular_score<K: Kernels>(k: K, q: &[f32], q_norm: f32, x: &[f32], x_norm: f32) -> f32 {
+    if !(q_norm > 0.0 && x_norm > 0.0) {
+        return 2.0;
+    }
+    let (s, t) = (1.0 / q_norm, 1.0 / x_norm);
+    if s.is_finite() && t.is_finite() {
+        k.scaled_l2_squared(q, s, x, t).min(4.0)
     } else {
-        2.0
+        // Norms so small that their reciprocals overflow: the cosine, in f64.
+        let cos = f64::from(k.dot(q, x)) / (f64::from(q_norm) * f64::from(x_norm));
+        (2.0 - 2.0 * cos).clamp(0.0, 4.0) as f32
     }
 }
 
@@ -400,8 +418,8 @@ impl WithKernels for PairDistance<'_, '_> {
                 let (x, y) = (view.item_f32(a)?, view.item_f32(b)?);
                 match metric {
                     Metric::Angular => {
-                        let norms = view.norms.get(a)? * view.norms.get(b)?;
-                        Angular::user(angular_score(k.dot(x, y), norms))
+                        let (x_norm, y_norm) = (*view.norms.get(a)?, *view.norms.get(b)?);
+                        Angular::user(angular_score(k, x, x_norm, y, y_norm))
                     }
                     Metric::Euclidean => Euclidean::user(k.l2_squared(x, y)),
                     Metric::Manhattan => Manhattan::user(k.l1(x, y)),

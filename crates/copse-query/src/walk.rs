@@ -235,7 +235,7 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
         Query::F32(floats) => Prepared {
             floats,
             bits: &[],
-            norm: k.norm_squared(floats).sqrt(),
+            norm: copse_distance::fixed::norm_of_squared(k.norm_squared_fixed(floats)),
         },
         Query::Bits(bits) => Prepared {
             floats: &[],
