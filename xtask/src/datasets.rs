@@ -217,7 +217,7 @@ fn load_words(
 /// Reads a 2-D `.npy` of float32 or float64, C or Fortran order, into row-major f32.
 pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let npy = npyz::NpyFile::new(&bytes[..])?;
+    let npy = npyz::NpyFile::new(&bytes[..]).with_context(|| format!("{}", path.display()))?;
     let shape = npy.shape().to_vec();
     ensure!(
         shape.len() == 2,
@@ -225,6 +225,8 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
         path.display()
     );
     let (rows, dims) = (shape[0] as usize, shape[1] as usize);
+    // npyz's element count wraps for absurd shapes: check the data's length ourselves.
+    let len = rows.checked_mul(dims);
     let fortran = npy.order() == npyz::Order::Fortran;
     let flat: Vec<f32> = match npy.dtype() {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
@@ -241,6 +243,11 @@ pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
             path.display()
         ),
     };
+    ensure!(
+        len == Some(flat.len()),
+        "{}: shape {shape:?} does not match the data",
+        path.display()
+    );
     if !fortran {
         return Ok((flat, rows, dims));
     }

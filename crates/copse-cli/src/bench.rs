@@ -43,8 +43,8 @@ pub struct BenchArgs {
     /// number of trees).
     #[arg(long, value_delimiter = ',')]
     pub search_k: Vec<usize>,
-    /// Threads for the parallel run (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    /// Threads for the parallel run (0: one per core; at most 1024).
+    #[arg(long, default_value_t = 0, value_parser = crate::query::parse_threads)]
     pub threads: usize,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]

@@ -30,14 +30,15 @@ pub struct BuildArgs {
     /// (saved to INDEX.labels).
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
-    /// Distance: angular, euclidean, manhattan, dot or hamming (values above 0.5 are set bits).
+    /// Distance: angular (or its alias cosine), euclidean, manhattan, dot or hamming (values
+    /// above 0.5 are set bits).
     #[arg(long, default_value = "angular", value_parser = parse_metric)]
     pub metric: Metric,
-    /// Number of trees: more trees, better recall, bigger index.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Number of trees (1 to 65536): more trees, better recall, bigger index.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_TREES))]
     pub trees: u32,
-    /// Build threads (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    /// Build threads (0: one per core; at most 1024).
+    #[arg(long, default_value_t = 0, value_parser = crate::query::parse_threads)]
     pub threads: usize,
     /// Seed of the trees' random streams: the same seed and input give the same file.
     #[arg(long)]
@@ -55,10 +56,17 @@ pub struct BuildArgs {
     pub quiet: bool,
 }
 
+/// Most trees `--trees` takes: the build keeps every tree in memory, so billions of them (which
+/// a u32 allows) end in an allocation failure rather than an error.
+const MAX_TREES: i64 = 65536;
+
 /// Parses a metric name (Annoy's names and aliases).
 pub fn parse_metric(name: &str) -> Result<Metric, String> {
     Metric::from_name(name).ok_or_else(|| {
-        format!("unknown metric {name:?}; expected angular, euclidean, manhattan, dot or hamming")
+        format!(
+            "unknown metric {name:?}; expected angular, cosine (the same as angular), euclidean, \
+             manhattan, dot or hamming"
+        )
     })
 }
 

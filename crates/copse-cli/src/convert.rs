@@ -21,7 +21,7 @@ pub struct ConvertArgs {
     /// Dimensions of the Annoy index (bits, for hamming).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub dims: u32,
-    /// Metric of the Annoy index: angular, euclidean, manhattan, dot or hamming.
+    /// Metric of the Annoy index: angular (or cosine), euclidean, manhattan, dot or hamming.
     #[arg(long, value_parser = parse_metric)]
     pub metric: Metric,
     /// Where to write the copse index.

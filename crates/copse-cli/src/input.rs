@@ -5,12 +5,12 @@
 //! Every error names the file, and for text the line.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 
-use crate::npy::{self, DType};
+use crate::npy;
 
 /// How an input file is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,12 +74,8 @@ pub struct VectorReader {
 }
 
 enum Source {
-    /// C-order `.npy`: one row's bytes at a time.
-    NpyRows {
-        reader: Box<dyn Read>,
-        dtype: DType,
-        buf: Vec<u8>,
-    },
+    /// C-order `.npy`: the elements in row order.
+    NpyRows(npy::Values<f32>),
     /// Fortran-order `.npy`, read whole: column `j` is `data[j * rows..(j + 1) * rows]`.
     NpyColumns { data: Vec<f32> },
     /// `.fvecs` / `.bvecs` records.
@@ -155,15 +151,22 @@ impl VectorReader {
         let path = &self.path;
         let dims = self.dims;
         let more = match &mut self.source {
-            Source::NpyRows { reader, dtype, buf } => {
+            Source::NpyRows(values) => {
                 if Some(self.done) == self.rows {
                     false
                 } else {
-                    reader.read_exact(buf).map_err(|e| {
-                        anyhow!("{}: reading vector {}: {e}", path.display(), self.done)
-                    })?;
                     row.clear();
-                    row.extend(buf.chunks_exact(dtype.size).map(|b| dtype.to_f32(b)));
+                    for value in values.by_ref().take(dims) {
+                        row.push(value.map_err(|e| {
+                            anyhow!("{}: reading vector {}: {e}", path.display(), self.done)
+                        })?);
+                    }
+                    ensure!(
+                        row.len() == dims,
+                        "{}: reading vector {}: the data ends early",
+                        path.display(),
+                        self.done
+                    );
                     true
                 }
             }
@@ -214,51 +217,24 @@ impl VectorReader {
     }
 }
 
-fn open_npy(path: &Path, mut reader: impl Read + 'static, len: u64) -> Result<VectorReader> {
-    let header = npy::read_header(&mut reader)?;
-    let (rows, dims) = header.matrix_shape()?;
-    let data_len = header
-        .data_len()
-        .ok_or_else(|| anyhow!("shape {:?} is too large", header.shape))?;
-    let found = len.saturating_sub(header.data_offset);
-    ensure!(
-        found >= data_len,
-        "truncated: shape {:?} needs {data_len} bytes of data, the file has {found}",
-        header.shape
-    );
+fn open_npy(path: &Path, reader: impl Read + Seek + 'static, len: u64) -> Result<VectorReader> {
+    let array = npy::open(reader, len)?;
+    let (rows, dims, fortran) = (array.rows, array.cols, array.fortran);
     ensure!(dims > 0, "the vectors have zero dimensions");
     let dims = usize::try_from(dims).context("too many dimensions")?;
-    let source = if header.fortran && rows > 1 {
-        let n = usize::try_from(data_len / header.dtype.size as u64)
-            .context("array too large for memory")?;
+    let values = array.f32_values()?;
+    // Fortran order scatters each row over the file: read it whole.
+    let source = if fortran && rows > 1 {
+        let n = usize::try_from(rows * dims as u64).context("array too large for memory")?;
         let mut data = Vec::new();
         data.try_reserve_exact(n)
             .map_err(|_| anyhow!("cannot allocate memory for {n} values"))?;
-        let mut buf = vec![0u8; header.dtype.size * 4096];
-        let mut left = n;
-        while left > 0 {
-            let take = left.min(4096);
-            let chunk = &mut buf[..take * header.dtype.size];
-            reader
-                .read_exact(chunk)
-                .map_err(|e| anyhow!("reading data: {e}"))?;
-            data.extend(
-                chunk
-                    .chunks_exact(header.dtype.size)
-                    .map(|b| header.dtype.to_f32(b)),
-            );
-            left -= take;
+        for value in values {
+            data.push(value.map_err(|e| anyhow!("reading data: {e}"))?);
         }
         Source::NpyColumns { data }
     } else {
-        let row_bytes = dims
-            .checked_mul(header.dtype.size)
-            .context("rows too large")?;
-        Source::NpyRows {
-            reader: Box::new(reader),
-            dtype: header.dtype,
-            buf: vec![0u8; row_bytes],
-        }
+        Source::NpyRows(values)
     };
     Ok(VectorReader {
         path: path.to_owned(),
@@ -526,36 +502,24 @@ pub fn read_ids(path: &Path) -> Result<IdMatrix> {
     let is_npy = InputFormat::from_path(path) == InputFormat::Npy;
     let at = |e: anyhow::Error| e.context(path.display().to_string());
     if is_npy {
-        read_ids_npy(&mut reader, len).map_err(at)
+        read_ids_npy(reader, len).map_err(at)
     } else {
         read_ivecs(&mut reader, len).map_err(at)
     }
 }
 
-fn read_ids_npy(reader: &mut impl Read, len: u64) -> Result<IdMatrix> {
-    let header = npy::read_header(reader)?;
-    ensure!(
-        header.dtype.kind != npy::Kind::Float,
-        "expected integer ids, found a float array"
+fn read_ids_npy(reader: impl Read + Seek + 'static, len: u64) -> Result<IdMatrix> {
+    let array = npy::open(reader, len)?;
+    let (rows, cols, fortran) = (array.rows, array.cols, array.fortran);
+    let (rows, cols) = (
+        usize::try_from(rows).context("array too large")?,
+        usize::try_from(cols).context("array too large")?,
     );
-    let (rows, cols) = header.matrix_shape()?;
-    let data_len = header.data_len().context("array too large")?;
-    ensure!(
-        len.saturating_sub(header.data_offset) >= data_len,
-        "truncated: shape {:?} needs {data_len} bytes of data",
-        header.shape
-    );
-    let mut bytes = Vec::new();
-    reader
-        .take(data_len)
-        .read_to_end(&mut bytes)
-        .context("reading data")?;
-    let values = bytes
-        .chunks_exact(header.dtype.size)
-        .map(|b| header.dtype.to_i64(b).context("id too large"))
+    let values = array
+        .id_values()?
+        .map(|id| id.context("reading data")?.context("id too large"))
         .collect::<Result<Vec<i64>>>()?;
-    let (rows, cols) = (rows as usize, cols as usize);
-    let data = if header.fortran && rows > 1 {
+    let data = if fortran && rows > 1 {
         let mut out = vec![0i64; values.len()];
         for (j, column) in values.chunks_exact(rows).enumerate() {
             for (i, &x) in column.iter().enumerate() {

@@ -57,6 +57,9 @@ fn simd_description() -> String {
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
+        if npy::parsing_header() {
+            return;
+        }
         let _ = writeln!(
             std::io::stderr(),
             "copse: internal error (a bug in copse): {}",

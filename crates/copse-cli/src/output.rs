@@ -168,11 +168,9 @@ pub fn write_npy(prefix: &Path, results: &[QueryResult], k: usize) -> Result<()>
         f(&mut out).map_err(fail)?;
         out.flush().map_err(fail)
     };
-    write(&ids_path, &|out| {
-        npy::write_i64(out, results.len(), k, &ids)
-    })?;
+    write(&ids_path, &|out| npy::write(out, results.len(), k, &ids))?;
     write(&distances_path, &|out| {
-        npy::write_f32(out, results.len(), k, &distances)
+        npy::write(out, results.len(), k, &distances)
     })?;
     Ok(())
 }

@@ -46,8 +46,8 @@ pub struct QueryArgs {
     /// and more accurate.
     #[arg(long)]
     pub search_k: Option<usize>,
-    /// Threads for batch queries (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    /// Threads for batch queries (0: one per core; at most 1024).
+    #[arg(long, default_value_t = 0, value_parser = parse_threads)]
     pub threads: usize,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
@@ -69,6 +69,17 @@ pub fn open_index(path: &Path, populate: bool) -> Result<Index> {
     );
     Index::load_with(path, &LoadOptions::new().populate(populate))
         .map_err(|e| anyhow!("{}", index_error(path, &e)))
+}
+
+/// Most threads `--threads` takes: rayon would start up to 65535 threads, one stack each.
+const MAX_THREADS: usize = 1024;
+
+/// Parses `--threads`.
+pub fn parse_threads(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n <= MAX_THREADS => Ok(n),
+        _ => Err(format!("expected 0 (one per core) to {MAX_THREADS}")),
+    }
 }
 
 /// A thread pool of `threads` threads (0: one per core).

@@ -122,6 +122,30 @@ fn write_npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
     writer.finish().unwrap();
 }
 
+/// Writes row-major `data` as a C-order `.npy` whose dtype is `descr` (such as `>f4`).
+fn write_npy_as<T: npyz::Serialize + Copy>(path: &Path, data: &[T], shape: &[u64], descr: &str) {
+    use npyz::WriterBuilder;
+    let dtype = npyz::DType::Plain(descr.parse().unwrap());
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut writer = npyz::WriteOptions::<T>::new()
+        .dtype(dtype)
+        .shape(shape)
+        .writer(&mut file)
+        .begin_nd()
+        .unwrap();
+    writer.extend(data.iter().copied()).unwrap();
+    writer.finish().unwrap();
+}
+
+/// A version 1.0 `.npy` with the header dict `dict` followed by `data`, byte for byte.
+fn raw_npy(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((dict.len() as u16).to_le_bytes());
+    bytes.extend(dict.as_bytes());
+    bytes.extend(data);
+    bytes
+}
+
 fn read_npy<T: npyz::Deserialize>(path: &Path) -> (Vec<u64>, Vec<T>) {
     let bytes = std::fs::read(path).unwrap();
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
@@ -527,6 +551,45 @@ fn npy_orders_dtypes_and_fvecs_build_byte_identical_indexes() {
         reference,
         "--input-format"
     );
+}
+
+#[test]
+fn big_endian_and_integer_npy_build_the_same_index_as_the_floats() {
+    let (n, dims) = (120, 6);
+    let mut rng = Rng(31);
+    let ints: Vec<i32> = (0..n * dims)
+        .map(|_| (rng.next_u64() % 2001) as i32 - 1000)
+        .collect();
+    let floats: Vec<f32> = ints.iter().map(|&x| x as f32).collect();
+    let dir = TempDir::new().unwrap();
+    let reference = build_npy(&dir, "ref", &floats, dims, &[]);
+    let shape = [n as u64, dims as u64];
+    let shorts: Vec<i16> = ints.iter().map(|&x| x as i16).collect();
+    let longs: Vec<i64> = ints.iter().map(|&x| i64::from(x)).collect();
+    let inputs = [
+        (path(&dir, "be_f4.npy"), ">f4"),
+        (path(&dir, "le_i4.npy"), "<i4"),
+        (path(&dir, "be_i2.npy"), ">i2"),
+        (path(&dir, "be_i8.npy"), ">i8"),
+    ];
+    write_npy_as(&inputs[0].0, &floats, &shape, ">f4");
+    write_npy_as(&inputs[1].0, &ints, &shape, "<i4");
+    write_npy_as(&inputs[2].0, &shorts, &shape, ">i2");
+    write_npy_as(&inputs[3].0, &longs, &shape, ">i8");
+    for (input, descr) in &inputs {
+        let out = path(&dir, "out.copse");
+        ok(copse()
+            .arg("build")
+            .arg(input)
+            .arg("-o")
+            .arg(&out)
+            .args(["--seed", "7", "-q"]));
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(&reference).unwrap(),
+            "{descr}"
+        );
+    }
 }
 
 #[test]
@@ -1364,6 +1427,162 @@ fn empty_and_truncated_inputs_are_bad_input() {
     assert!(!out.exists());
 }
 
+/// Every way a `.npy` can be wrong gives exit status 2 and one line that names the file and the
+/// problem, whether it is the input of `build`, the queries or the ground truth.
+#[test]
+fn bad_npy_files_are_bad_input_that_names_the_problem() {
+    let dir = TempDir::new().unwrap();
+    let out = path(&dir, "o.copse");
+    let f4 =
+        |shape: &str| format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+    let mut header_cut = raw_npy(&f4("(2, 2)"), &[0; 16]);
+    header_cut.truncate(30);
+    let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
+        ("header_cut", header_cut, vec!["truncated .npy header"]),
+        (
+            "no_order",
+            raw_npy("{'descr': '<f4', 'shape': (2, 2), }\n", &[0; 16]),
+            vec!["not a .npy file", "fortran_order"],
+        ),
+        (
+            "bad_literal",
+            raw_npy(
+                "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2,)}\n",
+                &[0; 8],
+            ),
+            vec!["not a .npy file"],
+        ),
+        (
+            "version9",
+            [b"\x93NUMPY\x09\x00".as_slice(), &[0; 32]].concat(),
+            vec!["not a .npy file", "version"],
+        ),
+        (
+            "negative",
+            raw_npy(&f4("(-1, 2)"), &[]),
+            vec!["not a .npy file", "negative"],
+        ),
+        (
+            "overflow",
+            raw_npy(&f4("(1099511627776, 1099511627776)"), &[]),
+            vec!["shape", "too large"],
+        ),
+        (
+            "too_large",
+            raw_npy(&f4("(4611686018427387904, 2)"), &[]),
+            vec!["too large"],
+        ),
+        (
+            "bool",
+            raw_npy(
+                "{'descr': '|b1', 'fortran_order': False, 'shape': (1, 2), }\n",
+                &[0; 2],
+            ),
+            vec!["unsupported dtype '|b1'"],
+        ),
+        (
+            "half",
+            raw_npy(
+                "{'descr': '<f2', 'fortran_order': False, 'shape': (1, 2), }\n",
+                &[0; 4],
+            ),
+            vec!["unsupported dtype '<f2'"],
+        ),
+        (
+            "record",
+            raw_npy(
+                "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1, 2), }\n",
+                &[0; 8],
+            ),
+            vec!["structured"],
+        ),
+        (
+            "zero_dims",
+            raw_npy(&f4("(3, 0)"), &[]),
+            vec!["zero dimensions"],
+        ),
+        (
+            "scalar",
+            raw_npy(&f4("()"), &[0; 4]),
+            vec!["1-D or 2-D", "[]"],
+        ),
+        (
+            "fortran_cut",
+            raw_npy(
+                "{'descr': '<f8', 'fortran_order': True, 'shape': (3, 2), }\n",
+                &[0; 47],
+            ),
+            vec!["truncated", "48 bytes", "has 47"],
+        ),
+    ];
+    for (name, bytes, mut needles) in cases {
+        let input = path(&dir, &format!("{name}.npy"));
+        std::fs::write(&input, bytes).unwrap();
+        let file = format!("{name}.npy");
+        needles.push(&file);
+        fails(
+            copse().arg("build").arg(&input).arg("-o").arg(&out),
+            2,
+            &needles,
+        );
+    }
+    assert!(!out.exists());
+
+    // The same reader checks query files and ground truth.
+    let dims = 4;
+    let data = random_data(24, 40, dims);
+    let index = build_npy(&dir, "gt", &data, dims, &[]);
+    let queries = path(&dir, "q.npy");
+    write_npy(&queries, &data[..8 * dims], &[8, dims as u64], false);
+    fails(
+        copse()
+            .arg("query")
+            .arg(&index)
+            .arg("--queries")
+            .arg(path(&dir, "half.npy")),
+        2,
+        &["half.npy", "unsupported dtype"],
+    );
+    let bench = |truth: &Path, needles: &[&str]| {
+        fails(
+            copse()
+                .arg("bench")
+                .arg(&index)
+                .arg("--queries")
+                .arg(&queries)
+                .arg("--ground-truth")
+                .arg(truth)
+                .args(["-k", "2"]),
+            2,
+            needles,
+        );
+    };
+    let float_truth = path(&dir, "float_truth.npy");
+    write_npy(&float_truth, &[0f32; 16], &[8, 2], false);
+    bench(&float_truth, &["float_truth.npy", "integer ids"]);
+    let huge_id = path(&dir, "huge_id.npy");
+    write_npy(&huge_id, &[u64::MAX; 16], &[8, 2], false);
+    bench(&huge_id, &["huge_id.npy", "id too large"]);
+    let cut_truth = path(&dir, "cut_truth.npy");
+    write_npy(&cut_truth, &[0i64; 16], &[8, 2], false);
+    let mut bytes = std::fs::read(&cut_truth).unwrap();
+    bytes.truncate(bytes.len() - 1);
+    std::fs::write(&cut_truth, bytes).unwrap();
+    bench(&cut_truth, &["cut_truth.npy", "truncated"]);
+    // Fortran-order ground truth is read by rows, as numpy would.
+    let truth: Vec<i64> = (0..16).collect();
+    let fortran_truth = path(&dir, "fortran_truth.npy");
+    write_npy(&fortran_truth, &truth, &[8, 2], true);
+    ok(copse()
+        .arg("bench")
+        .arg(&index)
+        .arg("--queries")
+        .arg(&queries)
+        .arg("--ground-truth")
+        .arg(&fortran_truth)
+        .args(["-k", "2"]));
+}
+
 #[test]
 fn label_files_must_match_the_input() {
     let dims = 3;
@@ -1427,12 +1646,66 @@ fn usage_errors_exit_with_status_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown metric"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown metric"), "{stderr}");
+    // The message lists the names, the alias cosine among them.
+    for name in [
+        "angular",
+        "cosine",
+        "euclidean",
+        "manhattan",
+        "dot",
+        "hamming",
+    ] {
+        assert!(stderr.contains(name), "{stderr}");
+    }
     let out = copse()
         .args(["build", "x.npy", "-o", "y", "--trees", "0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `--metric cosine` is angular wherever the CLI takes a metric: the same bytes, the same
+/// answers.
+#[test]
+fn cosine_is_angular_wherever_a_metric_is_taken() {
+    let (n, dims) = (200, 8);
+    let data = random_data(41, n, dims);
+    let dir = TempDir::new().unwrap();
+    let angular = build_npy(&dir, "angular", &data, dims, &["--metric", "angular"]);
+    let cosine = build_npy(&dir, "cosine", &data, dims, &["--metric", "Cosine"]);
+    assert_eq!(info_json(&cosine)["metric"], "angular");
+    assert_eq!(
+        std::fs::read(&angular).unwrap(),
+        std::fs::read(&cosine).unwrap()
+    );
+    let vector: Vec<String> = data[..dims].iter().map(|x| (x * 0.5).to_string()).collect();
+    let answers = |index: &Path, source: &[&str]| {
+        ok(copse()
+            .arg("query")
+            .arg(index)
+            .args(source)
+            .args(["-k", "12", "--format", "jsonl"]))
+    };
+    for source in [
+        &["--item", "0", "--item", "17"][..],
+        &["--vector", &vector.join(",")],
+    ] {
+        assert_eq!(answers(&angular, source), answers(&cosine, source));
+    }
+
+    let annoy = annoy_fixtures().join("angular.ann");
+    let convert = |metric: &str| {
+        let out = path(&dir, &format!("annoy-{metric}.copse"));
+        ok(copse()
+            .args(["convert", "--from-annoy"])
+            .arg(&annoy)
+            .args(["--dims", "10", "--metric", metric, "-o"])
+            .arg(&out));
+        std::fs::read(out).unwrap()
+    };
+    assert_eq!(convert("cosine"), convert("angular"));
 }
 
 // ---------------------------------------------------------------------------------------------
