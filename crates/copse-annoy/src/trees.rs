@@ -264,28 +264,16 @@ impl<'a> AnnoyView<'a> {
             Metric::Hamming => hamming(&self.words(x), &self.words(y)) as f32,
             metric => {
                 let (xv, yv) = (self.floats(x), self.floats(y));
-                let raw = match metric {
-                    Metric::Angular => math::angular(&xv, self.norm(x), &yv, self.norm(y)),
-                    _ => self.raw_distance(&xv, 0.0, y, &yv),
-                };
-                normalise(metric, raw)
+                normalise(metric, self.raw_distance(&xv, math::dot(&xv, &xv), &yv))
             }
         })
     }
 
-    /// Squared norm stored in an angular item node (in the children field), zero otherwise.
-    fn norm(&self, node: &[u8]) -> f32 {
+    /// Annoy's distance from a query vector `q` (squared norm `qq`, used by angular) to item
+    /// vector `v`, before normalisation.
+    fn raw_distance(&self, q: &[f32], qq: f32, v: &[f32]) -> f32 {
         match self.layout().metric {
-            Metric::Angular => f32::from_bits(read_i32(node, 4) as u32),
-            _ => 0.0,
-        }
-    }
-
-    /// Annoy's distance from a query node (vector `q`, squared norm `q_norm`) to item `node`
-    /// (vector `v`), before normalisation.
-    fn raw_distance(&self, q: &[f32], q_norm: f32, node: &[u8], v: &[f32]) -> f32 {
-        match self.layout().metric {
-            Metric::Angular => math::angular(q, q_norm, v, self.norm(node)),
+            Metric::Angular => math::angular_with_norm(q, qq, v),
             Metric::Euclidean => math::euclidean_squared(q, v),
             Metric::Manhattan => math::manhattan(q, v),
             Metric::Dot | Metric::Hamming => -math::dot(q, v),
@@ -360,8 +348,8 @@ impl<'a> AnnoyView<'a> {
                 ))
             },
         )?;
-        // The query node's squared norm, as Annoy's `init_node` sets it (angular).
-        let q_norm = if metric == Metric::Angular {
+        // The query's squared norm (angular), summed like every dot product here.
+        let qq = if metric == Metric::Angular {
             math::dot(q, q)
         } else {
             0.0
@@ -369,7 +357,7 @@ impl<'a> AnnoyView<'a> {
         let mut scored = Vec::with_capacity(candidates.len());
         for id in candidates {
             let node = self.node(id)?;
-            let d = self.raw_distance(q, q_norm, node, &self.floats(node));
+            let d = self.raw_distance(q, qq, &self.floats(node));
             scored.push((FloatPriority(d), id));
         }
         Ok(best(scored, n, |FloatPriority(d)| normalise(metric, d)))

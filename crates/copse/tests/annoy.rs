@@ -256,3 +256,32 @@ fn converted_files_keep_copse_corruption_guarantees() {
         }
     }
 }
+
+/// Every item of every Annoy fixture is exactly 0 from itself, raw and converted, by
+/// `distance(i, i)` and as its own first neighbour (Annoy reports 0.0 there too); dot reports
+/// the inner product instead, which must be the squared norm.
+#[test]
+fn annoy_items_are_exactly_zero_from_themselves() {
+    for case in cases() {
+        let (metric, dims) = (metric(&case), dims(&case));
+        let raw = Index::load_annoy(path(&case), dims, metric).unwrap();
+        let converted = raw.to_copse().unwrap();
+        for index in [&raw, &converted] {
+            for i in 0..index.n_items() {
+                if !index.contains(i) {
+                    continue;
+                }
+                let d = index.distance(i, i).unwrap();
+                let first = index.nns_by_item(i, 1, Some(1 << 20)).unwrap();
+                if metric == Metric::Dot {
+                    let v = index.item_vector(i).unwrap();
+                    let exact: f64 = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum();
+                    assert!((f64::from(d) - exact).abs() <= 1e-5 * exact.max(1.0));
+                } else {
+                    assert_eq!(d, 0.0, "{metric} item {i}");
+                    assert_eq!(first[0].distance, 0.0, "{metric} item {i} first");
+                }
+            }
+        }
+    }
+}
