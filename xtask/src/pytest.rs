@@ -2,7 +2,8 @@
 //! a venv at `target/ci-venv` and runs its pytest suite.
 //!
 //! Needs only Python 3 with `venv` and pip: the venv is made on first use and kept, pip
-//! installs maturin, pytest, numpy and annoy (for the parity tests) from the package index,
+//! installs maturin, pytest, numpy, hypothesis (for the argument fuzz) and annoy (for the
+//! parity tests) from the package index,
 //! and `pip install` builds the extension with the venv's maturin (release profile, into the
 //! workspace's `target/`).
 
@@ -17,6 +18,10 @@ use crate::python::system_python;
 
 /// The annoy release the parity tests compare with.
 const ANNOY: &str = "annoy==1.17.3";
+
+/// The hypothesis release the argument fuzz (tests/fuzz_api.py) runs on: pinned, so that with
+/// `derandomize=True` every run tries the same examples.
+const HYPOTHESIS: &str = "hypothesis==6.170.17";
 
 /// The venv's directory, under the workspace.
 const VENV: &str = "target/ci-venv";
@@ -58,7 +63,7 @@ pub fn run() -> Result<()> {
         step(&mut command, &format!("pip {}", args.join(" ")))
     };
     // Already-satisfied requirements are not fetched again.
-    pip(&["install", "maturin>=1.7,<2", "pytest", "numpy"])?;
+    pip(&["install", "maturin>=1.7,<2", "pytest", "numpy", HYPOTHESIS])?;
     // The real annoy, for the parity tests (test_annoy_parity.py). It ships only as source and
     // needs a C++ compiler; without one those tests skip and the rest still run.
     if let Err(e) = pip(&["install", ANNOY]) {

@@ -7,6 +7,8 @@
 use std::sync::{Arc, Mutex};
 
 use copse::{Error, Index, Neighbor};
+use pyo3::PyErr;
+use pyo3::exceptions::PyMemoryError;
 use rayon::prelude::*;
 
 /// The most threads `n_threads` may ask for.
@@ -66,8 +68,28 @@ pub(crate) struct RowError {
 /// One query's work: its row number, its result slots (ids, distances) and its vector.
 type Slot<'a> = (usize, ((&'a mut [i64], &'a mut [f32]), &'a [f32]));
 
-/// The `n` nearest items to each `dims`-long row of `rows` (`n >= 1`, `dims >= 1`), as flat
-/// `(ids, distances)` buffers of `n` slots per row.
+/// The result buffers for `queries` rows of `n` slots: ids -1 and distances NaN. `n` comes from
+/// the caller, so running out of memory is a `MemoryError`, not an abort.
+pub(crate) fn result_buffers(queries: usize, n: usize) -> Result<(Vec<i64>, Vec<f32>), PyErr> {
+    let too_large = || {
+        PyMemoryError::new_err(format!(
+            "cannot allocate the results of {queries} queries of {n} neighbours"
+        ))
+    };
+    let slots = queries.checked_mul(n).ok_or_else(too_large)?;
+    let mut ids = Vec::new();
+    ids.try_reserve_exact(slots).map_err(|_| too_large())?;
+    ids.resize(slots, -1i64);
+    let mut distances = Vec::new();
+    distances
+        .try_reserve_exact(slots)
+        .map_err(|_| too_large())?;
+    distances.resize(slots, f32::NAN);
+    Ok((ids, distances))
+}
+
+/// The `n` nearest items to each `dims`-long row of `rows`, written into `ids` and `distances`
+/// (from [`result_buffers`]: `n` slots per row).
 pub(crate) fn search(
     index: &Index,
     rows: &[f32],
@@ -75,13 +97,11 @@ pub(crate) fn search(
     n: usize,
     search_k: Option<usize>,
     threads: &Threads,
-) -> Result<(Vec<i64>, Vec<f32>), RowError> {
-    let queries = rows.len() / dims.max(1);
-    let mut ids = vec![-1i64; queries * n];
-    let mut distances = vec![f32::NAN; queries * n];
+    (ids, distances): (&mut [i64], &mut [f32]),
+) -> Result<(), RowError> {
     if n == 0 || dims == 0 {
         // Nothing to fill (and chunks of zero would be meaningless).
-        return Ok((ids, distances));
+        return Ok(());
     }
     let one = |buffer: &mut Vec<Neighbor>, (row, ((ids, distances), query)): Slot<'_>| {
         index
@@ -93,9 +113,10 @@ pub(crate) fn search(
         }
         Ok::<(), RowError>(())
     };
+    // Result buffers grow with what a query finds, never to `n` up front.
     match threads {
         Threads::Caller => {
-            let mut buffer = Vec::with_capacity(n);
+            let mut buffer = Vec::new();
             ids.chunks_mut(n)
                 .zip(distances.chunks_mut(n))
                 .zip(rows.chunks(dims))
@@ -108,7 +129,7 @@ pub(crate) fn search(
                     .zip(distances.par_chunks_mut(n))
                     .zip(rows.par_chunks(dims))
                     .enumerate()
-                    .try_for_each_init(|| Vec::with_capacity(n), one)
+                    .try_for_each_init(Vec::new, one)
             };
             match threads {
                 Threads::Pool(pool) => pool.install(run)?,
@@ -116,5 +137,5 @@ pub(crate) fn search(
             }
         }
     }
-    Ok((ids, distances))
+    Ok(())
 }

@@ -116,8 +116,12 @@ fn numeric_kind(kind: u8) -> bool {
 
 /// A vector of `dims` numbers from a list, a tuple, any sequence with a length, or a numpy
 /// array of any real dtype. Contiguous float32 arrays are borrowed without a copy (the library
-/// rejects NaN in them); everything else goes through f64 and [`narrow`]. Elements are read with
-/// Python's `float()` protocol, so a string or a complex number is a `TypeError`, as in Annoy.
+/// rejects NaN in them); everything else goes through f64 and [`narrow`].
+///
+/// Anything else is read as Annoy reads it, through the sequence protocol: `len(v)`, then
+/// `float(v[0])`, ..., `float(v[dims - 1])`. So the errors are CPython's own, word for word
+/// (`object of type 'X' has no len()`, `'X' object is not subscriptable`, `must be real
+/// number, not str`), a dict is read by key, and a set or a generator is refused.
 pub(crate) fn vector<'py>(obj: &Bound<'py, PyAny>, dims: usize) -> PyResult<Vector<'py>> {
     if let Ok(array) = obj.cast::<PyArray1<f32>>() {
         if array.len() != dims {
@@ -130,6 +134,10 @@ pub(crate) fn vector<'py>(obj: &Bound<'py, PyAny>, dims: usize) -> PyResult<Vect
         return Ok(Vector::Owned(array.as_array().iter().copied().collect()));
     }
     if let Ok(array) = obj.cast::<PyUntypedArray>() {
+        if array.ndim() == 0 {
+            // numpy's own `TypeError: len() of unsized object`, as Annoy raises.
+            obj.len()?;
+        }
         if array.ndim() != 1 {
             return Err(PyValueError::new_err(format!(
                 "expected a 1-dimensional vector of {dims} numbers, got an array of shape {:?}",
@@ -157,7 +165,9 @@ pub(crate) fn vector<'py>(obj: &Bound<'py, PyAny>, dims: usize) -> PyResult<Vect
             .collect();
         return Ok(Vector::Owned(narrow(&values)?));
     }
-    let values = if let Ok(list) = obj.cast::<PyList>() {
+    // Exact lists and tuples are read directly (the same values as `v[i]`, faster); a subclass
+    // may override `__getitem__`, so it takes the general path.
+    let values = if let Ok(list) = obj.cast_exact::<PyList>() {
         if list.len() != dims {
             return Err(wrong_length(dims, list.len()));
         }
@@ -166,7 +176,7 @@ pub(crate) fn vector<'py>(obj: &Bound<'py, PyAny>, dims: usize) -> PyResult<Vect
             values.push(item.extract::<f64>()?);
         }
         values
-    } else if let Ok(tuple) = obj.cast::<PyTuple>() {
+    } else if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
         if tuple.len() != dims {
             return Err(wrong_length(dims, tuple.len()));
         }
@@ -176,17 +186,17 @@ pub(crate) fn vector<'py>(obj: &Bound<'py, PyAny>, dims: usize) -> PyResult<Vect
         }
         values
     } else {
-        // Any other sequence with a length, as Annoy accepts (a generator has none: TypeError).
+        // `PyObject_Size`, then `PyObject_GetItem` per position: Annoy's protocol and CPython's
+        // messages.
         let len = obj.len()?;
         if len != dims {
             return Err(wrong_length(dims, len));
         }
-        let mut values = Vec::with_capacity(dims);
-        for item in obj.try_iter()? {
-            values.push(item?.extract::<f64>()?);
-        }
-        if values.len() != dims {
-            return Err(wrong_length(dims, values.len()));
+        // Grown as values come: `dims` (up to 2**31 and more) is not reserved for an object
+        // whose `__len__` may lie.
+        let mut values = Vec::new();
+        for z in 0..dims {
+            values.push(obj.get_item(z)?.extract::<f64>()?);
         }
         values
     };

@@ -17,7 +17,9 @@ pub(crate) fn to_py(error: Error) -> PyErr {
             "Vector has wrong length (expected {expected}, got {found})"
         )),
         Error::ItemOutOfRange { .. } | Error::ItemMissing { .. } => PyIndexError::new_err(message),
-        Error::NotFinite { .. } => PyValueError::new_err(message),
+        Error::NotFinite { .. } | Error::Query(copse::QueryError::NormOverflow) => {
+            PyValueError::new_err(message)
+        }
         Error::AlreadyBuilt => PyRuntimeError::new_err(message),
         Error::WrongKind(_) => PyTypeError::new_err(message),
         Error::Io { path, source } => os_error(&path, &source),

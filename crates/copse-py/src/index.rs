@@ -16,9 +16,11 @@ use copse::{Index, IndexBuilder, LoadOptions, Metric, Neighbor};
 use numpy::IntoPyArray;
 use numpy::PyUntypedArrayMethods;
 use numpy::ndarray::Array2;
-use pyo3::exceptions::{PyFutureWarning, PyIndexError, PyOSError, PyOverflowError, PyValueError};
+use pyo3::exceptions::{
+    PyFutureWarning, PyIndexError, PyOSError, PyOverflowError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::batch::{self, Threads};
 use crate::convert;
@@ -41,12 +43,13 @@ enum Phase {
         index: Arc<Index>,
     },
     /// Mapped from a file, by `load()` or after `save()` (as in Annoy, which reloads what it
-    /// saves).
+    /// saves), or read from bytes (`deserialize`, unpickling) or shared by a copy: an index
+    /// without a builder.
     Loaded {
         /// The index.
         index: Arc<Index>,
-        /// Its file.
-        path: PathBuf,
+        /// Its file (`None` for bytes in memory).
+        path: Option<PathBuf>,
     },
 }
 
@@ -67,14 +70,21 @@ pub struct AnnoyIndex {
     state: Mutex<State>,
 }
 
+/// The most trees `build` makes. Every tree, even an empty one, is held in memory until the
+/// index is written, and the builder cannot report running out, so a huge count
+/// (`build(2**31)`) would abort the process; no useful forest comes near this (Annoy's users
+/// build tens to a few thousand trees).
+const MAX_TREES: usize = 1 << 16;
+
 /// Annoy's behaviour for `n_trees=-1`: about as many trees as Annoy builds before its node count
-/// reaches twice the item count, which grows with its leaf size (`f + 2` values).
+/// reaches twice the item count, which grows with its leaf size (`f + 2` values); at most
+/// [`MAX_TREES`], which a huge `f` would pass.
 fn auto_trees(f: usize, metric: Metric) -> usize {
     let leaf = match metric {
         Metric::Hamming => 2 * f.div_ceil(64) + 2,
         _ => f.saturating_add(2),
     };
-    ((leaf as f64 * 0.38).round() as usize).max(1)
+    ((leaf as f64 * 0.38).round() as usize).clamp(1, MAX_TREES)
 }
 
 /// The distance between two vectors in Annoy's convention, for items of a builder that has not
@@ -127,6 +137,56 @@ fn result_lists<'py>(
     Ok(PyTuple::new(py, [ids.into_any(), distances.into_any()])?.into_any())
 }
 
+/// Calls `f` with the index's bytes in copse's format: its own bytes, or for a raw Annoy file
+/// (opened by `load`), those of the copse index converted from it, which holds Annoy's nodes byte
+/// for byte and so answers exactly as the Annoy file does.
+fn with_copse_bytes<R>(py: Python<'_>, index: &Index, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    // A raw Annoy file is the only kind of index without sections.
+    if index.sections().is_empty() {
+        let converted = py.detach(|| index.to_copse()).map_err(to_py)?;
+        return Ok(f(converted.as_bytes()));
+    }
+    Ok(f(index.as_bytes()))
+}
+
+/// An index from bytes in copse's format: `bytes` are read in place, any other buffer
+/// (`bytearray`, `memoryview`, ...) is copied once. Every checksum is verified, since the
+/// bytes may have been truncated or corrupted on the way: a bad index is a `ValueError` here,
+/// not wrong answers later.
+fn index_from_bytes(data: &Bound<'_, PyAny>) -> PyResult<Index> {
+    let py = data.py();
+    let copied;
+    let bytes = match data.cast::<PyBytes>() {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            // `memoryview()` raises CPython's TypeError for an object that is not a buffer.
+            let view = py
+                .import("builtins")?
+                .getattr("memoryview")?
+                .call1((data,))?;
+            copied = view.call_method0("tobytes")?.cast_into::<PyBytes>()?;
+            &copied
+        }
+    };
+    let bytes = bytes.as_bytes();
+    py.detach(|| {
+        let index = Index::from_bytes(bytes)?;
+        index.verify()?;
+        Ok(index)
+    })
+    .map_err(|e: copse::Error| {
+        PyValueError::new_err(format!("the bytes are not a valid copse index: {e}"))
+    })
+}
+
+/// `bytes` as a Python `bytes` object; a `MemoryError` if Python cannot allocate it.
+fn py_bytes<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, bytes.len(), |out| {
+        out.copy_from_slice(bytes);
+        Ok(())
+    })
+}
+
 fn busy() -> PyErr {
     errors::state("a build of this index is running in another thread")
 }
@@ -145,6 +205,29 @@ impl AnnoyIndex {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An object holding `index`, with no builder (as after `load`).
+    fn holding(index: Arc<Index>, path: Option<PathBuf>, seed: u64, verbose: bool) -> Self {
+        AnnoyIndex {
+            f: index.dims(),
+            metric: index.metric(),
+            state: Mutex::new(State {
+                phase: Phase::Loaded { index, path },
+                seed,
+                verbose,
+                on_disk: None,
+            }),
+        }
+    }
+
+    /// The built or loaded index; `unbuilt` makes the error for an index that is neither.
+    fn built(&self, unbuilt: impl FnOnce() -> PyErr) -> PyResult<Arc<Index>> {
+        match &self.lock().phase {
+            Phase::Built { index, .. } | Phase::Loaded { index, .. } => Ok(Arc::clone(index)),
+            Phase::Building { .. } => Err(busy()),
+            Phase::Adding(_) => Err(unbuilt()),
+        }
     }
 
     fn new_builder(&self, seed: u64) -> PyResult<IndexBuilder> {
@@ -195,8 +278,8 @@ impl AnnoyIndex {
         let metric = match metric {
             Some(name) => Metric::from_name(name).ok_or_else(|| {
                 PyValueError::new_err(format!(
-                    "No such metric: {name:?} (use 'angular', 'euclidean', 'manhattan', \
-                     'hamming' or 'dot')"
+                    "No such metric: {name:?} (use 'angular', 'cosine' (the same as \
+                     'angular'), 'euclidean', 'manhattan', 'hamming' or 'dot')"
                 ))
             })?,
             None => {
@@ -261,7 +344,8 @@ impl AnnoyIndex {
     }
 
     /// Adds the rows of a 2-D array as items `ids` (or, with `ids=None`, as items
-    /// `get_n_items()`, `get_n_items() + 1`, ...). Either every row is added or none is.
+    /// `get_n_items()`, `get_n_items() + 1`, ...). Either every row is added or none is (but
+    /// for an I/O error partway through an on-disk build).
     #[pyo3(signature = (ids, vectors))]
     fn add_items(&self, ids: &Bound<'_, PyAny>, vectors: &Bound<'_, PyAny>) -> PyResult<()> {
         let matrix = convert::matrix(vectors, self.f, "vectors")?;
@@ -286,6 +370,19 @@ impl AnnoyIndex {
                 at % self.f,
                 values[at]
             )));
+        }
+        // Angular and dot store each row's norm: one whose square overflows float32 would be
+        // refused partway through (a sum that only f32 rounding takes past the limit still is).
+        if self.metric.stores_norms() {
+            let square = |row: &[f32]| row.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+            if let Some(at) = values
+                .chunks(self.f)
+                .position(|row| square(row) >= f64::from(f32::MAX))
+            {
+                return Err(PyValueError::new_err(format!(
+                    "vectors[{at}]: the vector's norm overflows float32"
+                )));
+            }
         }
         let mut state = self.lock();
         let builder = match &mut state.phase {
@@ -318,31 +415,39 @@ impl AnnoyIndex {
                 (first..last).map(|id| id as u32).collect()
             }
         };
-        for (&id, row) in ids.iter().zip(values.chunks(self.f)) {
+        let rows: Vec<&[f32]> = values.chunks(self.f).collect();
+        // The largest id first: only it grows the store, so running out of memory (a huge id)
+        // fails before any row is added. It is added again in its turn, so that of repeated
+        // ids the last row still wins.
+        if let Some((at, &id)) = ids.iter().enumerate().max_by_key(|&(_, id)| *id) {
+            builder.add_item(id, rows[at]).map_err(to_py)?;
+        }
+        for (&id, row) in ids.iter().zip(rows) {
             builder.add_item(id, row).map_err(to_py)?;
         }
         Ok(())
     }
 
-    /// Builds a forest of `n_trees` trees (-1: a number that grows with `f`, as in Annoy) on
-    /// `n_jobs` threads (-1: all cores). Returns True.
+    /// Builds a forest of `n_trees` trees (-1: a number that grows with `f`, as in Annoy; at
+    /// most 65536) on `n_jobs` threads (-1: all cores; at most 1024). Returns True.
     #[pyo3(signature = (n_trees, n_jobs = -1))]
     fn build(&self, py: Python<'_>, n_trees: i64, n_jobs: i64) -> PyResult<bool> {
         let n_trees = match n_trees {
             -1 => auto_trees(self.f, self.metric),
-            n if n >= 1 => n as usize,
+            n if (1..=MAX_TREES as i64).contains(&n) => n as usize,
             n => {
                 return Err(PyValueError::new_err(format!(
-                    "n_trees must be -1 (automatic) or at least 1, not {n}"
+                    "n_trees must be -1 (automatic) or between 1 and {MAX_TREES}, not {n}"
                 )));
             }
         };
         let threads = match n_jobs {
             -1 => 0,
-            n if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+            n if (1..=batch::MAX_THREADS as i64).contains(&n) => n as usize,
             n => {
                 return Err(PyValueError::new_err(format!(
-                    "n_jobs must be -1 (all cores) or at least 1, not {n}"
+                    "n_jobs must be -1 (all cores) or between 1 and {}, not {n}",
+                    batch::MAX_THREADS
                 )));
             }
         };
@@ -488,7 +593,7 @@ impl AnnoyIndex {
         if same {
             state.phase = Phase::Loaded {
                 index: Arc::new(loaded),
-                path,
+                path: Some(path),
             };
         }
         Ok(true)
@@ -531,7 +636,7 @@ impl AnnoyIndex {
         }
         state.phase = Phase::Loaded {
             index: Arc::new(index),
-            path,
+            path: Some(path),
         };
         Ok(true)
     }
@@ -627,9 +732,9 @@ impl AnnoyIndex {
 
     /// The `n` items nearest to each row of the 2-D array `vectors`, searched in parallel on
     /// `n_threads` threads (-1: all cores) with the GIL released. Returns an int64 array of ids
-    /// of shape `(len(vectors), n)`, or with `include_distances=True` a tuple of it and a
-    /// float32 array of distances. A row with fewer than `n` results is padded with id -1 and
-    /// distance NaN.
+    /// of shape `(len(vectors), min(n, get_n_items()))`, or with `include_distances=True` a
+    /// tuple of it and a float32 array of distances. A row with fewer results is padded with
+    /// id -1 and distance NaN.
     #[pyo3(signature = (vectors, n, search_k = -1, include_distances = None, n_threads = -1))]
     fn get_nns_by_vectors<'py>(
         &self,
@@ -647,11 +752,14 @@ impl AnnoyIndex {
             include_distances.map_or(Ok(false), |d| convert::flag(d, "include_distances"))?;
         let threads = Threads::from_arg(n_threads).map_err(PyValueError::new_err)?;
         let index = self.snapshot().1.ok_or_else(not_built)?;
+        // No query finds more than every item: clamped before anything is allocated for `n`.
+        let n = n.min(usize::try_from(index.n_items()).unwrap_or(usize::MAX));
         let queries = matrix.shape()[0];
         let rows = matrix.as_slice()?;
         let dims = self.f;
-        let (ids, distances) = py
-            .detach(|| batch::search(&index, rows, dims, n, search_k, &threads))
+        let (mut ids, mut distances) = batch::result_buffers(queries, n)?;
+        let out = (&mut ids[..], &mut distances[..]);
+        py.detach(|| batch::search(&index, rows, dims, n, search_k, &threads, out))
             .map_err(|e| {
                 let err = to_py(e.error);
                 let message = format!("vectors[{}]: {}", e.row, err.value(py));
@@ -749,6 +857,125 @@ impl AnnoyIndex {
         Ok(())
     }
 
+    /// The built or loaded index as bytes: a copse index file, which
+    /// `AnnoyIndex.deserialize` reads back (and `load` reads once written to a file). An Annoy
+    /// file opened by `load` comes out converted to copse's format, with the same answers.
+    /// RuntimeError for an index that is not built.
+    fn serialize<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let index = self.built(|| {
+            errors::state("the index is not built: call build() or load() before serialize()")
+        })?;
+        with_copse_bytes(py, &index, |bytes| py_bytes(py, bytes))?
+    }
+
+    /// A new index from the bytes of `serialize()` (or of a copse index file): `bytes`,
+    /// `bytearray`, `memoryview` or any other buffer. Its `f` and metric are the bytes' own;
+    /// like a loaded index it keeps no items to rebuild from. The bytes are copied into memory
+    /// and every checksum verified, so `prefault` (accepted for symmetry with `load`) changes
+    /// nothing. ValueError if the bytes are not a valid copse index (truncated, corrupted, an
+    /// Annoy file), TypeError if `data` is not a buffer.
+    #[staticmethod]
+    #[pyo3(signature = (data, prefault = None))]
+    fn deserialize(
+        data: &Bound<'_, PyAny>,
+        prefault: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<AnnoyIndex> {
+        if let Some(prefault) = prefault {
+            convert::flag(prefault, "prefault")?;
+        }
+        let index = index_from_bytes(data)?;
+        Ok(AnnoyIndex::holding(
+            Arc::new(index),
+            None,
+            copse::DEFAULT_SEED,
+            false,
+        ))
+    }
+
+    /// Pickling: `AnnoyIndex(f, metric)`, then `__setstate__` with the index's bytes (as
+    /// `serialize()` gives them), its seed and its verbose flag. Only a built or loaded index can
+    /// be pickled: TypeError otherwise (the items added to an unbuilt one are not kept).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let this = slf.get();
+        let index = this.built(|| {
+            PyTypeError::new_err(
+                "cannot pickle an AnnoyIndex that is not built: call build() or load() first",
+            )
+        })?;
+        let (seed, verbose) = {
+            let state = this.lock();
+            (state.seed, state.verbose)
+        };
+        let state = PyDict::new(py);
+        state.set_item("index", with_copse_bytes(py, &index, |b| py_bytes(py, b))??)?;
+        state.set_item("seed", seed)?;
+        state.set_item("verbose", verbose)?;
+        let args = (this.f, this.metric.name()).into_pyobject(py)?;
+        PyTuple::new(
+            py,
+            [slf.get_type().into_any(), args.into_any(), state.into_any()],
+        )
+    }
+
+    /// Unpickling: replaces what the object holds with the index in `state["index"]` (which
+    /// must have this object's `f` and metric), as `deserialize` reads it; `seed` and `verbose`
+    /// are restored when present.
+    fn __setstate__(&self, state: &Bound<'_, PyDict>) -> PyResult<()> {
+        let data = state
+            .get_item("index")?
+            .ok_or_else(|| PyValueError::new_err("the pickled state has no 'index' bytes"))?;
+        let index = index_from_bytes(&data)?;
+        index.expect(self.f, self.metric).map_err(|e| {
+            PyValueError::new_err(format!("the pickled index does not fit this object: {e}"))
+        })?;
+        let seed = state
+            .get_item("seed")?
+            .map(|seed| seed.extract::<u64>())
+            .transpose()?;
+        let verbose = state
+            .get_item("verbose")?
+            .map(|v| convert::flag(&v, "verbose"))
+            .transpose()?;
+        let mut state = self.lock();
+        if matches!(state.phase, Phase::Building { .. }) {
+            return Err(busy());
+        }
+        state.phase = Phase::Loaded {
+            index: Arc::new(index),
+            path: None,
+        };
+        state.on_disk = None;
+        state.seed = seed.unwrap_or(state.seed);
+        state.verbose = verbose.unwrap_or(state.verbose);
+        Ok(())
+    }
+
+    /// `copy.copy`: a new object sharing this one's index, which never changes once built, so
+    /// nothing is copied (a mapped file stays mapped once). Like a loaded index, the copy keeps
+    /// no items to rebuild from. TypeError for an index that is not built, as for pickling.
+    fn __copy__(&self) -> PyResult<AnnoyIndex> {
+        let state = self.lock();
+        let (index, path) = match &state.phase {
+            // An on-disk build's index maps its file.
+            Phase::Built { index, .. } => (Arc::clone(index), state.on_disk.clone()),
+            Phase::Loaded { index, path } => (Arc::clone(index), path.clone()),
+            Phase::Building { .. } => return Err(busy()),
+            Phase::Adding(_) => {
+                return Err(PyTypeError::new_err(
+                    "cannot copy an AnnoyIndex that is not built: call build() or load() first",
+                ));
+            }
+        };
+        Ok(AnnoyIndex::holding(index, path, state.seed, state.verbose))
+    }
+
+    /// `copy.deepcopy`: as `copy.copy`; the shared index is immutable, so sharing it is as good
+    /// as a deep copy.
+    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<AnnoyIndex> {
+        self.__copy__()
+    }
+
     /// The number of items (`get_n_items()`).
     fn __len__(&self) -> usize {
         usize::try_from(self.snapshot().0).unwrap_or(usize::MAX)
@@ -769,10 +996,13 @@ impl AnnoyIndex {
                 )
             }
             Phase::Loaded { index, path } => format!(
-                "n_items={} n_trees={} loaded from '{}'",
+                "n_items={} n_trees={} {}",
                 index.n_items(),
                 index.n_trees(),
-                path.display()
+                match path {
+                    Some(path) => format!("loaded from '{}'", path.display()),
+                    None => "in memory".to_string(),
+                }
             ),
         };
         format!(

@@ -10,7 +10,7 @@ import pytest
 import copse
 from copse import AnnoyIndex
 
-from conftest import METRICS, make_data
+from conftest import METRICS, make_data, oracle_distances
 
 
 def small(metric="angular", n=50, f=8, trees=5, seed=0):
@@ -52,8 +52,36 @@ def test_default_metric_warns_like_annoy():
 
 
 def test_unknown_metric_is_value_error():
-    with pytest.raises(ValueError, match="No such metric"):
+    with pytest.raises(ValueError, match="No such metric") as raised:
         AnnoyIndex(3, "cosinus")
+    for name in ["angular", "cosine", "euclidean", "manhattan", "hamming", "dot"]:
+        assert f"'{name}'" in str(raised.value)
+
+
+def test_cosine_is_angular():
+    data = make_data("angular", 400, 10, seed=21)
+    queries = make_data("angular", 20, 10, seed=22)
+    indexes = {}
+    for name in ("cosine", "angular"):
+        index = AnnoyIndex(10, name)
+        index.set_seed(77)
+        index.add_items(None, data)
+        index.build(6)
+        indexes[name] = index
+    cosine, angular = indexes["cosine"], indexes["angular"]
+    assert cosine.metric == "angular"
+    assert cosine.serialize() == angular.serialize()
+    for i in range(0, 400, 13):
+        assert cosine.get_nns_by_item(i, 10, include_distances=True) == angular.get_nns_by_item(
+            i, 10, include_distances=True
+        )
+        assert cosine.get_distance(i, 399 - i) == angular.get_distance(i, 399 - i)
+    for q in queries:
+        got = cosine.get_nns_by_vector(q, 10, include_distances=True)
+        assert got == angular.get_nns_by_vector(q, 10, include_distances=True)
+        # Angular distance is sqrt(2 - 2 cos): check against the oracle too.
+        expected = oracle_distances("angular", data, q)
+        np.testing.assert_allclose(got[1], expected[got[0]], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("f", [0, -1])
@@ -216,6 +244,52 @@ def test_add_items_errors_add_nothing():
     with pytest.raises(TypeError):
         index.add_items(None, np.array([["a", "b", "c"]]))
     assert index.get_n_items() == 0
+
+
+def test_add_items_failing_late_adds_nothing():
+    # A huge id runs out of memory (2**31 rows of 256 KiB is more than any machine has): the
+    # rows before it in the batch must not have been added either.
+    f = 1 << 16
+    index = AnnoyIndex(f, "euclidean")
+    index.add_item(0, np.ones(f, np.float32))
+    with pytest.raises(MemoryError):
+        index.add_items([0, 1, 2**31], np.zeros((3, f), np.float32))
+    assert index.get_n_items() == 1 and index.get_item_vector(0)[:3] == [1.0, 1.0, 1.0]
+    # A norm beyond float32 (angular and dot keep norms), in a later row.
+    for metric in ("angular", "dot"):
+        index = AnnoyIndex(3, metric)
+        index.add_item(0, [1, 2, 3])
+        with pytest.raises(ValueError, match=r"vectors\[1\]: the vector's norm overflows"):
+            index.add_items([0, 1], np.array([[4, 5, 6], [2e19, 0, 0]], np.float32))
+        assert index.get_n_items() == 1 and index.get_item_vector(0) == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("metric", ["angular", "dot", "euclidean"])
+def test_add_items_accepts_exactly_the_rows_add_item_accepts(metric):
+    # Around the float32 limit of the squared norm (3.4e38): add_item (the library's own check)
+    # is the oracle.
+    for x in (1e19, 1.8e19, 1.84e19, 1.8446743e19, 1.845e19, 1.9e19, 3e38):
+        single, batch = AnnoyIndex(2, metric), AnnoyIndex(2, metric)
+        try:
+            single.add_item(0, [x, 0.0])
+            accepted = True
+        except ValueError:
+            accepted = False
+        if accepted:
+            batch.add_items(None, np.array([[x, 0.0]], np.float32))
+            assert batch.get_item_vector(0) == single.get_item_vector(0)
+        else:
+            with pytest.raises(ValueError):
+                batch.add_items(None, np.array([[x, 0.0]], np.float32))
+            assert batch.get_n_items() == 0
+
+
+def test_add_items_repeated_ids_last_row_wins():
+    index = AnnoyIndex(2, "euclidean")
+    index.add_items([5, 5, 3, 5, 3], np.array([[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]], np.float32))
+    assert index.get_n_items() == 6
+    assert index.get_item_vector(5) == [4.0, 4.0]
+    assert index.get_item_vector(3) == [5.0, 5.0]
 
 
 def test_add_items_empty_matrix():

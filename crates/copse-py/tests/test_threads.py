@@ -54,13 +54,16 @@ def test_batch_accepts_any_numeric_matrix(built):
 
 def test_batch_pads_short_rows_with_minus_one_and_nan():
     index = AnnoyIndex(3, "euclidean")
-    index.add_items(None, np.eye(3, dtype=np.float32))
+    index.add_items([0, 1, 4], np.eye(3, dtype=np.float32))  # ids 2 and 3 are holes
     index.build(2)
-    ids, dists = index.get_nns_by_vectors(np.eye(3, dtype=np.float32), 5, include_distances=True)
-    assert ids.shape == (3, 5)
-    np.testing.assert_array_equal(np.sort(ids[:, :3], axis=1), [[0, 1, 2]] * 3)
-    np.testing.assert_array_equal(ids[:, 3:], -1)
-    assert np.isnan(dists[:, 3:]).all() and not np.isnan(dists[:, :3]).any()
+    # Never wider than the item count (5), however large n is.
+    for n in (5, 6, 2**31, 2**62):
+        ids, dists = index.get_nns_by_vectors(np.eye(3, dtype=np.float32), n, include_distances=True)
+        assert ids.shape == dists.shape == (3, 5)
+        np.testing.assert_array_equal(np.sort(ids[:, :3], axis=1), [[0, 1, 4]] * 3)
+        np.testing.assert_array_equal(ids[:, 3:], -1)
+        assert np.isnan(dists[:, 3:]).all() and not np.isnan(dists[:, :3]).any()
+        assert ids[:, :3].tolist() == [index.get_nns_by_vector(q, n) for q in np.eye(3)]
 
 
 def test_batch_edge_cases_and_errors(built):

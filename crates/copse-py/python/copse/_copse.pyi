@@ -2,7 +2,7 @@
 
 import os
 from types import TracebackType
-from typing import Any, List, Literal, Optional, Sequence, Tuple, Type, Union, overload
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Type, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -12,7 +12,8 @@ __version__: str
 _Vector = Union[Sequence[float], npt.NDArray[Any]]
 _Matrix = Union[Sequence[Sequence[float]], npt.NDArray[Any]]
 _Path = Union[str, "os.PathLike[str]"]
-_Metric = Literal["angular", "euclidean", "manhattan", "hamming", "dot"]
+_Metric = Literal["angular", "cosine", "euclidean", "manhattan", "hamming", "dot"]
+_Buffer = Union[bytes, bytearray, memoryview]
 
 class AnnoyIndex:
     """An approximate nearest-neighbour index with the interface of Annoy's ``AnnoyIndex``.
@@ -26,8 +27,9 @@ class AnnoyIndex:
     def __init__(self, f: int, metric: Optional[_Metric] = None) -> None:
         """An empty index of ``f``-dimensional vectors under ``metric``.
 
-        Without a metric, warns (``FutureWarning``, as Annoy) and uses ``"angular"``.
-        Raises ``ValueError`` for an unknown metric or ``f < 1``.
+        Without a metric, warns (``FutureWarning``, as Annoy) and uses ``"angular"``;
+        ``"cosine"`` is another name for ``"angular"``. Raises ``ValueError`` for an unknown
+        metric or ``f < 1``.
         """
     @property
     def f(self) -> int:
@@ -49,8 +51,8 @@ class AnnoyIndex:
         Every row is checked before any is added.
         """
     def build(self, n_trees: int, n_jobs: int = -1) -> bool:
-        """Builds ``n_trees`` trees (-1: about as many as Annoy would) on ``n_jobs`` threads
-        (-1: all cores). Returns True."""
+        """Builds ``n_trees`` trees (-1: about as many as Annoy would; at most 65536) on
+        ``n_jobs`` threads (-1: all cores; at most 1024). Returns True."""
     def unbuild(self) -> bool:
         """Drops the trees so that items can be added again (not for a loaded index). Returns True."""
     def save(self, fn: _Path, prefault: bool = False) -> bool:
@@ -68,6 +70,26 @@ class AnnoyIndex:
         index nor an Annoy file that fits ``f`` and the metric, or has another ``f`` or metric.
         With ``prefault``, reads the whole file first.
         """
+    def serialize(self) -> bytes:
+        """The built or loaded index as the bytes of a copse index file.
+
+        An Annoy file opened by ``load`` is converted to copse's format (same answers).
+        ``RuntimeError`` if the index is not built.
+        """
+    @staticmethod
+    def deserialize(data: _Buffer, prefault: bool = False) -> "AnnoyIndex":
+        """A new index from the bytes of ``serialize()`` (any buffer), with their ``f`` and metric.
+
+        Like a loaded index it keeps no items to rebuild from. Every checksum is verified:
+        ``ValueError`` for bytes that are not a valid copse index (truncated, corrupted),
+        ``TypeError`` for an object that is not a buffer. ``prefault`` changes nothing.
+        """
+    def __reduce__(self) -> Tuple[Type["AnnoyIndex"], Tuple[int, str], Dict[str, Any]]:
+        """Pickling (a built or loaded index only; ``TypeError`` otherwise)."""
+    def __setstate__(self, state: Dict[str, Any]) -> None: ...
+    def __copy__(self) -> "AnnoyIndex":
+        """A copy sharing this index's (immutable) data; ``TypeError`` if not built."""
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "AnnoyIndex": ...
     def unload(self) -> bool:
         """Frees the index and any items, leaving an empty index. Returns True."""
     def on_disk_build(self, fn: _Path) -> bool:
