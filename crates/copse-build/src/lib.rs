@@ -207,18 +207,30 @@ fn check_options(options: &BuildOptions) -> Result<(), BuildError> {
     if options.leaf_capacity == 0 || options.leaf_capacity >= copse_format::LEAF_FLAG as usize {
         return Err(BuildError::BadLeafCapacity(options.leaf_capacity));
     }
-    if u32::try_from(options.n_trees).is_err() {
-        return Err(BuildError::TooLarge(format!("{} trees", options.n_trees)));
+    if options.n_trees > MAX_TREES {
+        return Err(BuildError::TooLarge(format!(
+            "{} trees (at most {MAX_TREES})",
+            options.n_trees
+        )));
     }
     // Fail early, on this thread, if COPSE_SIMD names an unusable level.
     copse_distance::Level::detect()?;
     Ok(())
 }
 
-/// The worker pool for `threads` (0: one per core).
+/// Most trees one build makes. Every tree is held in memory until the file is written, and
+/// running out of memory aborts a process, so a caller's `2^31` must be refused up front; 65536
+/// trees is far past where more trees stop paying (Annoy's users run 10 to 1000).
+pub const MAX_TREES: usize = 65_536;
+
+/// Most worker threads a build starts, whatever it is asked for: more than the machine's
+/// cores only cost memory, and a caller's `usize::MAX` must not start millions of threads.
+pub const MAX_THREADS: usize = 1024;
+
+/// The worker pool for `threads` (0: one per core; at most [`MAX_THREADS`]).
 fn pool(threads: usize) -> Result<rayon::ThreadPool, BuildError> {
     rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
+        .num_threads(threads.min(MAX_THREADS))
         .build()
         .map_err(|e| BuildError::Threads(e.to_string()))
 }
@@ -253,6 +265,12 @@ fn build_trees<T: Send>(
     } else {
         row_len
     };
+    // The tree count is the caller's: fail with an error, not an abort, when even the list of
+    // trees cannot be had (say 2^32 - 1 trees).
+    let mut room: Vec<T> = Vec::new();
+    room.try_reserve_exact(options.n_trees)
+        .map_err(|_| BuildError::TooLarge(format!("{} trees", options.n_trees)))?;
+    drop(room);
     let done = AtomicUsize::new(0);
     pool.install(|| {
         (0..options.n_trees)

@@ -2,11 +2,22 @@
 
 use crate::FormatError;
 
-/// A distance, with Annoy's names and conventions.
+/// A distance, with Annoy's names and conventions. This is the one place that says what each
+/// metric's reported distance is (the README, the Python docs and the CLI refer here).
+///
+/// | metric | names accepted | reported for vectors `q`, `x` | nearest first | `x` to itself |
+/// |---|---|---|---|---|
+/// | [`Metric::Angular`] | `angular`, `cosine` | `sqrt(2 - 2 cos(q, x))` = the euclidean distance between `q/‖q‖` and `x/‖x‖`, in `[0, 2]`; `sqrt(2)` if either is zero | smallest | exactly `0` |
+/// | [`Metric::Euclidean`] | `euclidean`, `l2` | `sqrt(sum((q[i] - x[i])^2))` | smallest | exactly `0` |
+/// | [`Metric::Manhattan`] | `manhattan`, `l1`, `taxicab` | `sum(abs(q[i] - x[i]))` | smallest | exactly `0` |
+/// | [`Metric::Dot`] | `dot`, `inner`, `ip`, `dot_product` | the inner product `sum(q[i] * x[i])` (a similarity, as in Annoy) | largest | `‖x‖²` |
+/// | [`Metric::Hamming`] | `hamming` | the number of differing bits (values above 0.5 are set bits) | smallest | exactly `0` |
+///
+/// Angular and dot refuse vectors whose squared norm overflows f32 (a norm above about 1.8e19).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
     /// Cosine distance, reported as `sqrt(2 - 2 cos)` (the euclidean distance of the normalised
-    /// vectors).
+    /// vectors). `cosine` is another name for it.
     Angular,
     /// Euclidean (L2) distance.
     Euclidean,

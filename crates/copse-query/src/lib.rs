@@ -43,7 +43,8 @@ pub enum Query<'a> {
 impl Query<'_> {
     /// Checks that this query can search an index of `metric` whose vectors are `len` long
     /// (f32 values, or 64-bit words for hamming): the right kind, the right length, and (for
-    /// f32) finite values.
+    /// f32) finite values; for angular and dot also a squared norm that f32 can hold (the
+    /// builder refuses such items too): past it, inner products overflow to `inf - inf = NaN`.
     pub fn check(self, metric: Metric, len: usize) -> Result<(), QueryError> {
         let (found, floats): (usize, &[f32]) = match (self, metric) {
             (Query::Bits(q), Metric::Hamming) => (q.len(), &[]),
@@ -73,6 +74,11 @@ impl Query<'_> {
                 value: floats[position],
             });
         }
+        if matches!(metric, Metric::Angular | Metric::Dot)
+            && !copse_distance::fixed::norm_squared(floats)?.is_finite()
+        {
+            return Err(QueryError::NormOverflow);
+        }
         Ok(())
     }
 }
@@ -96,6 +102,9 @@ pub enum QueryError {
         /// The value.
         value: f32,
     },
+    /// An angular or dot query whose squared norm overflows f32 (a norm above about 1.8e19).
+    #[error("the query's squared norm overflows f32 (its norm is above about 1.8e19)")]
+    NormOverflow,
     /// An f32 query for a hamming index or a bit query for an f32 index.
     #[error("a {given} query cannot search a {metric} index")]
     WrongKind {

@@ -197,12 +197,13 @@ impl IndexBuilder {
         self.built
     }
 
-    /// Builds `n_trees` trees on all cores.
+    /// Builds `n_trees` trees on all cores (at most 65536; more is an error).
     pub fn build(&mut self, n_trees: usize) -> Result<Index, Error> {
         self.build_with_threads(n_trees, 0)
     }
 
-    /// Builds `n_trees` trees on `threads` threads (0: one per core).
+    /// Builds `n_trees` trees on `threads` threads (0: one per core; at most 1024, more only
+    /// cost memory).
     pub fn build_with_threads(&mut self, n_trees: usize, threads: usize) -> Result<Index, Error> {
         if self.built {
             return Err(Error::AlreadyBuilt);
