@@ -109,7 +109,19 @@ macro_rules! for_metric {
     };
 }
 
+/// Where the kernels bench notes the level its `dispatched` rows ran at, for
+/// `cargo xtask bench-report` (criterion's results do not record it).
+fn note_dispatched_level() {
+    let level = Level::detect().map_or_else(|e| format!("error: {e}"), |l| l.name().to_owned());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join("dispatched-level"), &level);
+    }
+    eprintln!("kernels bench: dispatched (per-call) rows run at level {level}");
+}
+
 fn pair(c: &mut Criterion) {
+    note_dispatched_level();
     for metric in ["dot", "l2", "l1"] {
         let mut group = c.benchmark_group(format!("pair-{metric}"));
         for d in KERNEL_DIMS {

@@ -27,6 +27,12 @@ pub fn run(run_first: bool) -> Result<()> {
     }
     let root = workspace_root();
     let results = load(&root.join("target/criterion"))?;
+    let level = std::fs::read_to_string(root.join("target/criterion/dispatched-level"))
+        .unwrap_or_else(|_| "unknown (not recorded by this run)".into());
+    println!(
+        "Per-call (`dispatched`) rows ran at SIMD level: {} (set COPSE_SIMD to force another)",
+        level.trim()
+    );
     let mut failures = Vec::new();
     for metric in ["dot", "l2", "l1"] {
         pair_table(&results, metric, &mut failures);

@@ -58,7 +58,7 @@ pub struct BuildArgs {
 
 /// Most trees `--trees` takes: the build keeps every tree in memory, so billions of them (which
 /// a u32 allows) end in an allocation failure rather than an error.
-const MAX_TREES: i64 = 65536;
+const MAX_TREES: i64 = copse::MAX_TREES as i64;
 
 /// Parses a metric name (Annoy's names and aliases).
 pub fn parse_metric(name: &str) -> Result<Metric, String> {

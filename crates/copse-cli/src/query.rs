@@ -72,7 +72,7 @@ pub fn open_index(path: &Path, populate: bool) -> Result<Index> {
 }
 
 /// Most threads `--threads` takes: rayon would start up to 65535 threads, one stack each.
-const MAX_THREADS: usize = 1024;
+const MAX_THREADS: usize = copse::MAX_THREADS;
 
 /// Parses `--threads`.
 pub fn parse_threads(text: &str) -> Result<usize, String> {

@@ -29,10 +29,7 @@ fn padded_tail(x: &[f32], codes: &[i8]) -> ([f32; 8], [i8; 16]) {
     (xs, cs)
 }
 
-/// AVX2, in the fixed-order contract of [`crate::fixed`] (products rounded, then added; no FMA):
-/// sixteen codes per step,
-/// widened with VPMOVSXBD and converted with VCVTDQ2PS, lanes 0-7 of the contract in one
-/// register and lanes 8-15 in another; the register reduction is the contract's halving tree.
+/// AVX2, in the fixed-order contract of [`crate::fixed`] (products rounded, then added; no FMA).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -41,12 +38,12 @@ fn padded_tail(x: &[f32], codes: &[i8]) -> ([f32; 8], [i8; 16]) {
 #[inline]
 pub(crate) unsafe fn dot_i8_avx2(q: &[f32], v: &[i8]) -> f32 {
     // SAFETY: the caller guarantees AVX2 and FMA.
-    let [d, _] = unsafe { dot2_i8_avx2(q, q, v) };
+    let [d] = unsafe { dots_i8_avx2([q], v) };
     d
 }
 
-/// `[dot_i8(p, v), dot_i8(q, v)]` with AVX2: each code is loaded and converted once for
-/// both vectors (two-means compares a sample with both centroids). Both products follow the
+/// `[dot_i8(p, v), dot_i8(q, v)]` with AVX2: each code is loaded and converted once for both
+/// vectors (two-means compares a sample with both centroids). Both products follow the
 /// fixed-order contract, so they equal [`dot2_i8_portable`] bit for bit.
 ///
 /// # Safety
@@ -55,26 +52,48 @@ pub(crate) unsafe fn dot_i8_avx2(q: &[f32], v: &[i8]) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 pub(crate) unsafe fn dot2_i8_avx2(p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
+    // SAFETY: the caller guarantees AVX2 and FMA.
+    unsafe { dots_i8_avx2([p, q], v) }
+}
+
+/// `dot_i8(x, v)` for each of the `N` float vectors `xs`, over the common prefix, in the
+/// fixed-order contract: sixteen codes per step, widened with VPMOVSXBD and converted with
+/// VCVTDQ2PS once for all `N`, the contract's lanes 0-7 in one register per vector and lanes
+/// 8-15 in another; the register reduction is the contract's halving tree.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dots_i8_avx2<const N: usize>(xs: [&[f32]; N], v: &[i8]) -> [f32; N] {
     use core::arch::x86_64::*;
-    let n = p.len().min(q.len()).min(v.len());
-    let (pp, qp, vp) = (p.as_ptr(), q.as_ptr(), v.as_ptr());
-    // p0/q0 hold the contract's lanes 0-7, p1/q1 lanes 8-15.
-    let (mut p0, mut p1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    let (mut q0, mut q1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut n = v.len();
+    for x in xs {
+        n = n.min(x.len());
+    }
+    let vp = v.as_ptr();
+    let ptrs = xs.map(<[f32]>::as_ptr);
+    // lo[k]/hi[k]: the contract's lanes 0-7 and 8-15 of vector k.
+    let mut lo = [_mm256_setzero_ps(); N];
+    let mut hi = [_mm256_setzero_ps(); N];
     let mut i = 0;
     // Index loops over raw pointers: iterator adaptors here cost more instructions than the
     // arithmetic (measured with callgrind).
     while i + 16 <= n {
-        // SAFETY: `i + 16 <= n`, at most all three lengths: 16 codes and 16 floats of each
-        // vector are in bounds; the loads are unaligned.
+        // SAFETY: `i + 16 <= n`, at most every length: 16 codes and 16 floats of each vector
+        // are in bounds; the loads are unaligned.
         unsafe {
             let codes = _mm_loadu_si128(vp.add(i).cast());
-            let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes));
-            let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(codes, codes)));
-            p0 = _mm256_add_ps(p0, _mm256_mul_ps(_mm256_loadu_ps(pp.add(i)), lo));
-            p1 = _mm256_add_ps(p1, _mm256_mul_ps(_mm256_loadu_ps(pp.add(i + 8)), hi));
-            q0 = _mm256_add_ps(q0, _mm256_mul_ps(_mm256_loadu_ps(qp.add(i)), lo));
-            q1 = _mm256_add_ps(q1, _mm256_mul_ps(_mm256_loadu_ps(qp.add(i + 8)), hi));
+            let c_lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes));
+            let c_hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(codes, codes)));
+            for k in 0..N {
+                lo[k] = _mm256_add_ps(lo[k], _mm256_mul_ps(_mm256_loadu_ps(ptrs[k].add(i)), c_lo));
+                hi[k] = _mm256_add_ps(
+                    hi[k],
+                    _mm256_mul_ps(_mm256_loadu_ps(ptrs[k].add(i + 8)), c_hi),
+                );
+            }
         }
         i += 16;
     }
@@ -82,34 +101,37 @@ pub(crate) unsafe fn dot2_i8_avx2(p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
     if i + 8 <= n {
         // SAFETY: `i + 8 <= n`: 8 codes (one 64-bit load) and 8 floats of each are in bounds.
         unsafe {
-            let x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(vp.add(i).cast())));
-            p0 = _mm256_add_ps(p0, _mm256_mul_ps(_mm256_loadu_ps(pp.add(i)), x));
-            q0 = _mm256_add_ps(q0, _mm256_mul_ps(_mm256_loadu_ps(qp.add(i)), x));
+            let c = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(vp.add(i).cast())));
+            for k in 0..N {
+                lo[k] = _mm256_add_ps(lo[k], _mm256_mul_ps(_mm256_loadu_ps(ptrs[k].add(i)), c));
+            }
         }
         i += 8;
         upper = true;
     }
     if i < n {
         // The last `n - i < 8` terms go to lanes 8.. after an 8-step, to lanes 0.. otherwise.
-        let (ps, codes) = padded_tail(&p[i..n], &v[i..n]);
-        let (qs, _) = padded_tail(&q[i..n], &v[i..n]);
-        // SAFETY: the loads read the local arrays, 8 floats and 16 bytes each.
-        let (x, pt, qt) = unsafe {
-            (
-                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadu_si128(codes.as_ptr().cast()))),
-                _mm256_loadu_ps(ps.as_ptr()),
-                _mm256_loadu_ps(qs.as_ptr()),
-            )
+        let (_, codes) = padded_tail(&xs[0][i..n], &v[i..n]);
+        // SAFETY: the load reads the local array of 16 bytes.
+        let c = unsafe {
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadu_si128(codes.as_ptr().cast())))
         };
-        if upper {
-            p1 = _mm256_add_ps(p1, _mm256_mul_ps(pt, x));
-            q1 = _mm256_add_ps(q1, _mm256_mul_ps(qt, x));
-        } else {
-            p0 = _mm256_add_ps(p0, _mm256_mul_ps(pt, x));
-            q0 = _mm256_add_ps(q0, _mm256_mul_ps(qt, x));
+        for k in 0..N {
+            let (floats, _) = padded_tail(&xs[k][i..n], &v[i..n]);
+            // SAFETY: the load reads the local array of 8 floats.
+            let t = _mm256_mul_ps(unsafe { _mm256_loadu_ps(floats.as_ptr()) }, c);
+            if upper {
+                hi[k] = _mm256_add_ps(hi[k], t);
+            } else {
+                lo[k] = _mm256_add_ps(lo[k], t);
+            }
         }
     }
-    [halving_sum(p0, p1), halving_sum(q0, q1)]
+    let mut out = [0.0f32; N];
+    for k in 0..N {
+        out[k] = halving_sum(lo[k], hi[k]);
+    }
+    out
 }
 
 /// The fixed-order contract's halving tree over lanes 0-7 (`lo`) and 8-15 (`hi`).

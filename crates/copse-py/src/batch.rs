@@ -12,7 +12,7 @@ use pyo3::exceptions::PyMemoryError;
 use rayon::prelude::*;
 
 /// The most threads `n_threads` may ask for.
-pub(crate) const MAX_THREADS: usize = 1024;
+pub(crate) const MAX_THREADS: usize = copse::MAX_THREADS;
 
 /// Where a batch runs.
 pub(crate) enum Threads {

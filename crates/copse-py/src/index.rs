@@ -70,11 +70,9 @@ pub struct AnnoyIndex {
     state: Mutex<State>,
 }
 
-/// The most trees `build` makes. Every tree, even an empty one, is held in memory until the
-/// index is written, and the builder cannot report running out, so a huge count
-/// (`build(2**31)`) would abort the process; no useful forest comes near this (Annoy's users
-/// build tens to a few thousand trees).
-const MAX_TREES: usize = 1 << 16;
+/// The most trees `build` makes: the library's limit (a huge count would otherwise fail only
+/// when memory runs out).
+const MAX_TREES: usize = copse::MAX_TREES;
 
 /// Annoy's behaviour for `n_trees=-1`: about as many trees as Annoy builds before its node count
 /// reaches twice the item count, which grows with its leaf size (`f + 2` values); at most

@@ -43,7 +43,9 @@ mod storage;
 
 pub use builder::IndexBuilder;
 pub use copse_annoy::AnnoyError;
-pub use copse_build::{BuildError, DEFAULT_LEAF_CAPACITY, DEFAULT_SEED, Progress};
+pub use copse_build::{
+    BuildError, DEFAULT_LEAF_CAPACITY, DEFAULT_SEED, MAX_THREADS, MAX_TREES, Progress,
+};
 pub use copse_distance::Level as SimdLevel;
 pub use copse_format::{FormatError, IndexInfo, Metric, SectionKind};
 pub use copse_query::{Neighbor, QueryError};
