@@ -20,6 +20,7 @@
 //! code keeps the roundings). IEEE 754 fixes the result of each operation, so the same
 //! schedule gives the same bits everywhere.
 
+use crate::kernels::private::Lanewise;
 use crate::{DistanceError, Kernels, WithKernels};
 
 /// Squared euclidean norm of `a` in the fixed order: the same bits on every CPU. Dispatches on
@@ -66,38 +67,21 @@ pub(crate) fn reduce(mut acc: [f32; LANES]) -> f32 {
     acc[0]
 }
 
-/// `sum(a[i] * b[i])` over the common prefix, in the contract's order.
+/// `metric(a, b)` over the common prefix, in the contract's order: the metric's one-lane step
+/// (`acc + round(x * y)` for [`crate::Dot`], `acc + |x - y|` for [`crate::L1`]) per term.
 #[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn sum<M: Lanewise>(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a16, a_tail) = a[..n].as_chunks::<LANES>();
     let (b16, b_tail) = b[..n].as_chunks::<LANES>();
     let mut acc = [0.0f32; LANES];
     for (x, y) in a16.iter().zip(b16) {
         for j in 0..LANES {
-            acc[j] += x[j] * y[j];
+            acc[j] = M::step1(x[j], y[j], acc[j]);
         }
     }
     for (j, (x, y)) in a_tail.iter().zip(b_tail).enumerate() {
-        acc[j] += x * y;
-    }
-    reduce(acc)
-}
-
-/// `sum(|a[i] - b[i]|)` over the common prefix, in the contract's order.
-#[inline(always)]
-pub(crate) fn l1(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a16, a_tail) = a[..n].as_chunks::<LANES>();
-    let (b16, b_tail) = b[..n].as_chunks::<LANES>();
-    let mut acc = [0.0f32; LANES];
-    for (x, y) in a16.iter().zip(b16) {
-        for j in 0..LANES {
-            acc[j] += (x[j] - y[j]).abs();
-        }
-    }
-    for (j, (x, y)) in a_tail.iter().zip(b_tail).enumerate() {
-        acc[j] += (x - y).abs();
+        acc[j] = M::step1(*x, *y, acc[j]);
     }
     reduce(acc)
 }

@@ -76,19 +76,19 @@ pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::To
     /// Inner product in the fixed order of [`crate::fixed`]: the same bits at every level.
     #[inline(always)]
     fn dot_fixed(self, a: &[f32], b: &[f32]) -> f32 {
-        crate::fixed::dot(a, b)
+        crate::fixed::sum::<Dot>(a, b)
     }
 
     /// Squared euclidean norm in the fixed order of [`crate::fixed`].
     #[inline(always)]
     fn norm_squared_fixed(self, a: &[f32]) -> f32 {
-        crate::fixed::dot(a, a)
+        crate::fixed::sum::<Dot>(a, a)
     }
 
     /// Manhattan distance in the fixed order of [`crate::fixed`].
     #[inline(always)]
     fn l1_fixed(self, a: &[f32], b: &[f32]) -> f32 {
-        crate::fixed::l1(a, b)
+        crate::fixed::sum::<L1>(a, b)
     }
 
     /// `sum(q[i] * v[i])` of an f32 vector and an i8 one (a quantized hyperplane normal), over
@@ -307,7 +307,8 @@ pub(crate) mod private {
     pub trait Lanewise {
         /// `acc + f(q, r)` lane by lane, where the metric is `sum(f(q[i], r[i]))`.
         fn step<S: pulp::Simd>(simd: S, q: S::f32s, r: S::f32s, acc: S::f32s) -> S::f32s;
-        /// The same for one lane.
+        /// The same for one lane, with every operation rounded on its own (Rust never fuses
+        /// `q * r + acc`): the fixed-order kernels of [`crate::fixed`] are built on it.
         fn step1(q: f32, r: f32, acc: f32) -> f32;
     }
 }
