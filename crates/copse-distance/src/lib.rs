@@ -62,6 +62,7 @@ mod int8;
 mod kernels;
 mod lanes;
 mod level;
+mod per_call;
 
 #[cfg(target_arch = "x86_64")]
 pub use arch::Avx2;
@@ -74,6 +75,7 @@ pub use int8::quantize_i8;
 pub use kernels::{Dot, F32Metric, Kernels, L1, L2Squared, Rows, WithKernels};
 pub use lanes::{prefetch, prefetch_row};
 pub use level::{Level, dispatch};
+pub use per_call::{dot, l1, l2_squared, norm_squared};
 
 /// What can go wrong when calling a kernel or choosing a level.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,51 +118,6 @@ pub enum DistanceError {
     /// The level asked for is not available on this CPU or in this build.
     #[error("SIMD level {0} is not supported on this CPU or in this build")]
     Unsupported(Level),
-}
-
-/// Inner product of `a` and `b`.
-///
-/// Dispatches on every call; for loops over many vectors use [`dispatch`] and the [`Kernels`]
-/// methods instead.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> Result<f32, DistanceError> {
-    pair(Dot, a, b)
-}
-
-/// Squared euclidean distance between `a` and `b`.
-#[inline]
-pub fn l2_squared(a: &[f32], b: &[f32]) -> Result<f32, DistanceError> {
-    pair(L2Squared, a, b)
-}
-
-/// Manhattan (L1) distance between `a` and `b`.
-#[inline]
-pub fn l1(a: &[f32], b: &[f32]) -> Result<f32, DistanceError> {
-    pair(L1, a, b)
-}
-
-/// Squared euclidean norm of `a`. Fails only if `COPSE_SIMD` names an unusable level.
-#[inline]
-pub fn norm_squared(a: &[f32]) -> Result<f32, DistanceError> {
-    pair(Dot, a, a)
-}
-
-#[inline]
-fn pair<M: F32Metric>(metric: M, a: &[f32], b: &[f32]) -> Result<f32, DistanceError> {
-    check_lengths(a.len(), b.len())?;
-    struct Op<'a, M> {
-        metric: M,
-        a: &'a [f32],
-        b: &'a [f32],
-    }
-    impl<M: F32Metric> WithKernels for Op<'_, M> {
-        type Output = f32;
-        #[inline(always)]
-        fn run<K: Kernels>(self, k: K) -> f32 {
-            k.pair(self.metric, self.a, self.b)
-        }
-    }
-    dispatch(Op { metric, a, b })
 }
 
 /// Number of bits that differ between two packed bit vectors.

@@ -24,3 +24,15 @@ impl Token for Neon {
 impl Kernels for Neon {
     const LEVEL: Level = Level::Neon;
 }
+
+/// The NEON per-call kernel of metric `M`: the generic kernel compiled with NEON enabled, so
+/// that a per-call function is one indirect call to it.
+///
+/// # Safety
+/// The CPU must support NEON (the per-call table holds this only after checking).
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn pair_neon<M: crate::kernels::private::Lanewise>(a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: the caller guarantees NEON, which this token stands for.
+    let simd = unsafe { pulp::aarch64::Neon::new_unchecked() };
+    crate::lanes::pair::<M, _>(simd, a, b)
+}

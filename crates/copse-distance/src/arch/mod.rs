@@ -39,3 +39,26 @@ impl Token for Scalar {
 impl Kernels for Scalar {
     const LEVEL: Level = Level::Scalar;
 }
+
+/// The per-call kernel of metric `M` compiled for `level`, or `None` where this build has no
+/// code for the level (the caller has checked that the CPU supports it).
+pub(crate) fn pair_fn<M: crate::kernels::private::Lanewise>(
+    level: Level,
+) -> Option<crate::per_call::PairFn> {
+    match level {
+        Level::Scalar => Some(pair_scalar::<M>),
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => Some(x86_64::pair_avx2::<M>),
+        #[cfg(all(target_arch = "x86_64", feature = "x86-v4"))]
+        Level::Avx512 => Some(x86_64::pair_avx512::<M>),
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon => Some(aarch64::pair_neon::<M>),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// The portable per-call kernel (safe; it coerces to the unsafe pointer type).
+fn pair_scalar<M: crate::kernels::private::Lanewise>(a: &[f32], b: &[f32]) -> f32 {
+    crate::lanes::pair::<M, _>(pulp::Scalar::new(), a, b)
+}
