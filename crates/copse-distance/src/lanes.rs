@@ -21,8 +21,8 @@ const GROUP: usize = 4;
 ///
 /// Written for instruction count: a per-call kernel at 100 dimensions is about a hundred
 /// instructions and a core runs back-to-back calls at its instruction throughput, so index
-/// loops over raw vector pointers (no bounds checks, no iterator adaptors), four chains while
-/// four whole vectors remain, then one at a time onto the second.
+/// loops over raw vector pointers (no bounds checks, no iterator adaptors), four chains over
+/// blocks of four vectors, the up to three vectors left spread over the chains, then the tail.
 #[inline(always)]
 pub(crate) fn pair<M: Lanewise, S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
