@@ -15,18 +15,16 @@ pub(crate) fn dot2_i8_portable(p: &[f32], q: &[f32], v: &[i8]) -> [f32; 2] {
     crate::fixed::dot2_i8(p, q, v)
 }
 
-/// The last `rest < 8` floats and codes of a vector, zero-padded to 8 lanes. Adding the padded
-/// lanes' `0 * 0` to an accumulator changes nothing: a fixed-order accumulator starts at `+0.0`
-/// and so is never `-0.0`, the one value `x + 0` would change.
+/// The first (at most 8) values of `x`, zero-padded to `L` lanes. Adding padded lanes'
+/// `0 * 0` to an accumulator changes nothing: a fixed-order accumulator starts at `+0.0` and so
+/// is never `-0.0`, the one value `x + 0` would change.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn padded_tail(x: &[f32], codes: &[i8]) -> ([f32; 8], [i8; 16]) {
-    let mut xs = [0.0f32; 8];
-    let mut cs = [0i8; 16];
-    let rest = x.len().min(codes.len()).min(8);
-    xs[..rest].copy_from_slice(&x[..rest]);
-    cs[..rest].copy_from_slice(&codes[..rest]);
-    (xs, cs)
+fn padded<T: Copy + Default, const L: usize>(x: &[T]) -> [T; L] {
+    let mut out = [T::default(); L];
+    let rest = x.len().min(8).min(L);
+    out[..rest].copy_from_slice(&x[..rest]);
+    out
 }
 
 /// AVX2, in the fixed-order contract of [`crate::fixed`] (products rounded, then added; no FMA).
@@ -111,13 +109,13 @@ unsafe fn dots_i8_avx2<const N: usize>(xs: [&[f32]; N], v: &[i8]) -> [f32; N] {
     }
     if i < n {
         // The last `n - i < 8` terms go to lanes 8.. after an 8-step, to lanes 0.. otherwise.
-        let (_, codes) = padded_tail(&xs[0][i..n], &v[i..n]);
+        let codes: [i8; 16] = padded(&v[i..n]);
         // SAFETY: the load reads the local array of 16 bytes.
         let c = unsafe {
             _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadu_si128(codes.as_ptr().cast())))
         };
         for k in 0..N {
-            let (floats, _) = padded_tail(&xs[k][i..n], &v[i..n]);
+            let floats: [f32; 8] = padded(&xs[k][i..n]);
             // SAFETY: the load reads the local array of 8 floats.
             let t = _mm256_mul_ps(unsafe { _mm256_loadu_ps(floats.as_ptr()) }, c);
             if upper {

@@ -16,7 +16,7 @@ const HAMMING_INITIAL: f32 = 16_777_216.0;
 pub(crate) struct Prepared<'a> {
     pub floats: &'a [f32],
     pub bits: &'a [u64],
-    /// Euclidean norm of `floats` (angular).
+    /// Euclidean norm of `floats` (angular; 0 for metrics that do not read it).
     pub norm: f32,
 }
 
@@ -64,6 +64,9 @@ pub(crate) trait QueryMetric {
     /// True if [`QueryMetric::approximate`] ranks like [`QueryMetric::score`] from the item
     /// codes (for metrics whose index stores them).
     const APPROXIMATE: bool = false;
+
+    /// True if scoring reads the query's norm ([`Prepared::norm`]); other metrics skip the pass.
+    const USES_QUERY_NORM: bool = false;
 
     /// Scores of `ids` from the item codes, ordered like the exact scores up to the codes'
     /// rounding; only called when [`QueryMetric::APPROXIMATE`] holds.
@@ -134,6 +137,7 @@ pub(crate) struct Hamming;
 impl QueryMetric for Angular {
     const INITIAL: f32 = f32::INFINITY;
     const APPROXIMATE: bool = true;
+    const USES_QUERY_NORM: bool = true;
 
     /// The codes hold the unit vector: `-dot` ranks like `2 - 2 cos` for a fixed query.
     #[inline(always)]

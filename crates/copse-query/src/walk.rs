@@ -235,7 +235,11 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
         Query::F32(floats) => Prepared {
             floats,
             bits: &[],
-            norm: copse_distance::fixed::norm_of_squared(k.norm_squared_fixed(floats)),
+            norm: if M::USES_QUERY_NORM {
+                copse_distance::fixed::norm_of_squared(k.norm_squared_fixed(floats))
+            } else {
+                0.0
+            },
         },
         Query::Bits(bits) => Prepared {
             floats: &[],
