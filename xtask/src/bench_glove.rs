@@ -322,7 +322,9 @@ fn bench_copse(
     let progress = bar(trees as u64, &format!("copse: build {trees} trees"));
     let progress_in = progress.clone();
     builder.set_progress(Some(Box::new(move |p: copse::Progress| {
-        progress_in.set_position(p.trees_done as u64)
+        if p.stage == copse::Stage::Trees {
+            progress_in.set_position(p.done as u64)
+        }
     })));
     let start = Instant::now();
     let index = builder.build_with_threads(trees, args.threads)?;

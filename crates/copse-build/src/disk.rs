@@ -46,8 +46,9 @@ pub fn build_on_disk(
     let metric = store.metric();
 
     // Where the sections before the trees go: their lengths do not depend on the trees.
-    let plan = section_plan(metric);
-    let lengths = section_lengths(store, &[]);
+    // (The header's room does not depend on the section count, so a graph changes nothing here.)
+    let plan = section_plan(metric, false);
+    let lengths = section_lengths(store, &[], None);
     let offsets = copse_format::planned_offsets(&lengths);
     let offset_of = |kind: SectionKind| {
         plan.iter()
@@ -83,13 +84,33 @@ pub fn build_on_disk(
         .map(|span| span.parts(&spilled))
         .collect::<Result<Vec<_>, _>>()?;
 
+    let graph = match &options.graph {
+        Some(graph_options) => Some(crate::graph::build_graph(
+            store,
+            codes.view(),
+            &trees,
+            graph_options,
+            &pool,
+            progress,
+        )?),
+        None => None,
+    };
+
     codes.flush()?;
     store.flush()?;
     let codes_placed = placed_codes(&codes, metric, offset_of)?;
     let mut out = BufWriter::with_capacity(1 << 20, file.try_clone().map_err(BuildError::Io)?);
     out.seek(SeekFrom::Start(0)).map_err(BuildError::Io)?;
     let items = Placed::InPlace(store.row_bytes(), offset_of(SectionKind::Items)?);
-    let mut out = write_index(out, store, &options, &trees, items, codes_placed)?;
+    let mut out = write_index(
+        out,
+        store,
+        &options,
+        &trees,
+        items,
+        codes_placed,
+        graph.as_ref(),
+    )?;
     let len = out.stream_position().map_err(BuildError::Io)?;
     out.flush().map_err(BuildError::Io)?;
     drop(out);

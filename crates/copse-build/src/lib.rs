@@ -10,6 +10,7 @@
 
 mod codes;
 mod disk;
+mod graph;
 mod split;
 mod store;
 mod tree;
@@ -26,6 +27,10 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
 pub use disk::build_on_disk;
+pub use graph::{
+    BuiltGraph, DEFAULT_ALPHA, DEFAULT_CANDIDATES, DEFAULT_DEGREE, DEFAULT_ROUNDS, GraphOptions,
+    SEED_TREES,
+};
 pub use store::VectorStore;
 pub use tree::EncodedTree;
 
@@ -83,6 +88,9 @@ pub enum BuildError {
         /// The id that needed the room.
         id: u32,
     },
+    /// The graph's options are out of range.
+    #[error("bad graph options: {0}")]
+    BadGraph(String),
     /// Zero trees were asked for.
     #[error("a forest needs at least one tree")]
     ZeroTrees,
@@ -120,27 +128,41 @@ pub struct BuildOptions {
     pub seed: u64,
     /// Largest number of items in a leaf.
     pub leaf_capacity: usize,
+    /// A proximity graph beside the trees, built this way (`None`: trees only).
+    pub graph: Option<GraphOptions>,
 }
 
 impl BuildOptions {
-    /// `n_trees` trees on all cores, default seed and leaf capacity.
+    /// `n_trees` trees on all cores, default seed and leaf capacity, no graph.
     pub fn new(n_trees: usize) -> Self {
         BuildOptions {
             n_trees,
             threads: 0,
             seed: DEFAULT_SEED,
             leaf_capacity: DEFAULT_LEAF_CAPACITY,
+            graph: None,
         }
     }
 }
 
-/// Build progress, reported after each tree.
+/// What a build is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Building trees: `done` of `total` trees.
+    Trees,
+    /// Building the graph: `done` of `total` passes over the items.
+    Graph,
+}
+
+/// Build progress, reported after each tree and each pass of the graph build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
-    /// Trees finished.
-    pub trees_done: usize,
-    /// Trees in the forest.
-    pub n_trees: usize,
+    /// The stage.
+    pub stage: Stage,
+    /// Steps of the stage finished.
+    pub done: usize,
+    /// Steps in the stage.
+    pub total: usize,
 }
 
 /// A built forest: its trees in tree order, the item codes they were built from, and the
@@ -152,6 +174,8 @@ pub struct Forest {
     codes: codes::ItemCodes,
     /// The options they were built with.
     pub options: BuildOptions,
+    /// The graph, if the options asked for one.
+    pub graph: Option<BuiltGraph>,
 }
 
 impl std::fmt::Debug for Forest {
@@ -172,9 +196,9 @@ fn tree_rng(seed: u64, t: usize) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(mixed)
 }
 
-/// The sections of an index of `metric`, in file order. The item codes come before the trees,
-/// so an on-disk build knows where they go before any tree exists.
-pub fn section_plan(metric: Metric) -> Vec<SectionKind> {
+/// The sections of an index of `metric`, with or without a graph, in file order. The item
+/// codes come before the trees, so an on-disk build knows where they go before any tree exists.
+pub fn section_plan(metric: Metric, graph: bool) -> Vec<SectionKind> {
     let mut plan = vec![SectionKind::Items];
     if metric.stores_norms() {
         plan.push(SectionKind::Norms);
@@ -189,13 +213,16 @@ pub fn section_plan(metric: Metric) -> Vec<SectionKind> {
         SectionKind::LeafOffsets,
         SectionKind::LeafIds,
     ]);
+    if graph {
+        plan.push(SectionKind::Graph);
+    }
     plan
 }
 
 /// Where the items section of a `metric` index starts (it is the first section, so its place
 /// depends only on the number of sections): on-disk builds put rows there from the start.
 pub fn items_offset(metric: Metric) -> u64 {
-    let plan = section_plan(metric);
+    let plan = section_plan(metric, false);
     copse_format::planned_offsets(&vec![0; plan.len()])[0]
 }
 
@@ -212,6 +239,9 @@ fn check_options(options: &BuildOptions) -> Result<(), BuildError> {
             "{} trees (at most {MAX_TREES})",
             options.n_trees
         )));
+    }
+    if let Some(graph) = &options.graph {
+        graph.check()?;
     }
     // Fail early, on this thread, if COPSE_SIMD names an unusable level.
     copse_distance::Level::detect()?;
@@ -281,8 +311,9 @@ fn build_trees<T: Send>(
                 let kept = keep(tree.encode(stride, normal_len, id_bits))?;
                 let trees_done = done.fetch_add(1, Ordering::Relaxed) + 1;
                 progress(Progress {
-                    trees_done,
-                    n_trees: options.n_trees,
+                    stage: Stage::Trees,
+                    done: trees_done,
+                    total: options.n_trees,
                 });
                 Ok(kept)
             })
@@ -302,10 +333,25 @@ pub fn build_forest(
     // The build reads the item codes the file stores (see `codes`); hamming has none.
     let codes = pool.install(|| codes::encode(store))?;
     let trees = build_trees(store, &codes, &options, &pool, progress, &Ok)?;
+    let graph = match &options.graph {
+        Some(graph_options) => {
+            let parts: Vec<TreeParts<'_>> = trees.iter().map(EncodedTree::parts).collect();
+            Some(graph::build_graph(
+                store,
+                codes.view(),
+                &parts,
+                graph_options,
+                &pool,
+                progress,
+            )?)
+        }
+        None => None,
+    };
     Ok(Forest {
         trees,
         codes,
         options,
+        graph,
     })
 }
 
@@ -313,7 +359,7 @@ impl Forest {
     /// Exact length of the file [`Forest::write`] produces for `store`.
     pub fn encoded_len(&self, store: &VectorStore) -> u64 {
         let trees: Vec<TreeParts<'_>> = self.trees.iter().map(EncodedTree::parts).collect();
-        copse_format::planned_len(&section_lengths(store, &trees))
+        copse_format::planned_len(&section_lengths(store, &trees, self.graph.as_ref()))
     }
 
     /// Writes the index (items from `store`, trees from `self`) to `out` in copse format v1.
@@ -326,6 +372,7 @@ impl Forest {
             &trees,
             Placed::Write(store.row_bytes()),
             Placed::Write(self.codes.as_bytes()),
+            self.graph.as_ref(),
         )
     }
 }
@@ -349,9 +396,13 @@ pub(crate) enum Placed<'a> {
 }
 
 /// Each section's length, in [`section_plan`] order.
-fn section_lengths(store: &VectorStore, trees: &[TreeParts<'_>]) -> Vec<u64> {
+fn section_lengths(
+    store: &VectorStore,
+    trees: &[TreeParts<'_>],
+    graph: Option<&BuiltGraph>,
+) -> Vec<u64> {
     let metric = store.metric();
-    section_plan(metric)
+    section_plan(metric, graph.is_some())
         .into_iter()
         .map(|kind| match kind {
             SectionKind::Items => store.row_bytes().len() as u64,
@@ -365,6 +416,7 @@ fn section_lengths(store: &VectorStore, trees: &[TreeParts<'_>]) -> Vec<u64> {
             SectionKind::LeafIds => {
                 trees.iter().map(|t| t.packed_ids.len() as u64).sum::<u64>() + 8
             }
+            SectionKind::Graph => graph.map_or(0, BuiltGraph::section_len),
             _ => 0,
         })
         .collect()
@@ -378,6 +430,7 @@ pub(crate) fn write_index<W: Write + Seek>(
     trees: &[TreeParts<'_>],
     items: Placed<'_>,
     codes: Placed<'_>,
+    graph: Option<&BuiltGraph>,
 ) -> Result<W, BuildError> {
     let metric = store.metric();
     let info = IndexInfo {
@@ -390,7 +443,7 @@ pub(crate) fn write_index<W: Write + Seek>(
         leaf_capacity: options.leaf_capacity,
         seed: options.seed,
     };
-    let plan = section_plan(metric);
+    let plan = section_plan(metric, graph.is_some());
     let mut w = IndexWriter::new(out, info, plan.len())?;
     let place = |w: &mut IndexWriter<W>, kind: SectionKind, bytes: Placed<'_>| match bytes {
         Placed::Write(bytes) => w.write_section(kind, bytes),
@@ -446,6 +499,15 @@ pub(crate) fn write_index<W: Write + Seek>(
                         .map_err(FormatError::Io)?;
                 }
                 section.write_all(&[0u8; 8]).map_err(FormatError::Io)?;
+                section.finish()?;
+            }
+            SectionKind::Graph => {
+                let graph = graph.ok_or_else(|| {
+                    BuildError::Internal("a graph section without a graph".into())
+                })?;
+                let mut section = w.section(kind)?;
+                section.write_pod(&[graph.header()])?;
+                section.write_pod(&graph.slots)?;
                 section.finish()?;
             }
             other => {

@@ -22,6 +22,26 @@ pub fn pack_ids(ids: &[u32], bits: u32, out: &mut Vec<u8>) {
     }
 }
 
+/// The first `n` ids packed by [`pack_ids`] in `bytes` with `bits` bits each (ids past the end
+/// of `bytes` come out as 0).
+pub fn unpack_ids(bytes: &[u8], bits: u32, n: usize) -> Vec<u32> {
+    let mask = (1u64 << bits) - 1;
+    let mut ids = Vec::with_capacity(n);
+    let mut acc: u64 = 0;
+    let mut filled = 0u32;
+    let mut next = bytes.iter();
+    for _ in 0..n {
+        while filled < bits {
+            acc |= u64::from(next.next().copied().unwrap_or(0)) << filled;
+            filled += 8;
+        }
+        ids.push((acc & mask) as u32);
+        acc >>= bits;
+        filled -= bits;
+    }
+    ids
+}
+
 /// Writes the [`crate::SectionKind::ItemCodes`] record of one item into `out`
 /// (`item_code_stride(row.len())` bytes): angular codes the unit vector (`norm` is the row's
 /// euclidean norm), euclidean and dot the row itself. A zero row gives scale 0.
@@ -70,6 +90,7 @@ mod tests {
                 out.len() as u64,
                 crate::packed_ids_len(ids.len() as u64, bits).unwrap()
             );
+            assert_eq!(unpack_ids(&out, bits, ids.len()), ids, "bits={bits}");
             out.extend([0u8; 8]);
             for (i, &id) in ids.iter().enumerate() {
                 let bit = i as u64 * u64::from(bits);

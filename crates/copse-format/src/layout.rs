@@ -102,13 +102,17 @@ pub enum SectionKind {
     /// split and leaf nodes, root copies; Annoy's layout for the header's metric and dims).
     /// A file with this section has no other section: the Annoy nodes hold the items too.
     AnnoyNodes,
+    /// A proximity graph over the items: a [`GraphHeader`], then for every item
+    /// [`GraphHeader::degree`] neighbour ids (u32), used slots first, unused ones
+    /// [`EMPTY_SLOT`]. Optional: a file without it is searched through its trees alone.
+    Graph,
     /// A kind this reader does not know (skipped).
     Unknown(u32),
 }
 
 impl SectionKind {
     /// Every kind this version writes, in file order.
-    pub const KNOWN: [SectionKind; 9] = [
+    pub const KNOWN: [SectionKind; 10] = [
         SectionKind::Items,
         SectionKind::Norms,
         SectionKind::Present,
@@ -118,6 +122,7 @@ impl SectionKind {
         SectionKind::LeafIds,
         SectionKind::ItemCodes,
         SectionKind::AnnoyNodes,
+        SectionKind::Graph,
     ];
 
     /// The code the section table stores.
@@ -132,6 +137,7 @@ impl SectionKind {
             SectionKind::LeafIds => 8,
             SectionKind::ItemCodes => 9,
             SectionKind::AnnoyNodes => 10,
+            SectionKind::Graph => 11,
             SectionKind::Unknown(code) => code,
         }
     }
@@ -156,6 +162,7 @@ impl SectionKind {
             SectionKind::LeafIds => "leaf-ids",
             SectionKind::ItemCodes => "item-codes",
             SectionKind::AnnoyNodes => "annoy-nodes",
+            SectionKind::Graph => "graph",
             SectionKind::Unknown(_) => "unknown",
         }
     }
@@ -253,6 +260,27 @@ impl SplitNode {
         self.param
     }
 }
+
+/// The start of the [`SectionKind::Graph`] section (64 bytes, so the slots that follow stay
+/// cache-line aligned).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq, Default)]
+pub struct GraphHeader {
+    /// Slots per item (the most neighbours an item can have), 1 to [`MAX_DEGREE`].
+    pub degree: u32,
+    /// Reserved, zero.
+    pub reserved0: u32,
+    /// Used slots over all items (for the mean out-degree, without reading the slots).
+    pub n_edges: u64,
+    /// Reserved, zero.
+    pub reserved: [u64; 6],
+}
+
+/// An unused neighbour slot in [`SectionKind::Graph`].
+pub const EMPTY_SLOT: u32 = u32::MAX;
+
+/// The largest graph degree a file may declare.
+pub const MAX_DEGREE: usize = 1024;
 
 /// Bytes per split record for `metric` with `row_len` stored elements per item: the header and,
 /// for f32 metrics, `row_len` i8, padded to a multiple of 4 so every header stays aligned.
@@ -354,4 +382,5 @@ const _: () = {
     assert!(core::mem::size_of::<SectionEntry>() == 32);
     assert!(core::mem::size_of::<TreeEntry>() == 56);
     assert!(core::mem::size_of::<SplitNode>() == 16);
+    assert!(core::mem::size_of::<GraphHeader>() == 64);
 };

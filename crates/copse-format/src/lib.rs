@@ -23,13 +23,13 @@ mod metric;
 mod reader;
 mod writer;
 
-pub use encode::{encode_item_code, pack_ids};
+pub use encode::{encode_item_code, pack_ids, unpack_ids};
 pub use error::FormatError;
 pub use layout::{
-    FORMAT_VERSION, Header, IndexInfo, LEAF_FLAG, MAGIC, NodeRef, OLDEST_VERSION, SECTION_ALIGN,
-    SectionEntry, SectionKind, SplitNode, TreeEntry, item_code_stride, packed_ids_len,
-    split_stride,
+    EMPTY_SLOT, FORMAT_VERSION, GraphHeader, Header, IndexInfo, LEAF_FLAG, MAGIC, MAX_DEGREE,
+    NodeRef, OLDEST_VERSION, SECTION_ALIGN, SectionEntry, SectionKind, SplitNode, TreeEntry,
+    item_code_stride, packed_ids_len, split_stride,
 };
 pub use metric::{Element, Metric};
-pub use reader::{IndexFile, ItemCodes, ItemRows, LeafIds, LeafIdsIter, View};
-pub use writer::{IndexWriter, SectionWriter, planned_len, planned_offsets};
+pub use reader::{Graph, IndexFile, ItemCodes, ItemRows, LeafIds, LeafIdsIter, View};
+pub use writer::{HEADER_ROOM, IndexWriter, SectionWriter, planned_len, planned_offsets};

@@ -11,8 +11,8 @@ use crate::layout::{
     FORMAT_VERSION, Header, LEAF_FLAG, MAGIC, OLDEST_VERSION, SECTION_ALIGN, SectionEntry,
 };
 use crate::{
-    Element, FormatError, IndexInfo, Metric, SectionKind, SplitNode, TreeEntry, item_code_stride,
-    packed_ids_len, split_stride,
+    EMPTY_SLOT, Element, FormatError, GraphHeader, IndexInfo, MAX_DEGREE, Metric, SectionKind,
+    SplitNode, TreeEntry, item_code_stride, packed_ids_len, split_stride,
 };
 
 /// More section-table entries than any version needs: a bound on what open reads.
@@ -39,6 +39,9 @@ struct Sections {
     leaf_ids: Range<usize>,
     item_codes: Range<usize>,
     annoy_nodes: Range<usize>,
+    /// The graph's slots (after its header), and its header.
+    graph: Range<usize>,
+    graph_header: GraphHeader,
 }
 
 impl<B: AsRef<[u8]>> IndexFile<B> {
@@ -77,8 +80,18 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
             .collect()
     }
 
-    /// Checks every section against its checksum; the error names the first that fails.
+    /// Checks every section against its checksum (the error names the first that fails), then
+    /// the graph's structure: every neighbour a present item other than the item itself, no
+    /// neighbour twice, used slots first, holes without neighbours, and the edge count the
+    /// graph's header records.
     pub fn verify(&self) -> Result<(), FormatError> {
+        self.verify_checksums()?;
+        check_graph(&self.view().graph, |id| {
+            self.view().is_present(u64::from(id))
+        })
+    }
+
+    fn verify_checksums(&self) -> Result<(), FormatError> {
         let data = self.bytes.as_ref();
         for entry in &self.table {
             let kind = SectionKind::from_code(entry.kind);
@@ -130,8 +143,98 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
                 row_len,
             },
             annoy_nodes: data.get(s.annoy_nodes.clone()).unwrap_or(&[]),
+            graph: Graph {
+                slots: cast(data, &s.graph),
+                degree: s.graph_header.degree as usize,
+                n_edges: s.graph_header.n_edges,
+            },
         }
     }
+}
+
+/// The neighbour lists of [`SectionKind::Graph`] (empty if the file has no graph).
+#[derive(Debug, Clone, Copy)]
+pub struct Graph<'a> {
+    slots: &'a [u32],
+    degree: usize,
+    n_edges: u64,
+}
+
+impl<'a> Graph<'a> {
+    /// True if the index has no graph.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Slots per item (0 without a graph).
+    pub fn degree(&self) -> usize {
+        if self.is_empty() { 0 } else { self.degree }
+    }
+
+    /// Used slots over all items, as the graph's header records it.
+    pub fn n_edges(&self) -> u64 {
+        self.n_edges
+    }
+
+    /// Item `id`'s slots, if in range: neighbour ids, then [`EMPTY_SLOT`]s. The ids are
+    /// whatever the file holds; check each before use.
+    #[inline(always)]
+    pub fn slots(&self, id: u32) -> Option<&'a [u32]> {
+        let start = (id as usize).checked_mul(self.degree)?;
+        self.slots.get(start..start.checked_add(self.degree)?)
+    }
+}
+
+/// Checks a graph's structure (see [`IndexFile::verify`]).
+fn check_graph(graph: &Graph<'_>, is_present: impl Fn(u32) -> bool) -> Result<(), FormatError> {
+    if graph.is_empty() {
+        return Ok(());
+    }
+    let bad = |problem: String| FormatError::BadSection {
+        kind: SectionKind::Graph,
+        problem,
+    };
+    let mut edges = 0u64;
+    let mut sorted = Vec::with_capacity(graph.degree);
+    for (item, slots) in graph.slots.chunks_exact(graph.degree).enumerate() {
+        let item = item as u32;
+        let used = slots.iter().take_while(|&&s| s != EMPTY_SLOT).count();
+        if slots[used..].iter().any(|&s| s != EMPTY_SLOT) {
+            return Err(bad(format!(
+                "item {item} has a neighbour after an unused slot"
+            )));
+        }
+        if used > 0 && !is_present(item) {
+            return Err(bad(format!("item {item} is a hole but has neighbours")));
+        }
+        sorted.clear();
+        sorted.extend_from_slice(&slots[..used]);
+        sorted.sort_unstable();
+        for pair in sorted.windows(2) {
+            if pair[0] == pair[1] {
+                return Err(bad(format!("item {item} lists {} twice", pair[0])));
+            }
+        }
+        for &neighbour in &sorted {
+            if neighbour == item {
+                return Err(bad(format!("item {item} lists itself")));
+            }
+            if !is_present(neighbour) {
+                return Err(bad(format!(
+                    "item {item} lists {neighbour}, which is not an item"
+                )));
+            }
+        }
+        edges += used as u64;
+    }
+    if edges != graph.n_edges {
+        return Err(bad(format!(
+            "holds {edges} edges, its header says {}",
+            graph.n_edges
+        )));
+    }
+    Ok(())
 }
 
 /// Casts a validated range. Open checked bounds, size and alignment, so this cannot fail; if it
@@ -185,6 +288,8 @@ pub struct View<'a> {
     /// Annoy's node array, for a file converted from Annoy (empty otherwise; then every
     /// other slice is empty).
     pub annoy_nodes: &'a [u8],
+    /// The proximity graph (empty if the file has none).
+    pub graph: Graph<'a>,
 }
 
 /// The quantized items of [`SectionKind::ItemCodes`].
@@ -462,7 +567,7 @@ fn validate(data: &[u8]) -> Result<(IndexInfo, Sections, Vec<SectionEntry>), For
     }
 
     let table: Vec<SectionEntry> = bytemuck::pod_collect_to_vec(&header_bytes[header_size..]);
-    let sections = locate_sections(&info, &table, header_len as u64, len)?;
+    let sections = locate_sections(&info, data, &table, header_len as u64)?;
     // Annoy trees are checked by their reader (copse-annoy) as it follows them.
     if sections.annoy_nodes.is_empty() {
         check_trees(&info, data, &sections)?;
@@ -473,10 +578,11 @@ fn validate(data: &[u8]) -> Result<(IndexInfo, Sections, Vec<SectionEntry>), For
 /// Finds each known section, checks its placement and its exact expected size.
 fn locate_sections(
     info: &IndexInfo,
+    data: &[u8],
     table: &[SectionEntry],
     header_len: u64,
-    file_len: u64,
 ) -> Result<Sections, FormatError> {
+    let file_len = data.len() as u64;
     let mut found: Vec<(SectionKind, Range<usize>)> = Vec::new();
     for entry in table {
         let kind = SectionKind::from_code(entry.kind);
@@ -587,6 +693,10 @@ fn locate_sections(
     )?;
     let leaf_offsets = multiple(SectionKind::LeafOffsets, need(SectionKind::LeafOffsets)?, 4)?;
     let leaf_ids = need(SectionKind::LeafIds)?;
+    let (graph, graph_header) = match take(SectionKind::Graph) {
+        None => (0..0, GraphHeader::default()),
+        Some(range) => locate_graph(info, data, range)?,
+    };
     let item_codes = if info.metric.stores_codes() {
         sized(
             SectionKind::ItemCodes,
@@ -607,7 +717,45 @@ fn locate_sections(
         leaf_ids,
         item_codes,
         annoy_nodes: 0..0,
+        graph,
+        graph_header,
     })
+}
+
+/// Reads the graph's header and checks the section's size against it: `range` is the whole
+/// section; the returned range holds the slots.
+fn locate_graph(
+    info: &IndexInfo,
+    data: &[u8],
+    range: Range<usize>,
+) -> Result<(Range<usize>, GraphHeader), FormatError> {
+    let kind = SectionKind::Graph;
+    let bad = |problem: String| FormatError::BadSection { kind, problem };
+    let header_size = size_of::<GraphHeader>();
+    let header: GraphHeader = data
+        .get(range.start..range.start.saturating_add(header_size))
+        .filter(|_| range.len() >= header_size)
+        .map(bytemuck::pod_read_unaligned)
+        .ok_or_else(|| bad(format!("is {} bytes, shorter than its header", range.len())))?;
+    let degree = header.degree as usize;
+    if !(1..=MAX_DEGREE).contains(&degree) {
+        return Err(bad(format!("declares degree {degree} (1 to {MAX_DEGREE})")));
+    }
+    let expected = info
+        .n_items
+        .checked_mul(degree as u64 * 4)
+        .and_then(|slots| slots.checked_add(header_size as u64))
+        .ok_or_else(|| FormatError::TooLarge("graph section".into()))?;
+    if range.len() as u64 != expected {
+        return Err(bad(format!(
+            "is {} bytes, expected {expected}",
+            range.len()
+        )));
+    }
+    if header.n_edges > info.n_present.saturating_mul(degree as u64) {
+        return Err(bad(format!("declares {} edges", header.n_edges)));
+    }
+    Ok((range.start + header_size..range.end, header))
 }
 
 /// A section this metric must not have; an empty range if absent.

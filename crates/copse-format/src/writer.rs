@@ -28,15 +28,15 @@ impl<W: Write + Seek> IndexWriter<W> {
     pub fn new(mut out: W, info: IndexInfo, n_sections: usize) -> Result<Self, FormatError> {
         info.check()?;
         let start = out.stream_position()?;
-        let header_len = header_len(n_sections)?;
-        out.write_all(&vec![0u8; header_len as usize])?;
+        let reserved = header_len(n_sections)?.max(HEADER_ROOM);
+        out.write_all(&vec![0u8; reserved as usize])?;
         Ok(IndexWriter {
             out,
             start,
             info,
             table: Vec::with_capacity(n_sections),
             n_sections,
-            pos: header_len,
+            pos: reserved,
         })
     }
 
@@ -128,7 +128,7 @@ impl<W: Write + Seek> IndexWriter<W> {
 /// The length of a file whose sections have `lengths`, in writing order: the header and
 /// table, then each section at the next 64-byte boundary.
 pub fn planned_len(lengths: &[u64]) -> u64 {
-    let mut pos = (size_of::<Header>() + lengths.len() * size_of::<SectionEntry>()) as u64;
+    let mut pos = first_free(lengths.len());
     for &len in lengths {
         pos = pos.next_multiple_of(SECTION_ALIGN) + len;
     }
@@ -139,7 +139,7 @@ pub fn planned_len(lengths: &[u64]) -> u64 {
 /// [`IndexWriter::section`] will use. A builder uses it to put a section's bytes in place
 /// before writing the file (see [`IndexWriter::adopt_section`]).
 pub fn planned_offsets(lengths: &[u64]) -> Vec<u64> {
-    let mut pos = (size_of::<Header>() + lengths.len() * size_of::<SectionEntry>()) as u64;
+    let mut pos = first_free(lengths.len());
     lengths
         .iter()
         .map(|&len| {
@@ -148,6 +148,16 @@ pub fn planned_offsets(lengths: &[u64]) -> Vec<u64> {
             start
         })
         .collect()
+}
+
+/// Bytes kept for the header and table at the start of every file: room for a table of 16
+/// entries, so the first section's place does not depend on how many sections follow (an
+/// on-disk build puts rows there before it knows whether a graph will be added).
+pub const HEADER_ROOM: u64 = (size_of::<Header>() + 16 * size_of::<SectionEntry>()) as u64;
+
+/// Where the bytes after the header and a table of `n_sections` entries start.
+fn first_free(n_sections: usize) -> u64 {
+    ((size_of::<Header>() + n_sections * size_of::<SectionEntry>()) as u64).max(HEADER_ROOM)
 }
 
 /// Bytes of header plus a table of `n_sections` entries.

@@ -13,6 +13,7 @@
 //! after visiting as many nodes as the trees hold, so a corrupt file gives an error or in-range
 //! results, never a crash or an endless loop. This crate never builds anything.
 
+mod beam;
 mod metric;
 mod walk;
 
@@ -121,8 +122,10 @@ pub enum QueryError {
     Simd(#[from] DistanceError),
 }
 
-/// Finds up to `n` nearest items to `query`, gathering `search_k` candidates (default
-/// `n * n_trees`, as in Annoy), into `out` (cleared first), nearest first.
+/// Finds up to `n` nearest items to `query` into `out` (cleared first), nearest first. On a
+/// forest, `search_k` candidates are gathered from the trees (default `n * n_trees`, as in
+/// Annoy); on an index with a graph, `search_k` bounds the candidates scored (default: a beam
+/// of `max(n, 64)`, about `16 * max(n, 64)` candidates).
 pub fn search(
     view: &View<'_>,
     query: Query<'_>,
@@ -136,7 +139,13 @@ pub fn search(
     if n == 0 {
         return Ok(());
     }
-    let search_k = search_k.unwrap_or_else(|| n.saturating_mul(view.info.n_trees.max(1)));
+    let search_k = search_k.unwrap_or_else(|| {
+        if view.graph.is_empty() {
+            n.saturating_mul(view.info.n_trees.max(1))
+        } else {
+            beam::default_search_k(n)
+        }
+    });
     copse_distance::dispatch(walk::SearchOp {
         view,
         query,

@@ -68,6 +68,10 @@ pub(crate) trait QueryMetric {
     /// True if scoring reads the query's norm ([`Prepared::norm`]); other metrics skip the pass.
     const USES_QUERY_NORM: bool = false;
 
+    /// True if a graph search should spend half its budget on candidates from the trees
+    /// before following the graph, instead of starting from the first leaves only.
+    const GRAPH_NEEDS_TREES: bool = false;
+
     /// Scores of `ids` from the item codes, ordered like the exact scores up to the codes'
     /// rounding; only called when [`QueryMetric::APPROXIMATE`] holds.
     #[inline(always)]
@@ -309,6 +313,12 @@ impl QueryMetric for Manhattan {
 impl QueryMetric for DotProduct {
     const INITIAL: f32 = f32::INFINITY;
     const APPROXIMATE: bool = true;
+    /// The graph links items near in the transformed space where inner products are
+    /// euclidean, but a query sits off the sphere the items lie on there, and the best inner
+    /// products are often in another cluster (larger norms) than the query's own: measured on
+    /// clustered data, the graph alone reached recall 0.57 where the trees reached 0.84 at the
+    /// same `search_k`; half from the trees, then the graph, reached 0.80 and 0.98 at 4x.
+    const GRAPH_NEEDS_TREES: bool = true;
 
     #[inline(always)]
     fn approximate<K: Kernels>(

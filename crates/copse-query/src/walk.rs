@@ -15,13 +15,17 @@ use crate::{Neighbor, Query, QueryError};
 #[derive(Debug, Default)]
 pub struct Scratch {
     heap: BinaryHeap<Entry>,
-    /// Bit `id` set if `id` was gathered by the current query. Cleared through `candidates`
-    /// at the start of the next query, so clearing costs what gathering did.
-    visited: Vec<u64>,
-    candidates: Vec<u32>,
-    shortlist: Vec<u32>,
-    scores: Vec<f32>,
-    best: BinaryHeap<Ranked>,
+    /// Bit `id` set if `id` was gathered (or, in a graph search, scored) by the current query.
+    /// Cleared through `candidates` at the start of the next query, so clearing costs what the
+    /// query visited.
+    pub(crate) visited: Vec<u64>,
+    /// Every id the current query has visited, in order.
+    pub(crate) candidates: Vec<u32>,
+    pub(crate) shortlist: Vec<u32>,
+    pub(crate) scores: Vec<f32>,
+    pub(crate) best: BinaryHeap<Ranked>,
+    /// Graph search: the items whose neighbours are still to be looked at, nearest on top.
+    pub(crate) frontier: BinaryHeap<core::cmp::Reverse<Ranked>>,
 }
 
 impl Scratch {
@@ -31,7 +35,7 @@ impl Scratch {
     }
 
     /// Starts a query over `n_items` ids, with nothing visited.
-    fn begin(&mut self, n_items: usize) {
+    pub(crate) fn begin(&mut self, n_items: usize) {
         let words = n_items.div_ceil(64);
         if self.visited.len() != words {
             self.visited.clear();
@@ -46,6 +50,7 @@ impl Scratch {
         self.heap.clear();
         self.candidates.clear();
         self.best.clear();
+        self.frontier.clear();
     }
 }
 
@@ -77,9 +82,9 @@ impl Ord for Entry {
 
 /// A scored candidate; the max-heap of the best `n` keeps the worst on top.
 #[derive(Debug, Clone, Copy)]
-struct Ranked {
-    score: f32,
-    id: u32,
+pub(crate) struct Ranked {
+    pub score: f32,
+    pub id: u32,
 }
 
 impl PartialEq for Ranked {
@@ -172,13 +177,13 @@ const SUBTREE_PREFETCH: usize = 4;
 /// Candidates kept from the approximate pass for exact scoring: the approximation (8-bit codes)
 /// moves a score by well under the gap between the n-th and the (4n + 64)-th neighbour, so the
 /// true n best survive (measured on GloVe: recall identical to scoring every candidate exactly).
-fn shortlist_len(n: usize) -> usize {
+pub(crate) fn shortlist_len(n: usize) -> usize {
     n.saturating_mul(4).saturating_add(64)
 }
 
 /// What scoring will read for each candidate, prefetched as candidates are found.
 #[derive(Clone, Copy)]
-enum Prefetch<'a> {
+pub(crate) enum Prefetch<'a> {
     Codes,
     Rows(copse_distance::Rows<'a>),
     Bits,
@@ -188,7 +193,7 @@ enum Prefetch<'a> {
 /// whose worst score is kept in a register: most candidates lose one float comparison and
 /// never touch the heap.
 #[inline(always)]
-fn keep_best(scores: &[f32], ids: &[u32], keep: usize, best: &mut BinaryHeap<Ranked>) {
+pub(crate) fn keep_best(scores: &[f32], ids: &[u32], keep: usize, best: &mut BinaryHeap<Ranked>) {
     best.clear();
     if keep == 0 {
         return;
@@ -255,7 +260,56 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
         ItemRows::F32(rows) => Prefetch::Rows(rows),
         ItemRows::Bits { .. } => Prefetch::Bits,
     };
+    if !view.graph.is_empty() {
+        return crate::beam::search::<K, M>(k, view, &prepared, n, search_k, s, out, prefetch_kind);
+    }
+    gather::<K, M>(k, view, &prepared, search_k, s, prefetch_kind)?;
 
+    // Holes never come out of a valid file's leaves; a corrupt one must not return them either.
+    s.candidates.retain(|&id| view.is_present(u64::from(id)));
+    if matches!(prefetch_kind, Prefetch::Codes) && s.candidates.len() > shortlist_len(n) {
+        // Two passes: approximate scores from the one-line item codes for every candidate,
+        // then exact scores from the full rows for a shortlist of the best.
+        s.scores.clear();
+        s.scores.resize(s.candidates.len(), 0.0);
+        M::approximate(k, view, &prepared, &s.candidates, &mut s.scores)?;
+        keep_best(&s.scores, &s.candidates, shortlist_len(n), &mut s.best);
+        s.shortlist.clear();
+        s.shortlist.extend(s.best.drain().map(|r| r.id));
+        s.scores.clear();
+        s.scores.resize(s.shortlist.len(), 0.0);
+        M::score(k, view, &prepared, &s.shortlist, &mut s.scores)?;
+        keep_best(&s.scores, &s.shortlist, n, &mut s.best);
+    } else {
+        s.scores.clear();
+        s.scores.resize(s.candidates.len(), 0.0);
+        M::score(k, view, &prepared, &s.candidates, &mut s.scores)?;
+        keep_best(&s.scores, &s.candidates, n, &mut s.best);
+    }
+    let start = out.len();
+    out.extend(s.best.drain().map(|r| Neighbor {
+        id: r.id,
+        distance: r.score,
+    }));
+    out[start..].sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+    for neighbor in &mut out[start..] {
+        neighbor.distance = M::user(neighbor.distance);
+    }
+    Ok(())
+}
+
+/// The tree walk: gathers leaf ids into `s.candidates` (each once, in the order found) until
+/// `search_k` ids, counting repeats as Annoy does, have been seen or the trees are exhausted,
+/// prefetching what scoring will read for each.
+#[inline(always)]
+pub(crate) fn gather<K: Kernels, M: QueryMetric>(
+    k: K,
+    view: &View<'_>,
+    prepared: &Prepared<'_>,
+    search_k: usize,
+    s: &mut Scratch,
+    prefetch_kind: Prefetch<'_>,
+) -> Result<(), QueryError> {
     // A valid tree is visited at most once per node; more visits mean a cycle in a corrupt file.
     let mut budget: u64 = 0;
     for (t, tree) in view.trees.iter().enumerate() {
@@ -325,7 +379,7 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
                         }
                     }
                     let [negative, positive] =
-                        M::children(k, entry.priority, &node, normal, &prepared);
+                        M::children(k, entry.priority, &node, normal, prepared);
                     let (near, near_priority, far, far_priority) = if positive >= negative {
                         (node.children[1], positive, node.children[0], negative)
                     } else {
@@ -356,35 +410,5 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
         }
     }
 
-    // Holes never come out of a valid file's leaves; a corrupt one must not return them either.
-    s.candidates.retain(|&id| view.is_present(u64::from(id)));
-    if matches!(prefetch_kind, Prefetch::Codes) && s.candidates.len() > shortlist_len(n) {
-        // Two passes: approximate scores from the one-line item codes for every candidate,
-        // then exact scores from the full rows for a shortlist of the best.
-        s.scores.clear();
-        s.scores.resize(s.candidates.len(), 0.0);
-        M::approximate(k, view, &prepared, &s.candidates, &mut s.scores)?;
-        keep_best(&s.scores, &s.candidates, shortlist_len(n), &mut s.best);
-        s.shortlist.clear();
-        s.shortlist.extend(s.best.drain().map(|r| r.id));
-        s.scores.clear();
-        s.scores.resize(s.shortlist.len(), 0.0);
-        M::score(k, view, &prepared, &s.shortlist, &mut s.scores)?;
-        keep_best(&s.scores, &s.shortlist, n, &mut s.best);
-    } else {
-        s.scores.clear();
-        s.scores.resize(s.candidates.len(), 0.0);
-        M::score(k, view, &prepared, &s.candidates, &mut s.scores)?;
-        keep_best(&s.scores, &s.candidates, n, &mut s.best);
-    }
-    let start = out.len();
-    out.extend(s.best.drain().map(|r| Neighbor {
-        id: r.id,
-        distance: r.score,
-    }));
-    out[start..].sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
-    for neighbor in &mut out[start..] {
-        neighbor.distance = M::user(neighbor.distance);
-    }
     Ok(())
 }

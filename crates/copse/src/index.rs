@@ -13,6 +13,15 @@ use copse_query::{Neighbor, Query, Scratch};
 use crate::Error;
 use crate::storage::Storage;
 
+/// The shape of an index's graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphStats {
+    /// Most neighbours an item can have.
+    pub degree: usize,
+    /// Edges over all items (the mean out-degree is this over the present items).
+    pub n_edges: u64,
+}
+
 /// How to open an index file.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -337,6 +346,21 @@ impl Index {
         match &self.backing {
             Backing::Annoy { trees, .. } => trees.n_trees(),
             _ => self.info().n_trees,
+        }
+    }
+
+    /// The graph's degree (most neighbours per item) and its number of edges, if the index has
+    /// a graph ([`crate::IndexBuilder::graph`]).
+    pub fn graph_stats(&self) -> Option<GraphStats> {
+        match &self.backing {
+            Backing::Copse(file) => {
+                let graph = file.view().graph;
+                (!graph.is_empty()).then(|| GraphStats {
+                    degree: graph.degree(),
+                    n_edges: graph.n_edges(),
+                })
+            }
+            _ => None,
         }
     }
 

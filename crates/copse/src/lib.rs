@@ -44,10 +44,11 @@ mod storage;
 pub use builder::IndexBuilder;
 pub use copse_annoy::AnnoyError;
 pub use copse_build::{
-    BuildError, DEFAULT_LEAF_CAPACITY, DEFAULT_SEED, MAX_THREADS, MAX_TREES, Progress,
+    BuildError, DEFAULT_LEAF_CAPACITY, DEFAULT_SEED, GraphOptions, MAX_THREADS, MAX_TREES,
+    Progress, Stage,
 };
 pub use copse_distance::Level as SimdLevel;
 pub use copse_format::{FormatError, IndexInfo, Metric, SectionKind};
 pub use copse_query::{Neighbor, QueryError};
 pub use error::Error;
-pub use index::{Index, LoadOptions};
+pub use index::{GraphStats, Index, LoadOptions};

@@ -57,6 +57,14 @@ fn child_builds_and_checks_self_distances() {
                 .unwrap();
             index.save(dir.join(format!("{metric}-{d}.copse"))).unwrap();
         }
+        // With a graph: its distances are exact integer or fixed-order sums too.
+        let index = build_items(metric, 50, 3_000, 3)
+            .graph(Some(copse::GraphOptions::default()))
+            .build_with_threads(3, 2)
+            .unwrap();
+        index
+            .save(dir.join(format!("{metric}-graph.copse")))
+            .unwrap();
     }
     for metric in METRICS {
         for d in SELF_DIMS {

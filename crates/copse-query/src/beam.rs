@@ -1,0 +1,209 @@
+//! Search on an index with a graph: the trees give the starting points, then a best-first beam
+//! search follows the graph's edges towards the query, and the best of what it found are
+//! re-ranked exactly.
+//!
+//! The beam keeps the `ef` best items scored so far (`best`, worst on top) and a frontier of
+//! items whose neighbours have not been looked at (`frontier`, nearest on top). Each step takes
+//! the nearest frontier item, scores its unvisited neighbours in one batch (from the item codes
+//! where the metric has them, so one cache line each at 50 dimensions, prefetched before the
+//! batch is scored), and keeps those that beat the beam's worst. The search ends when the
+//! nearest frontier item is farther than the beam's worst (nothing left can improve it) or
+//! `search_k` items have been scored.
+//!
+//! The visited set is the same bitset the tree walk uses, cleared through the list of visited
+//! ids, so its reset costs what the query visited. Every id read from the graph is checked
+//! against the present items before it is used: a corrupt graph (ids out of range, self loops,
+//! cycles) can only give in-range answers, and the search ends because each item is scored at
+//! most once.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use copse_distance::{Kernels, prefetch, prefetch_row};
+use copse_format::{EMPTY_SLOT, View};
+
+use crate::metric::{Prepared, QueryMetric};
+use crate::walk::{Prefetch, Ranked, Scratch, gather, keep_best, shortlist_len};
+use crate::{Neighbor, QueryError};
+
+/// A graph search's beam width for `n` results and an effort of `search_k`: `search_k` bounds
+/// the items scored, and a beam of `ef` scores about `SCORED_PER_BEAM_SLOT * ef` of them.
+pub(crate) fn beam_width(n: usize, search_k: usize) -> usize {
+    (search_k / SCORED_PER_BEAM_SLOT).max(n).max(1)
+}
+
+/// Items scored per slot of beam width: on GloVe a beam of `ef` scores about this many times
+/// `ef` items before it converges (see `docs/performance.md`, "Graph search").
+pub(crate) const SCORED_PER_BEAM_SLOT: usize = 16;
+
+/// The beam width of a graph search that names no `search_k`: wide enough for a recall near
+/// 0.95 on GloVe at `n = 10` (see `docs/performance.md`, "Graph search").
+pub(crate) const DEFAULT_BEAM: usize = 64;
+
+/// The `search_k` of a graph search that names none.
+pub(crate) fn default_search_k(n: usize) -> usize {
+    n.max(DEFAULT_BEAM).saturating_mul(SCORED_PER_BEAM_SLOT)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn search<K: Kernels, M: QueryMetric>(
+    k: K,
+    view: &View<'_>,
+    q: &Prepared<'_>,
+    n: usize,
+    search_k: usize,
+    s: &mut Scratch,
+    out: &mut Vec<Neighbor>,
+    prefetch_kind: Prefetch<'_>,
+) -> Result<(), QueryError> {
+    let ef = beam_width(n, search_k);
+    let rough = matches!(prefetch_kind, Prefetch::Codes);
+
+    // Starting points: the items of the first leaves the tree walk reaches (for inner
+    // products, half the budget: see `QueryMetric::GRAPH_NEEDS_TREES`).
+    let entry = if M::GRAPH_NEEDS_TREES {
+        search_k / 2
+    } else {
+        ef.min(search_k)
+    };
+    gather::<K, M>(k, view, q, entry, s, prefetch_kind)?;
+    s.candidates.retain(|&id| view.is_present(u64::from(id)));
+    s.scores.clear();
+    s.scores.resize(s.candidates.len(), 0.0);
+    score::<K, M>(k, view, q, rough, &s.candidates, &mut s.scores)?;
+    let mut scored = s.candidates.len();
+    for (&score, &id) in s.scores.iter().zip(&s.candidates) {
+        offer(&mut s.best, &mut s.frontier, ef, Ranked { score, id });
+    }
+
+    let graph = view.graph;
+    while let Some(Reverse(nearest)) = s.frontier.pop() {
+        if s.best.len() >= ef
+            && s.best
+                .peek()
+                .is_some_and(|worst| nearest.score > worst.score)
+        {
+            break;
+        }
+        if scored >= search_k {
+            break;
+        }
+        let slots = graph
+            .slots(nearest.id)
+            .ok_or(QueryError::Corrupt("graph item out of range"))?;
+        s.shortlist.clear();
+        for &next in slots {
+            if next == EMPTY_SLOT {
+                break;
+            }
+            if !view.is_present(u64::from(next)) {
+                continue;
+            }
+            let Some(word) = s.visited.get_mut(next as usize / 64) else {
+                continue;
+            };
+            let bit = 1u64 << (next % 64);
+            if *word & bit != 0 {
+                continue;
+            }
+            *word |= bit;
+            s.candidates.push(next);
+            s.shortlist.push(next);
+            match prefetch_kind {
+                Prefetch::Codes => {
+                    if let Some(record) = view.codes.record(next) {
+                        prefetch(record);
+                    }
+                }
+                Prefetch::Rows(rows) => prefetch_row(rows, next),
+                Prefetch::Bits => {
+                    if let Some(bits) = view.item_bits(next as usize) {
+                        prefetch(bits);
+                    }
+                }
+            }
+        }
+        if s.shortlist.is_empty() {
+            continue;
+        }
+        s.scores.clear();
+        s.scores.resize(s.shortlist.len(), 0.0);
+        score::<K, M>(k, view, q, rough, &s.shortlist, &mut s.scores)?;
+        scored += s.shortlist.len();
+        for (&score, &id) in s.scores.iter().zip(&s.shortlist) {
+            offer(&mut s.best, &mut s.frontier, ef, Ranked { score, id });
+        }
+    }
+
+    // The beam holds the best found. Scored from the codes, the best of them are re-ranked
+    // exactly; otherwise their scores are exact already.
+    s.shortlist.clear();
+    s.scores.clear();
+    for r in s.best.drain() {
+        s.shortlist.push(r.id);
+        s.scores.push(r.score);
+    }
+    if rough {
+        keep_best(&s.scores, &s.shortlist, shortlist_len(n), &mut s.best);
+        s.shortlist.clear();
+        s.shortlist.extend(s.best.drain().map(|r| r.id));
+        s.scores.clear();
+        s.scores.resize(s.shortlist.len(), 0.0);
+        M::score(k, view, q, &s.shortlist, &mut s.scores)?;
+    }
+    keep_best(&s.scores, &s.shortlist, n, &mut s.best);
+    let start = out.len();
+    out.extend(s.best.drain().map(|r| Neighbor {
+        id: r.id,
+        distance: r.score,
+    }));
+    out[start..].sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+    for neighbor in &mut out[start..] {
+        neighbor.distance = M::user(neighbor.distance);
+    }
+    Ok(())
+}
+
+/// Scores `ids` into `out`: from the item codes if `rough`, else exactly.
+#[inline(always)]
+fn score<K: Kernels, M: QueryMetric>(
+    k: K,
+    view: &View<'_>,
+    q: &Prepared<'_>,
+    rough: bool,
+    ids: &[u32],
+    out: &mut [f32],
+) -> Result<(), QueryError> {
+    if rough {
+        M::approximate(k, view, q, ids, out)
+    } else {
+        M::score(k, view, q, ids, out)
+    }
+}
+
+/// Puts a scored item in the beam and on the frontier if it beats the beam's worst (or the
+/// beam is not full yet).
+#[inline(always)]
+fn offer(
+    best: &mut BinaryHeap<Ranked>,
+    frontier: &mut BinaryHeap<Reverse<Ranked>>,
+    ef: usize,
+    ranked: Ranked,
+) {
+    if best.len() < ef {
+        best.push(ranked);
+        frontier.push(Reverse(ranked));
+        return;
+    }
+    let better = match best.peek_mut() {
+        Some(mut worst) if ranked < *worst => {
+            *worst = ranked;
+            true
+        }
+        _ => false,
+    };
+    if better {
+        frontier.push(Reverse(ranked));
+    }
+}
