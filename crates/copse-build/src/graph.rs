@@ -72,6 +72,17 @@ pub const DEFAULT_ROUNDS: usize = 4;
 pub const DEFAULT_ALPHA: f32 = 1.2;
 
 impl GraphOptions {
+    /// The default options with another degree, and as many more candidates kept while the
+    /// graph is refined as the defaults keep per slot.
+    pub fn with_degree(degree: usize) -> Self {
+        let scaled = degree.saturating_mul(DEFAULT_CANDIDATES) / DEFAULT_DEGREE;
+        GraphOptions {
+            degree,
+            candidates: scaled.max(degree),
+            ..GraphOptions::default()
+        }
+    }
+
     pub(crate) fn check(&self) -> Result<(), BuildError> {
         let max = copse_format::MAX_DEGREE;
         if !(1..=max).contains(&self.degree) {

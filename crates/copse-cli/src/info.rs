@@ -7,6 +7,7 @@ use anyhow::Result;
 use copse::{Index, SectionKind};
 use serde_json::json;
 
+use crate::build::mean_out_degree;
 use crate::error::{Code, Coded, index_error, verify_code};
 use crate::labels;
 use crate::output::human_bytes;
@@ -51,6 +52,7 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
     let info = *index.info();
     let file_size = index.as_bytes().len() as u64;
     let sections = index.sections();
+    let graph = index.graph_stats();
     let simd = match copse::SimdLevel::detect() {
         Ok(level) => level.name().to_owned(),
         Err(e) => format!("unusable ({e})"),
@@ -77,6 +79,11 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
                 "present_items": info.n_present,
                 "trees": info.n_trees,
                 "leaf_capacity": info.leaf_capacity,
+                "graph": graph.map(|g| json!({
+                    "degree": g.degree,
+                    "edges": g.n_edges,
+                    "mean_out_degree": (mean_out_degree(&g, info.n_present) * 10.0).round() / 10.0,
+                })),
                 "seed": info.seed,
                 "file_bytes": file_size,
                 "sections": sections,
@@ -99,6 +106,16 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
             )?;
             writeln!(out, "present items:  {}", info.n_present)?;
             writeln!(out, "trees:          {}", info.n_trees)?;
+            match graph {
+                Some(g) => writeln!(
+                    out,
+                    "graph:          degree {}, mean out-degree {:.1} ({} edges)",
+                    g.degree,
+                    mean_out_degree(&g, info.n_present),
+                    g.n_edges
+                )?,
+                None => writeln!(out, "graph:          none")?,
+            }
             writeln!(out, "leaf capacity:  {}", info.leaf_capacity)?;
             writeln!(out, "seed:           {}", info.seed)?;
             writeln!(
@@ -149,9 +166,13 @@ pub fn run_verify(args: &VerifyArgs) -> Result<()> {
     }
     let reached = walk_all(&index)
         .map_err(|e| coded(e.code, format!("{}: {}", path.display(), e.message)))?;
+    let graph = match index.graph_stats() {
+        Some(g) => format!("; the graph's {} edges join present items", g.n_edges),
+        None => String::new(),
+    };
     writeln!(
         out,
-        "{}: ok ({n_sections} section checksums match; the {} trees reach all {reached} present items)",
+        "{}: ok ({n_sections} section checksums match; the {} trees reach all {reached} present items{graph})",
         path.display(),
         index.n_trees()
     )?;

@@ -35,7 +35,7 @@ enum Command {
     Build(build::BuildArgs),
     /// Find the nearest neighbours of items, labels or vectors.
     Query(query::QueryArgs),
-    /// Describe an index: metric, sizes, sections, SIMD level.
+    /// Describe an index: metric, sizes, graph, sections, SIMD level.
     Info(info::InfoArgs),
     /// Check an index's checksums and structure; the exit status says what failed.
     #[command(after_help = EXIT_CODES_HELP)]

@@ -81,10 +81,11 @@ impl Fixtures {
         std::fs::write(f.path("empty.npy"), b"").unwrap();
         std::fs::write(f.path("text.npy"), b"not numpy\n").unwrap();
 
-        for (name, input, metric) in [
-            ("good.copse", "good.npy", "angular"),
-            ("words.copse", "words.txt", "euclidean"),
-            ("bits.copse", "good.npy", "hamming"),
+        for (name, input, metric, graph) in [
+            ("good.copse", "good.npy", "angular", false),
+            ("words.copse", "words.txt", "euclidean", false),
+            ("bits.copse", "good.npy", "hamming", false),
+            ("graph.copse", "good.npy", "manhattan", true),
         ] {
             let out = Command::new(env!("CARGO_BIN_EXE_copse"))
                 .arg("build")
@@ -92,10 +93,17 @@ impl Fixtures {
                 .arg("-o")
                 .arg(f.path(name))
                 .args(["--metric", metric, "--trees", "3", "--seed", "1", "-q"])
+                .args(graph.then_some("--graph"))
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{out:?}");
         }
+        // Neighbour ids past the end, self loops and repeats in the graph (its last section).
+        let mut graph = std::fs::read(f.path("graph.copse")).unwrap();
+        let end = graph.len();
+        graph[end - 40..end - 20].iter_mut().for_each(|b| *b = 0xff);
+        graph[end - 20..end - 4].fill(0);
+        std::fs::write(f.path("graph_flipped.copse"), graph).unwrap();
         let index = std::fs::read(f.path("good.copse")).unwrap();
         std::fs::write(f.path("cut.copse"), &index[..index.len() / 2]).unwrap();
         let mut flipped = index.clone();
@@ -133,6 +141,8 @@ impl Fixtures {
             "good.copse",
             "words.copse",
             "bits.copse",
+            "graph.copse",
+            "graph_flipped.copse",
             "cut.copse",
             "flipped.copse",
             "header.copse",
@@ -436,6 +446,8 @@ fn build_never_aborts() {
             flag(0.3, "--seed", number(&["0", "1", "42"])),
             flag(0.3, "--leaf-size", number(&["1", "2", "5", "100"])),
             switch(0.2, "--on-disk"),
+            switch(0.3, "--graph"),
+            flag(0.2, "--degree", number(&["1", "8", "32", "1024"])),
             switch(0.5, "-q"),
         ],
     );
@@ -447,7 +459,13 @@ fn query_never_aborts() {
     let f = Fixtures::new();
     let inputs = f.inputs();
     let index = one_of(
-        &f.paths(&["good.copse", "words.copse", "bits.copse"]),
+        &f.paths(&[
+            "good.copse",
+            "words.copse",
+            "bits.copse",
+            "graph.copse",
+            "graph_flipped.copse",
+        ]),
         &inputs,
     );
     let queries = one_of(&f.paths(&["good.npy", "good.fvecs"]), &inputs);
@@ -499,7 +517,10 @@ fn query_never_aborts() {
 fn bench_never_aborts() {
     let f = Fixtures::new();
     let inputs = f.inputs();
-    let index = one_of(&f.paths(&["good.copse", "words.copse"]), &inputs);
+    let index = one_of(
+        &f.paths(&["good.copse", "words.copse", "graph.copse"]),
+        &inputs,
+    );
     let queries = one_of(&f.paths(&["good.npy", "good.fvecs"]), &inputs);
     let truth = one_of(&f.paths(&["truth.npy"]), &inputs);
     let search_ks = prop::collection::vec(number(&["1", "10", "1000"]), 1..4)
@@ -527,7 +548,7 @@ fn info_verify_convert_and_junk_never_abort() {
     let f = Fixtures::new();
     let inputs = f.inputs();
     let index = one_of(
-        &f.paths(&["good.copse", "words.copse", "bits.copse"]),
+        &f.paths(&["good.copse", "words.copse", "bits.copse", "graph.copse"]),
         &inputs,
     );
     let format = one_of(&strings(&["text", "json"]), &strings(&["jsonl"]));

@@ -1833,3 +1833,256 @@ fn convert_refuses_what_does_not_fit() {
     );
     assert!(!out.exists());
 }
+
+// ---------------------------------------------------------------------------------------------
+// graph indexes (`build --graph`)
+
+/// Runs `cmd`, expecting a usage error from the argument parser: exit status 2, nothing on
+/// stdout, a stderr that starts with `error: ` and mentions every one of `needles`, no panic.
+fn usage_error(cmd: &mut Command, needles: &[&str]) -> String {
+    let out = cmd.output().expect("run copse");
+    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{stderr:?} does not mention {needle:?}"
+        );
+    }
+    stderr
+}
+
+/// The neighbour ids `copse query` finds for each of `vectors`, with `extra` arguments.
+fn query_vectors(index: &Path, vectors: &[&[f32]], extra: &[&str]) -> Vec<Vec<(u32, f32)>> {
+    let mut cmd = copse();
+    cmd.arg("query")
+        .arg(index)
+        .args(["--format", "jsonl"])
+        .args(extra);
+    for v in vectors {
+        let text: Vec<String> = v.iter().map(f32::to_string).collect();
+        cmd.args(["--vector", &text.join(",")]);
+    }
+    jsonl(&ok(&mut cmd))
+        .iter()
+        .map(|line| neighbors(line).0)
+        .collect()
+}
+
+#[test]
+fn graph_indexes_describe_their_graph_and_find_the_true_nearest_neighbour() {
+    let (n, dims) = (1500, 12);
+    let data = random_data(40, n, dims);
+    let queries = random_data(41, 20, dims);
+    let dir = TempDir::new().unwrap();
+    for metric in ["angular", "euclidean", "manhattan"] {
+        let index = build_npy(
+            &dir,
+            &format!("g-{metric}"),
+            &data,
+            dims,
+            &["--metric", metric, "--trees", "4", "--graph"],
+        );
+
+        // info: the degree, the mean out-degree (edges over present items, one decimal) and
+        // the graph section.
+        let info = info_json(&index);
+        let graph = &info["graph"];
+        assert_eq!(graph["degree"], 32, "{info}");
+        let edges = graph["edges"].as_u64().unwrap();
+        let mean = edges as f64 / n as f64;
+        assert!(mean > 1.0 && mean <= 32.0, "{mean}");
+        let reported = graph["mean_out_degree"].as_f64().unwrap();
+        assert!(
+            (reported - mean).abs() <= 0.05 + 1e-9,
+            "{reported} vs {mean}"
+        );
+        let sections = info["sections"].as_array().unwrap();
+        let kinds: Vec<&str> = sections
+            .iter()
+            .map(|s| s["kind"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"graph"), "{kinds:?}");
+        let text = ok(copse().arg("info").arg(&index));
+        let line = format!("graph:          degree 32, mean out-degree {mean:.1} ({edges} edges)");
+        assert!(text.contains(&line), "{line:?} not in:\n{text}");
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with("graph ")),
+            "no graph section in:\n{text}"
+        );
+
+        // Item vectors: the top neighbour is brute force's (the item itself), with the
+        // default search_k, by vector and by item.
+        let items = [0usize, 17, 444, 1000, 1499];
+        let rows: Vec<&[f32]> = items.iter().map(|&i| &data[i * dims..][..dims]).collect();
+        let found = query_vectors(&index, &rows, &["-k", "1"]);
+        for ((found, &item), row) in found.iter().zip(&items).zip(&rows) {
+            let truth = brute_force(metric, &data, dims, row);
+            assert_eq!(truth[0].0 as usize, item, "the data has no repeated rows");
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].0, truth[0].0, "{metric}: {found:?}");
+            assert!(found[0].1.abs() < 1e-3, "{metric}: {found:?}");
+        }
+        let mut cmd = copse();
+        cmd.arg("query")
+            .arg(&index)
+            .args(["-k", "1", "--format", "jsonl"]);
+        for item in items {
+            cmd.args(["--item", &item.to_string()]);
+        }
+        for (line, &item) in jsonl(&ok(&mut cmd)).iter().zip(&items) {
+            assert_eq!(neighbors(line).0[0].0 as usize, item, "{metric}: {line}");
+        }
+
+        // Other vectors: the true nearest item, at its true distance.
+        let vectors: Vec<&[f32]> = queries.chunks(dims).collect();
+        let found = query_vectors(&index, &vectors, &["-k", "5", "--search-k", "1000"]);
+        for (found, query) in found.iter().zip(&vectors) {
+            let truth = brute_force(metric, &data, dims, query);
+            let (id, d) = found[0];
+            let true_d = truth[0].1;
+            assert!(
+                id == truth[0].0 || (f64::from(d) - true_d).abs() <= 1e-4 * (1.0 + true_d),
+                "{metric}: found {found:?}, truth {:?}",
+                &truth[..5]
+            );
+        }
+
+        // verify checks the graph too.
+        let out = ok(copse().arg("verify").arg(&index));
+        assert!(
+            out.contains("1500 present items") && out.contains(&format!("graph's {edges} edges")),
+            "{out}"
+        );
+    }
+
+    // Without --graph: "graph: none", and null in JSON.
+    let plain = build_npy(&dir, "plain", &data, dims, &["--trees", "4"]);
+    assert!(info_json(&plain)["graph"].is_null());
+    let text = ok(copse().arg("info").arg(&plain));
+    assert!(text.contains("graph:          none\n"), "{text}");
+    assert!(!text.contains("  graph "), "{text}");
+}
+
+#[test]
+fn graph_builds_for_dot_and_hamming_and_do_not_depend_on_threads_or_on_disk() {
+    let (n, dims) = (600, 10);
+    let data = random_data(42, n, dims);
+    let dir = TempDir::new().unwrap();
+    let dot = build_npy(
+        &dir,
+        "dot",
+        &data,
+        dims,
+        &["--metric", "dot", "--graph", "--threads", "1"],
+    );
+    assert_eq!(info_json(&dot)["graph"]["degree"], 32);
+    ok(copse().arg("verify").arg(&dot));
+    // The same seed on another thread count, or built on disk, gives the same bytes.
+    let dot2 = build_npy(
+        &dir,
+        "dot2",
+        &data,
+        dims,
+        &["--metric", "dot", "--graph", "--threads", "3"],
+    );
+    assert_eq!(std::fs::read(&dot).unwrap(), std::fs::read(&dot2).unwrap());
+    let on_disk = path(&dir, "dot-disk.copse");
+    ok(copse()
+        .arg("build")
+        .arg(path(&dir, "dot.npy"))
+        .arg("-o")
+        .arg(&on_disk)
+        .args([
+            "--metric",
+            "dot",
+            "--graph",
+            "--seed",
+            "7",
+            "--on-disk",
+            "-q",
+        ]));
+    assert_eq!(
+        std::fs::read(&dot).unwrap(),
+        std::fs::read(&on_disk).unwrap()
+    );
+    // A graph makes a different (bigger) file than the trees alone.
+    let trees_only = build_npy(&dir, "dot3", &data, dims, &["--metric", "dot"]);
+    assert!(std::fs::metadata(&trees_only).unwrap().len() < std::fs::metadata(&dot).unwrap().len());
+
+    let mut rng = Rng(43);
+    let bits: Vec<f32> = (0..n * 70).map(|_| (rng.next_u64() & 1) as f32).collect();
+    let ham = build_npy(
+        &dir,
+        "ham",
+        &bits,
+        70,
+        &["--metric", "hamming", "--graph", "--degree", "12"],
+    );
+    let info = info_json(&ham);
+    assert_eq!(info["graph"]["degree"], 12);
+    assert!(info["graph"]["mean_out_degree"].as_f64().unwrap() <= 12.0);
+    ok(copse().arg("verify").arg(&ham));
+    let found = query_vectors(&ham, &[&bits[70 * 33..][..70]], &["-k", "3"]);
+    assert_eq!(found[0][0], (33, 0.0));
+
+    // The summary line names the graph.
+    let out = ok(copse()
+        .arg("build")
+        .arg(path(&dir, "dot.npy"))
+        .arg("-o")
+        .arg(path(&dir, "summary.copse"))
+        .args(["--graph", "--degree", "16"]));
+    assert!(
+        out.contains("a graph of degree 16 (mean out-degree "),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_graph_degrees_are_usage_errors() {
+    let (n, dims) = (50, 4);
+    let data = random_data(44, n, dims);
+    let dir = TempDir::new().unwrap();
+    let input = path(&dir, "in.npy");
+    write_npy(&input, &data, &[n as u64, dims as u64], false);
+    let out = path(&dir, "out.copse");
+    let build = |extra: &[&str]| {
+        let mut cmd = copse();
+        cmd.arg("build").arg(&input).arg("-o").arg(&out).args(extra);
+        cmd
+    };
+    for bad in [
+        "0",
+        "1025",
+        "4294967296",
+        "18446744073709551616",
+        "abc",
+        "1.5",
+        "",
+    ] {
+        usage_error(&mut build(&["--graph", "--degree", bad]), &["--degree"]);
+    }
+    // As for every number flag, a negative value must be attached to its flag.
+    usage_error(&mut build(&["--graph", "--degree=-1"]), &["--degree"]);
+    usage_error(&mut build(&["--graph", "--degree", "-1"]), &["'-1'"]);
+    // The range is stated.
+    usage_error(&mut build(&["--graph", "--degree", "0"]), &["1..=1024"]);
+    usage_error(&mut build(&["--graph", "--degree", "5000"]), &["1..=1024"]);
+    // --degree means nothing without --graph.
+    usage_error(&mut build(&["--degree", "8"]), &["--graph"]);
+    assert!(!out.exists());
+
+    // The extremes are accepted, and the library agrees with the range.
+    for (degree, most) in [("1", 1.0), ("1024", (n - 1) as f64)] {
+        ok(&mut build(&["--graph", "--degree", degree, "-q"]));
+        let info = info_json(&out);
+        assert_eq!(info["graph"]["degree"].to_string(), degree);
+        let mean = info["graph"]["mean_out_degree"].as_f64().unwrap();
+        assert!(mean > 0.0 && mean <= most, "{degree}: {mean}");
+        ok(copse().arg("verify").arg(&out));
+    }
+}

@@ -28,6 +28,7 @@ pub(crate) fn to_py(error: Error) -> PyErr {
             BuildError::OutOfMemory { .. } => PyMemoryError::new_err(message),
             BuildError::ZeroTrees
             | BuildError::BadLeafCapacity(_)
+            | BuildError::BadGraph(_)
             | BuildError::NormOverflow { .. }
             | BuildError::TooLarge(_) => PyValueError::new_err(message),
             _ => PyRuntimeError::new_err(message),

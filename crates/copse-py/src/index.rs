@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use copse::{Index, IndexBuilder, LoadOptions, Metric, Neighbor};
+use copse::{GraphOptions, Index, IndexBuilder, LoadOptions, Metric, Neighbor};
 use numpy::IntoPyArray;
 use numpy::PyUntypedArrayMethods;
 use numpy::ndarray::Array2;
@@ -74,6 +74,11 @@ pub struct AnnoyIndex {
 /// when memory runs out).
 const MAX_TREES: usize = copse::MAX_TREES;
 
+/// The trees `build(-1, graph=True)` makes. With a graph the trees only give a search its
+/// starting points, and past this many, more trees bought no recall on the data measured in
+/// `docs/performance.md`, "Graph search" (they cost build time and file size).
+const GRAPH_ENTRY_TREES: usize = 8;
+
 /// Annoy's behaviour for `n_trees=-1`: about as many trees as Annoy builds before its node count
 /// reaches twice the item count, which grows with its leaf size (`f + 2` values); at most
 /// [`MAX_TREES`], which a huge `f` would pass.
@@ -111,6 +116,14 @@ fn vector_distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
         _ => pairs.map(|(x, y)| x * y).sum(),
     };
     d as f32
+}
+
+/// ` graph_degree=D` for `repr` of an index with a graph, else nothing.
+fn graph_repr(index: &Index) -> String {
+    index
+        .graph_stats()
+        .map(|stats| format!(" graph_degree={}", stats.degree))
+        .unwrap_or_default()
 }
 
 /// True if `a` and `b` name the same existing file.
@@ -427,10 +440,21 @@ impl AnnoyIndex {
     }
 
     /// Builds a forest of `n_trees` trees (-1: a number that grows with `f`, as in Annoy; at
-    /// most 65536) on `n_jobs` threads (-1: all cores; at most 1024). Returns True.
-    #[pyo3(signature = (n_trees, n_jobs = -1))]
-    fn build(&self, py: Python<'_>, n_trees: i64, n_jobs: i64) -> PyResult<bool> {
+    /// most 65536) on `n_jobs` threads (-1: all cores; at most 1024). With `graph=True`, also
+    /// builds a proximity graph over the items, which queries then follow from the trees'
+    /// candidates (`n_trees=-1` then builds the few trees a graph needs for its starting
+    /// points). Returns True.
+    #[pyo3(signature = (n_trees, n_jobs = -1, graph = None))]
+    fn build(
+        &self,
+        py: Python<'_>,
+        n_trees: i64,
+        n_jobs: i64,
+        graph: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let graph = graph.map_or(Ok(false), |g| convert::flag(g, "graph"))?;
         let n_trees = match n_trees {
+            -1 if graph => GRAPH_ENTRY_TREES,
             -1 => auto_trees(self.f, self.metric),
             n if (1..=MAX_TREES as i64).contains(&n) => n as usize,
             n => {
@@ -472,13 +496,19 @@ impl AnnoyIndex {
             (builder, state.seed, state.verbose)
         };
         builder.set_seed(seed);
+        builder.set_graph(graph.then(GraphOptions::default));
         if verbose {
             eprintln!(
-                "copse: building {n_trees} trees over {} items",
+                "copse: building {n_trees} trees{} over {} items",
+                if graph { " and a graph" } else { "" },
                 builder.n_items()
             );
             builder.set_progress(Some(Box::new(|p: copse::Progress| {
-                eprintln!("copse: tree {}/{} built", p.trees_done, p.n_trees);
+                let what = match p.stage {
+                    copse::Stage::Trees => "tree",
+                    copse::Stage::Graph => "graph pass",
+                };
+                eprintln!("copse: {what} {}/{} built", p.done, p.total);
             })));
         } else {
             builder.set_progress(None);
@@ -492,8 +522,12 @@ impl AnnoyIndex {
         match built {
             Ok(index) => {
                 if state.verbose {
+                    let graph = match index.graph_stats() {
+                        Some(stats) => format!(" and a graph of degree {}", stats.degree),
+                        None => String::new(),
+                    };
                     eprintln!(
-                        "copse: built {} trees in {:.2?}, {} bytes",
+                        "copse: built {} trees{graph} in {:.2?}, {} bytes",
                         index.n_trees(),
                         started.elapsed(),
                         index.as_bytes().len()
@@ -683,7 +717,8 @@ impl AnnoyIndex {
 
     /// The `n` items nearest to item `i` (itself first), as a list of ids, or with
     /// `include_distances=True` a tuple `(ids, distances)`. `search_k` is the number of
-    /// candidates gathered (-1: `n * n_trees`).
+    /// candidates gathered (-1: `n * n_trees`); on an index with a graph, it bounds the
+    /// candidates scored (-1: a beam of `max(n, 64)`; larger: higher recall, slower).
     #[pyo3(signature = (i, n, search_k = -1, include_distances = None))]
     fn get_nns_by_item<'py>(
         &self,
@@ -831,6 +866,15 @@ impl AnnoyIndex {
     /// The number of trees (0 until built or loaded).
     fn get_n_trees(&self) -> usize {
         self.snapshot().1.map_or(0, |index| index.n_trees())
+    }
+
+    /// The graph's degree: the most neighbours an item has in the graph that
+    /// `build(..., graph=True)` makes; 0 for an index without a graph, or not built yet.
+    fn get_graph_degree(&self) -> usize {
+        self.snapshot()
+            .1
+            .and_then(|index| index.graph_stats())
+            .map_or(0, |stats| stats.degree)
     }
 
     /// With True, prints build progress (and loads and saves) on standard error. Returns True.
@@ -988,15 +1032,17 @@ impl AnnoyIndex {
             Phase::Building { n_items } => format!("n_items={n_items} building"),
             Phase::Built { index, .. } => {
                 format!(
-                    "n_items={} n_trees={} built",
+                    "n_items={} n_trees={}{} built",
                     index.n_items(),
-                    index.n_trees()
+                    index.n_trees(),
+                    graph_repr(index)
                 )
             }
             Phase::Loaded { index, path } => format!(
-                "n_items={} n_trees={} {}",
+                "n_items={} n_trees={}{} {}",
                 index.n_items(),
                 index.n_trees(),
+                graph_repr(index),
                 match path {
                     Some(path) => format!("loaded from '{}'", path.display()),
                     None => "in memory".to_string(),

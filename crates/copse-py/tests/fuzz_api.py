@@ -1,9 +1,9 @@
 """An argument fuzz of copse's whole Python API, with hypothesis.
 
 Every public method of `AnnoyIndex` (and the constructor, `deserialize` and the pickle and copy
-hooks), on indexes in every state (empty, with items, built, loaded, deserialized), is called
-with extreme integers, special floats, NaN-filled vectors, wrong shapes, wrong dtypes and wrong
-types. Only documented exceptions may come out: TypeError, ValueError, IndexError, MemoryError,
+hooks), on indexes in every state (empty, with items, built with or without a graph, loaded,
+deserialized with or without a graph), is called with extreme integers, special floats,
+NaN-filled vectors, wrong shapes, wrong dtypes and wrong types. Only documented exceptions may come out: TypeError, ValueError, IndexError, MemoryError,
 OverflowError, RuntimeError (copse's state errors) and OSError (files). A call that raises must
 leave the index answering as before.
 
@@ -75,14 +75,15 @@ def data(metric):
     return rng.standard_normal((N_ITEMS, dims(metric))).astype(np.float32)
 
 
-def built_index(metric):
+def built_index(metric, graph=False):
     index = AnnoyIndex(dims(metric), metric)
     index.add_items(None, data(metric))
-    index.build(3)
+    index.build(3, graph=graph)
     return index
 
 
 BYTES = {m: built_index(m).serialize() for m in METRICS}
+GRAPH_BYTES = {m: built_index(m, graph=True).serialize() for m in METRICS}
 FILES = {}
 for _m in METRICS:
     FILES[_m] = TMP / f"{_m}.copse"
@@ -101,10 +102,14 @@ def make_index(state, metric):
         return index
     if state == "built":
         return built_index(metric)
+    if state == "graph built":
+        return built_index(metric, graph=True)
     if state == "loaded":
         index = AnnoyIndex(f, metric)
         index.load(FILES[metric])
         return index
+    if state == "graph deserialized":
+        return AnnoyIndex.deserialize(GRAPH_BYTES[metric])
     return AnnoyIndex.deserialize(BYTES[metric])
 
 
@@ -267,8 +272,13 @@ paths = st.builds(
 
 
 def bytes_of(kind, metric, cut):
+    # "graph whole", "graph flipped", ...: the same, from an index with a graph.
+    desc = kind
+    source = GRAPH_BYTES if kind.startswith("graph ") else BYTES
+    kind = kind[len("graph ") :] if kind.startswith("graph ") else kind
+
     def make(f):
-        b = BYTES[metric]
+        b = source[metric]
         if kind == "whole":
             return b
         if kind == "truncated":
@@ -287,17 +297,20 @@ def bytes_of(kind, metric, cut):
             return np.random.default_rng(cut).bytes(cut % 5000)
         raise AssertionError(kind)
 
-    return Lazy(f"bytes({kind}, {metric}, {cut})", make)
+    return Lazy(f"bytes({desc}, {metric}, {cut})", make)
 
 
 byte_data = st.builds(
     bytes_of,
-    st.sampled_from(["whole", "truncated", "flipped", "bytearray", "memoryview", "float array", "random"]),
+    st.sampled_from(
+        ["whole", "truncated", "flipped", "bytearray", "memoryview", "float array", "random"]
+        + ["graph whole", "graph truncated", "graph flipped", "graph memoryview"]
+    ),
     st.sampled_from(METRICS),
     st.integers(0, 10**6),
 ) | junk
 
-states = st.sampled_from(["empty", "items", "built", "loaded", "deserialized"])
+states = st.sampled_from(["empty", "items", "built", "loaded", "deserialized", "graph built", "graph deserialized"])
 metrics = st.sampled_from(METRICS)
 
 
@@ -327,7 +340,7 @@ state_dicts = st.fixed_dictionaries({"index": byte_data, "seed": int_args, "verb
 METHODS = {
     "add_item": [(item, int_args), (vector, vectors)],
     "add_items": [(st.none(), id_lists), (matrix, matrices)],
-    "build": [(st.integers(1, 3), int_args), (threads, int_args)],
+    "build": [(st.integers(1, 3), int_args), (threads, int_args), (st.booleans(), flags)],
     "unbuild": [],
     "save": [(new_path, paths), (st.booleans(), flags)],
     "load": [(new_path, paths), (st.booleans(), flags)],
@@ -346,6 +359,7 @@ METHODS = {
     "get_distance": [(item, int_args), (item, int_args)],
     "get_n_items": [],
     "get_n_trees": [],
+    "get_graph_degree": [],
     "verbose": [(st.booleans(), flags)],
     "set_seed": [(st.integers(0, 2**64 - 1), int_args)],
     "serialize": [],
@@ -387,11 +401,12 @@ def arguments(method):
 def observe(index):
     """What the index answers, to check that a failed call changed nothing."""
     n_items, n_trees = index.get_n_items(), index.get_n_trees()
+    degree = index.get_graph_degree()
     if n_trees:
-        return n_items, n_trees, index.get_nns_by_item(0, 5, include_distances=True)
+        return n_items, n_trees, degree, index.get_nns_by_item(0, 5, include_distances=True)
     if n_items:
-        return n_items, n_trees, index.get_item_vector(0)
-    return n_items, n_trees, None
+        return n_items, n_trees, degree, index.get_item_vector(0)
+    return n_items, n_trees, degree, None
 
 
 def exercise(index):
@@ -465,6 +480,9 @@ def test_constructor_and_first_calls(f, metric, n, vector):
         lambda: index.build(-1),
         lambda: index.unbuild(),
         lambda: index.build(1),
+        lambda: index.unbuild(),
+        lambda: index.build(-1, graph=True),
+        lambda: index.get_graph_degree(),
         lambda: index.add_item(0, realize(vector, min(index.f, 64))),
         lambda: index.add_item(0, LyingLength(index.f)),
         lambda: index.get_nns_by_vector(LyingLength(index.f), 1),

@@ -8,7 +8,7 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use common::{METRICS, gaussian, rng};
-use copse::{Error, Index, IndexBuilder, LoadOptions, Metric};
+use copse::{Error, GraphOptions, Index, IndexBuilder, LoadOptions, Metric};
 use copse_format::{Header, SectionEntry};
 use rand::RngExt;
 
@@ -19,14 +19,26 @@ fn dims(metric: Metric) -> usize {
     if metric == Metric::Hamming { 70 } else { 6 }
 }
 
-/// A small valid index: 60 ids with holes, 3 trees, small leaves (so there are splits).
+/// A small valid index: 60 ids with holes, 3 trees, small leaves (so there are splits); with a
+/// graph for angular, euclidean and hamming, without for manhattan and dot, so that both
+/// layouts are corrupted.
 fn small_index(metric: Metric) -> Vec<u8> {
     let d = dims(metric);
     let mut r = rng(metric as u64 + 1);
+    let graph = matches!(
+        metric,
+        Metric::Angular | Metric::Euclidean | Metric::Hamming
+    )
+    .then(|| GraphOptions {
+        degree: 6,
+        candidates: 8,
+        ..GraphOptions::default()
+    });
     let mut b = IndexBuilder::new(d, metric)
         .unwrap()
         .seed(7)
-        .leaf_capacity(4);
+        .leaf_capacity(4)
+        .graph(graph);
     for (i, v) in gaussian(&mut r, 60, d).into_iter().enumerate() {
         if i % 9 == 4 {
             continue;

@@ -50,9 +50,12 @@ class AnnoyIndex:
         With ``ids=None`` the rows become items ``get_n_items()``, ``get_n_items() + 1``, ...
         Every row is checked before any is added.
         """
-    def build(self, n_trees: int, n_jobs: int = -1) -> bool:
+    def build(self, n_trees: int, n_jobs: int = -1, graph: bool = False) -> bool:
         """Builds ``n_trees`` trees (-1: about as many as Annoy would; at most 65536) on
-        ``n_jobs`` threads (-1: all cores; at most 1024). Returns True."""
+        ``n_jobs`` threads (-1: all cores; at most 1024). With ``graph=True``, also builds a
+        proximity graph over the items, which queries follow from the trees' candidates
+        (``n_trees=-1`` then builds the few trees a graph needs for its starting points).
+        Returns True."""
     def unbuild(self) -> bool:
         """Drops the trees so that items can be added again (not for a loaded index). Returns True."""
     def save(self, fn: _Path, prefault: bool = False) -> bool:
@@ -124,6 +127,8 @@ class AnnoyIndex:
         """The number of items: the largest id added plus one."""
     def get_n_trees(self) -> int:
         """The number of trees (0 until built or loaded)."""
+    def get_graph_degree(self) -> int:
+        """The most neighbours an item has in the graph (0 without a graph or until built)."""
     def verbose(self, v: bool) -> bool:
         """Prints build progress, loads and saves on standard error. Returns True."""
     def set_seed(self, seed: int) -> None:
