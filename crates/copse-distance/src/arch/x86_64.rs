@@ -120,34 +120,3 @@ impl Token for Avx512 {
 impl Kernels for Avx512 {
     const LEVEL: Level = Level::Avx512;
 }
-
-/// The AVX2 per-call kernel of metric `M`: the generic kernel compiled with x86-64-v3's
-/// features (pulp's V3 list), so that a per-call function is one indirect call to it.
-///
-/// # Safety
-/// The CPU must support x86-64-v3 (the per-call table holds this only after checking).
-#[target_feature(
-    enable = "sse,sse2,fxsr,sse3,ssse3,sse4.1,sse4.2,popcnt,avx,avx2,bmi1,bmi2,fma,lzcnt"
-)]
-pub(crate) unsafe fn pair_avx2<M: crate::kernels::private::Lanewise>(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: the caller guarantees the CPU has x86-64-v3, which this token stands for.
-    let simd = unsafe { pulp::x86::V3::new_unchecked() };
-    crate::lanes::pair::<M, _>(simd, a, b)
-}
-
-/// The AVX-512 per-call kernel of metric `M` (see [`pair_avx2`]; pulp's V4 list).
-///
-/// # Safety
-/// The CPU must support x86-64-v4's AVX-512 subsets.
-#[cfg(feature = "x86-v4")]
-#[target_feature(
-    enable = "sse,sse2,fxsr,sse3,ssse3,sse4.1,sse4.2,popcnt,avx,avx2,bmi1,bmi2,fma,lzcnt,avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
-)]
-pub(crate) unsafe fn pair_avx512<M: crate::kernels::private::Lanewise>(
-    a: &[f32],
-    b: &[f32],
-) -> f32 {
-    // SAFETY: the caller guarantees the CPU has x86-64-v4, which this token stands for.
-    let simd = unsafe { pulp::x86::V4::new_unchecked() };
-    crate::lanes::pair::<M, _>(simd, a, b)
-}
