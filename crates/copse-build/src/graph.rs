@@ -49,6 +49,8 @@ pub struct GraphOptions {
     pub rounds: usize,
     /// The diversity prune's α: 1 keeps the fewest edges, larger keeps more.
     pub alpha: f32,
+    /// Beam width of the search-and-prune pass (0: no such pass).
+    pub search_beam: usize,
 }
 
 impl Default for GraphOptions {
@@ -58,18 +60,25 @@ impl Default for GraphOptions {
             candidates: DEFAULT_CANDIDATES,
             rounds: DEFAULT_ROUNDS,
             alpha: DEFAULT_ALPHA,
+            search_beam: DEFAULT_SEARCH_BEAM,
         }
     }
 }
 
 /// Default [`GraphOptions::degree`].
 pub const DEFAULT_DEGREE: usize = 32;
+// The defaults are measured on a 50,000-word GloVe sample (`docs/performance.md`, "Graph
+// search"): more candidates or rounds cost build time for no recall at equal `search_k`; α = 1
+// beat 1.2; a search pass of beam 32 gained more than one of 64 cost.
+
 /// Default [`GraphOptions::candidates`].
-pub const DEFAULT_CANDIDATES: usize = 48;
+pub const DEFAULT_CANDIDATES: usize = 32;
 /// Default [`GraphOptions::rounds`].
-pub const DEFAULT_ROUNDS: usize = 4;
+pub const DEFAULT_ROUNDS: usize = 2;
 /// Default [`GraphOptions::alpha`].
-pub const DEFAULT_ALPHA: f32 = 1.2;
+pub const DEFAULT_ALPHA: f32 = 1.0;
+/// Default [`GraphOptions::search_beam`].
+pub const DEFAULT_SEARCH_BEAM: usize = 32;
 
 impl GraphOptions {
     /// The default options with another degree, and as many more candidates kept while the
@@ -103,6 +112,12 @@ impl GraphOptions {
             return Err(BuildError::BadGraph(format!(
                 "at most 64 refinement rounds, not {}",
                 self.rounds
+            )));
+        }
+        if self.search_beam > 4096 {
+            return Err(BuildError::BadGraph(format!(
+                "the search pass's beam is at most 4096, not {}",
+                self.search_beam
             )));
         }
         if !(1.0..=4.0).contains(&self.alpha) {
@@ -329,7 +344,7 @@ pub(crate) fn build_graph(
             .get(id / 64)
             .is_some_and(|w| w >> (id % 64) & 1 == 1)
     };
-    let total = options.rounds + 3;
+    let total = options.rounds + 3 + usize::from(options.search_beam > 0);
     let step = AtomicUsize::new(0);
     let report = || {
         let done = step.fetch_add(1, Ordering::Relaxed) + 1;
@@ -432,22 +447,83 @@ pub(crate) fn build_graph(
                 });
             })
     });
-    drop(lists);
     report();
 
     // 4. Reverse edges, within the cap.
-    let flags = vec![false; pruned.len()];
-    let reverse = Reverse::of(&pruned, &flags, degree, n, usize::MAX)?;
+    let mut slots = merge_reverse(space, &pruned, degree, alpha, n, pool)?;
+    report();
+
+    // 5. Search-and-prune: each item's candidates become what a beam search for it from the
+    // medoid scores on the graph so far (Vamana's pass), with its refined list, pruned again;
+    // then reverse edges again. The searches add the longer edges that lead a query from
+    // afar to its region.
+    if options.search_beam > 0 {
+        let entry = medoid(store);
+        pool.install(|| {
+            pruned
+                .par_chunks_mut(CHUNK * degree)
+                .enumerate()
+                .for_each_init(
+                    || BeamScratch::new(n),
+                    |scratch, (chunk, out)| {
+                        let _ = copse_distance::dispatch(SearchPruneOp {
+                            space,
+                            graph: &slots,
+                            lists: &lists,
+                            k,
+                            entry,
+                            beam: options.search_beam,
+                            first: chunk * CHUNK,
+                            degree,
+                            alpha,
+                            out,
+                            scratch,
+                        });
+                    },
+                )
+        });
+        drop(slots);
+        slots = merge_reverse(space, &pruned, degree, alpha, n, pool)?;
+        report();
+    }
+    drop(lists);
+
+    // Holes never gain edges (they are never anyone's candidate), but make sure.
+    for (id, item) in slots.chunks_exact_mut(degree).enumerate() {
+        if !is_present(id) {
+            item.fill(EMPTY_SLOT);
+        }
+    }
+    let n_edges = slots.iter().filter(|&&s| s != EMPTY_SLOT).count() as u64;
+    Ok(BuiltGraph {
+        degree,
+        slots,
+        n_edges,
+    })
+}
+
+/// Each item's pruned list plus the items that kept it, pruned again where over `degree`,
+/// as file slots.
+fn merge_reverse(
+    space: Space<'_>,
+    pruned: &[Cand],
+    degree: usize,
+    alpha: f32,
+    n: usize,
+    pool: &rayon::ThreadPool,
+) -> Result<Vec<u32>, BuildError> {
+    let flags = try_vec(false, pruned.len())?;
+    let reverse = Reverse::of(pruned, &flags, degree, n, usize::MAX)?;
     drop(flags);
-    let mut slots_out = try_vec(EMPTY_SLOT, n * degree)?;
+    let mut slots = try_vec(EMPTY_SLOT, n * degree)?;
     pool.install(|| {
-        slots_out
+        slots
             .par_chunks_mut(CHUNK * degree)
             .enumerate()
             .for_each(|(chunk, out)| {
                 let _ = copse_distance::dispatch(MergeOp {
                     space,
-                    pruned: &pruned,
+                    pruned,
                     reverse: &reverse,
                     first: chunk * CHUNK,
                     degree,
@@ -456,19 +532,195 @@ pub(crate) fn build_graph(
                 });
             })
     });
-    report();
-    // Holes never gain edges (they are never anyone's candidate), but make sure.
-    for (id, item) in slots_out.chunks_exact_mut(degree).enumerate() {
-        if !is_present(id) {
-            item.fill(EMPTY_SLOT);
+    Ok(slots)
+}
+
+/// The present item nearest the items' mean (for angular, of the unit vectors; for hamming,
+/// of the bits, each rounded to 0 or 1), the search pass's start. Sums run in id order in f64,
+/// so the choice is the same on every CPU.
+fn medoid(store: &VectorStore) -> u32 {
+    let present = store.present_ids();
+    let Some(&first) = present.first() else {
+        return 0;
+    };
+    let dims = store.row_len();
+    let mut mean = vec![0.0f64; dims * if store.metric() == Metric::Hamming { 64 } else { 1 }];
+    let value = |id: u32, i: usize| -> f64 {
+        match store.metric() {
+            Metric::Hamming => store
+                .bits(id)
+                .and_then(|w| w.get(i / 64))
+                .map_or(0.0, |w| f64::from((w >> (i % 64)) as u32 & 1)),
+            metric => {
+                let x = store.row(id).and_then(|r| r.get(i)).copied().unwrap_or(0.0);
+                let norm = store.norms().get(id as usize).copied().unwrap_or(0.0);
+                if metric == Metric::Angular && norm > 0.0 {
+                    f64::from(x) / f64::from(norm)
+                } else {
+                    f64::from(x)
+                }
+            }
+        }
+    };
+    for &id in &present {
+        for (i, m) in mean.iter_mut().enumerate() {
+            *m += value(id, i);
         }
     }
-    let n_edges = slots_out.iter().filter(|&&s| s != EMPTY_SLOT).count() as u64;
-    Ok(BuiltGraph {
-        degree,
-        slots: slots_out,
-        n_edges,
-    })
+    let count = present.len() as f64;
+    for m in &mut mean {
+        *m /= count;
+        if store.metric() == Metric::Hamming {
+            *m = m.round();
+        }
+    }
+    let mut best = (f64::INFINITY, first);
+    for &id in &present {
+        let d: f64 = mean
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let x = value(id, i) - m;
+                x * x
+            })
+            .sum();
+        if d < best.0 {
+            best = (d, id);
+        }
+    }
+    best.1
+}
+
+/// One thread's buffers for the search pass.
+struct BeamScratch {
+    seen: Seen,
+    frontier: std::collections::BinaryHeap<core::cmp::Reverse<Ordered>>,
+    best: std::collections::BinaryHeap<Ordered>,
+    pool: Vec<Cand>,
+}
+
+impl BeamScratch {
+    fn new(n: usize) -> Self {
+        BeamScratch {
+            seen: Seen::new(n),
+            frontier: Default::default(),
+            best: Default::default(),
+            pool: Vec::new(),
+        }
+    }
+}
+
+/// A [`Cand`] ordered by `(dist, id)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ordered(Cand);
+
+impl Eq for Ordered {}
+impl PartialOrd for Ordered {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ordered {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.0
+            .dist
+            .total_cmp(&other.0.dist)
+            .then(self.0.id.cmp(&other.0.id))
+    }
+}
+
+/// Step 5 for items `first..`: a beam search for each item over `graph`, then the α prune of
+/// everything it scored together with the item's refined candidates.
+struct SearchPruneOp<'a> {
+    space: Space<'a>,
+    graph: &'a [u32],
+    lists: &'a [Cand],
+    k: usize,
+    entry: u32,
+    beam: usize,
+    first: usize,
+    degree: usize,
+    alpha: f32,
+    out: &'a mut [Cand],
+    scratch: &'a mut BeamScratch,
+}
+
+impl WithKernels for SearchPruneOp<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<K: Kernels>(self, kern: K) {
+        let SearchPruneOp {
+            space,
+            graph,
+            lists,
+            k,
+            entry,
+            beam,
+            first,
+            degree,
+            alpha,
+            out,
+            scratch: s,
+        } = self;
+        for (offset, out) in out.chunks_exact_mut(degree).enumerate() {
+            let id = (first + offset) as u32;
+            let Some(own) = lists.get(id as usize * k..(id as usize + 1) * k) else {
+                continue;
+            };
+            if own.first().is_none_or(|c| c.id == EMPTY_SLOT) {
+                continue;
+            }
+            s.seen.next();
+            s.seen.first(id);
+            s.frontier.clear();
+            s.best.clear();
+            s.pool.clear();
+            if s.seen.first(entry) {
+                let start = Cand {
+                    dist: space.dist(kern, id, entry),
+                    id: entry,
+                };
+                s.pool.push(start);
+                s.frontier.push(core::cmp::Reverse(Ordered(start)));
+                s.best.push(Ordered(start));
+            }
+            while let Some(core::cmp::Reverse(Ordered(nearest))) = s.frontier.pop() {
+                if s.best.len() >= beam && s.best.peek().is_some_and(|w| nearest.dist > w.0.dist)
+                {
+                    break;
+                }
+                let at = nearest.id as usize * degree;
+                for &next in graph.get(at..at + degree).unwrap_or(&[]) {
+                    if next == EMPTY_SLOT {
+                        break;
+                    }
+                    if !s.seen.first(next) {
+                        continue;
+                    }
+                    let c = Cand {
+                        dist: space.dist(kern, id, next),
+                        id: next,
+                    };
+                    s.pool.push(c);
+                    if s.best.len() < beam {
+                        s.best.push(Ordered(c));
+                        s.frontier.push(core::cmp::Reverse(Ordered(c)));
+                    } else if s.best.peek().is_some_and(|w| Ordered(c) < *w) {
+                        s.best.pop();
+                        s.best.push(Ordered(c));
+                        s.frontier.push(core::cmp::Reverse(Ordered(c)));
+                    }
+                }
+            }
+            s.pool
+                .extend(own.iter().copied().take_while(|c| c.id != EMPTY_SLOT));
+            s.pool.sort_unstable_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
+            s.pool.dedup_by_key(|c| c.id);
+            out.fill(NONE);
+            robust_prune(kern, &space, s.pool.iter().copied(), alpha, out);
+        }
+    }
 }
 
 /// `n` copies of `value`, or an error if the memory cannot be had.

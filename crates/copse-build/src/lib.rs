@@ -28,8 +28,8 @@ use rayon::prelude::*;
 
 pub use disk::build_on_disk;
 pub use graph::{
-    BuiltGraph, DEFAULT_ALPHA, DEFAULT_CANDIDATES, DEFAULT_DEGREE, DEFAULT_ROUNDS, GraphOptions,
-    SEED_TREES,
+    BuiltGraph, DEFAULT_ALPHA, DEFAULT_CANDIDATES, DEFAULT_DEGREE, DEFAULT_ROUNDS,
+    DEFAULT_SEARCH_BEAM, GraphOptions, SEED_TREES,
 };
 pub use store::VectorStore;
 pub use tree::EncodedTree;
