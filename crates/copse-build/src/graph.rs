@@ -544,7 +544,14 @@ fn medoid(store: &VectorStore) -> u32 {
         return 0;
     };
     let dims = store.row_len();
-    let mut mean = vec![0.0f64; dims * if store.metric() == Metric::Hamming { 64 } else { 1 }];
+    let mut mean = vec![
+        0.0f64;
+        dims * if store.metric() == Metric::Hamming {
+            64
+        } else {
+            1
+        }
+    ];
     let value = |id: u32, i: usize| -> f64 {
         match store.metric() {
             Metric::Hamming => store
@@ -686,8 +693,7 @@ impl WithKernels for SearchPruneOp<'_> {
                 s.best.push(Ordered(start));
             }
             while let Some(core::cmp::Reverse(Ordered(nearest))) = s.frontier.pop() {
-                if s.best.len() >= beam && s.best.peek().is_some_and(|w| nearest.dist > w.0.dist)
-                {
+                if s.best.len() >= beam && s.best.peek().is_some_and(|w| nearest.dist > w.0.dist) {
                     break;
                 }
                 let at = nearest.id as usize * degree;
@@ -715,7 +721,8 @@ impl WithKernels for SearchPruneOp<'_> {
             }
             s.pool
                 .extend(own.iter().copied().take_while(|c| c.id != EMPTY_SLOT));
-            s.pool.sort_unstable_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
+            s.pool
+                .sort_unstable_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
             s.pool.dedup_by_key(|c| c.id);
             out.fill(NONE);
             robust_prune(kern, &space, s.pool.iter().copied(), alpha, out);
