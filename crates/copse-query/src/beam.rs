@@ -16,9 +16,6 @@
 //! cycles) can only give in-range answers, and the search ends because each item is scored at
 //! most once.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use copse_distance::{Kernels, prefetch, prefetch_row};
 use copse_format::{EMPTY_SLOT, View};
 
@@ -73,27 +70,21 @@ pub(crate) fn search<K: Kernels, M: QueryMetric>(
     s.scores.resize(s.candidates.len(), 0.0);
     score::<K, M>(k, view, q, rough, &s.candidates, &mut s.scores)?;
     let mut scored = s.candidates.len();
+    s.beam.clear();
     for (&score, &id) in s.scores.iter().zip(&s.candidates) {
-        offer(&mut s.best, &mut s.frontier, ef, Ranked { score, id });
+        s.beam.offer(ef, Ranked { score, id });
     }
 
     let graph = view.graph;
-    while let Some(Reverse(nearest)) = s.frontier.pop() {
-        if s.best.len() >= ef
-            && s.best
-                .peek()
-                .is_some_and(|worst| nearest.score > worst.score)
-        {
-            break;
-        }
+    while let Some(nearest) = s.beam.next_unexpanded() {
         if scored >= search_k {
             break;
         }
         let slots = graph
             .slots(nearest.id)
             .ok_or(QueryError::Corrupt("graph item out of range"))?;
-        // The next item to expand is likely the frontier's next: start loading its list.
-        if let Some(Reverse(next)) = s.frontier.peek()
+        // The next item to expand is likely the beam's next: start loading its list.
+        if let Some(next) = s.beam.peek_unexpanded()
             && let Some(next_slots) = graph.slots(next.id)
         {
             prefetch(next_slots);
@@ -138,7 +129,7 @@ pub(crate) fn search<K: Kernels, M: QueryMetric>(
         score::<K, M>(k, view, q, rough, &s.shortlist, &mut s.scores)?;
         scored += s.shortlist.len();
         for (&score, &id) in s.scores.iter().zip(&s.shortlist) {
-            offer(&mut s.best, &mut s.frontier, ef, Ranked { score, id });
+            s.beam.offer(ef, Ranked { score, id });
         }
     }
 
@@ -146,9 +137,9 @@ pub(crate) fn search<K: Kernels, M: QueryMetric>(
     // exactly; otherwise their scores are exact already.
     s.shortlist.clear();
     s.scores.clear();
-    for r in s.best.drain() {
-        s.shortlist.push(r.id);
-        s.scores.push(r.score);
+    for r in s.beam.entries.drain(..) {
+        s.shortlist.push(r.ranked.id);
+        s.scores.push(r.ranked.score);
     }
     if rough {
         keep_best(&s.scores, &s.shortlist, shortlist_len(n), &mut s.best);
@@ -188,28 +179,74 @@ fn score<K: Kernels, M: QueryMetric>(
     }
 }
 
-/// Puts a scored item in the beam and on the frontier if it beats the beam's worst (or the
-/// beam is not full yet).
-#[inline(always)]
-fn offer(
-    best: &mut BinaryHeap<Ranked>,
-    frontier: &mut BinaryHeap<Reverse<Ranked>>,
-    ef: usize,
+/// The beam: the best `ef` items scored so far, sorted nearest first, each marked once its
+/// neighbours have been looked at. One sorted array serves as both the result set and the
+/// frontier (the unexpanded entries): at the beam widths used, an insertion's move of a few
+/// dozen entries costs less than two heaps' sifting.
+#[derive(Debug, Default)]
+pub(crate) struct Beam {
+    entries: Vec<BeamEntry>,
+    /// No unexpanded entry before this index.
+    cursor: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BeamEntry {
     ranked: Ranked,
-) {
-    if best.len() < ef {
-        best.push(ranked);
-        frontier.push(Reverse(ranked));
-        return;
+    expanded: bool,
+}
+
+impl Beam {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.cursor = 0;
     }
-    let better = match best.peek_mut() {
-        Some(mut worst) if ranked < *worst => {
-            *worst = ranked;
-            true
+
+    /// Inserts `ranked` in order if the beam has room or it beats the worst entry.
+    #[inline(always)]
+    fn offer(&mut self, ef: usize, ranked: Ranked) {
+        if self.entries.len() >= ef
+            && self
+                .entries
+                .last()
+                .is_some_and(|worst| !(ranked < worst.ranked))
+        {
+            return;
         }
-        _ => false,
-    };
-    if better {
-        frontier.push(Reverse(ranked));
+        let at = self.entries.partition_point(|e| e.ranked < ranked);
+        if self.entries.len() >= ef {
+            self.entries.pop();
+        }
+        self.entries.insert(
+            at,
+            BeamEntry {
+                ranked,
+                expanded: false,
+            },
+        );
+        self.cursor = self.cursor.min(at);
+    }
+
+    /// The nearest entry not expanded yet, now marked expanded.
+    #[inline(always)]
+    fn next_unexpanded(&mut self) -> Option<Ranked> {
+        while let Some(entry) = self.entries.get_mut(self.cursor) {
+            self.cursor += 1;
+            if !entry.expanded {
+                entry.expanded = true;
+                return Some(entry.ranked);
+            }
+        }
+        None
+    }
+
+    /// The entry [`Beam::next_unexpanded`] would give, left as it is.
+    #[inline(always)]
+    fn peek_unexpanded(&self) -> Option<Ranked> {
+        self.entries
+            .get(self.cursor..)?
+            .iter()
+            .find(|e| !e.expanded)
+            .map(|e| e.ranked)
     }
 }

@@ -24,8 +24,8 @@ pub struct Scratch {
     pub(crate) shortlist: Vec<u32>,
     pub(crate) scores: Vec<f32>,
     pub(crate) best: BinaryHeap<Ranked>,
-    /// Graph search: the items whose neighbours are still to be looked at, nearest on top.
-    pub(crate) frontier: BinaryHeap<core::cmp::Reverse<Ranked>>,
+    /// Graph search: the beam.
+    pub(crate) beam: crate::beam::Beam,
 }
 
 impl Scratch {
@@ -50,7 +50,6 @@ impl Scratch {
         self.heap.clear();
         self.candidates.clear();
         self.best.clear();
-        self.frontier.clear();
     }
 }
 
