@@ -209,7 +209,7 @@ impl Beam {
             && self
                 .entries
                 .last()
-                .is_some_and(|worst| !(ranked < worst.ranked))
+                .is_some_and(|worst| ranked >= worst.ranked)
         {
             return;
         }
