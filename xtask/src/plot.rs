@@ -1,6 +1,6 @@
 //! The recall-vs-throughput plot of `bench-glove`, in the style of ann-benchmarks: recall@k on
-//! x, queries per second (log scale) on y, one line per library and tree count, up and to the
-//! right is better. Text uses an embedded DejaVu Sans, so no system fonts are needed.
+//! x, queries per second (log scale) on y, one line per library, index kind and tree count (copse's
+//! forests, copse's graph index, each compared library), up and to the right is better. Text uses an embedded DejaVu Sans, so no system fonts are needed.
 
 use std::path::Path;
 
@@ -11,7 +11,7 @@ use plotters::style::FontStyle;
 
 use crate::bench_glove::Row;
 
-const COLORS: [RGBColor; 8] = [
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -20,7 +20,21 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
+
+/// The legend's name of a row's curve.
+fn series_name(r: &Row) -> String {
+    match (r.library.as_str(), r.kind.as_str()) {
+        ("copse", "graph") => format!("copse graph ({} trees + graph, search_k sweep)", r.trees),
+        ("copse", _) => format!("copse forest ({} trees)", r.trees),
+        ("hnswlib", _) => "hnswlib (M=16, efC=200, ef sweep)".to_string(),
+        ("faiss", _) => "faiss HNSW32 (efC=200, efSearch sweep)".to_string(),
+        ("usearch", _) => "usearch (M=16, efC=200, ef sweep)".to_string(),
+        (library, _) => format!("{library} ({} trees)", r.trees),
+    }
+}
 
 pub fn recall_qps(dir: &Path, dataset: &str, k: usize, rows: &[Row]) -> Result<()> {
     // Registering twice is harmless; failure means the font bytes are bad, which they are not.
@@ -56,11 +70,7 @@ where
     area.fill(&WHITE).map_err(err)?;
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for r in rows {
-        let name = if r.library == "hnswlib" {
-            "hnswlib (M=16, ef sweep)".to_string()
-        } else {
-            format!("{} ({} trees)", r.library, r.trees)
-        };
+        let name = series_name(r);
         match series.iter_mut().find(|(n, _)| *n == name) {
             Some((_, points)) => points.push((r.recall_10, r.qps)),
             None => series.push((name, vec![(r.recall_10, r.qps)])),

@@ -1,5 +1,6 @@
 //! A Python virtual environment under `target/` for the tasks that need Python packages
-//! (the Annoy and hnswlib comparisons, reading parquet), installed with pip on first use.
+//! (the Annoy, hnswlib, Faiss and USearch comparisons, reading parquet), installed with pip on
+//! first use.
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
@@ -52,15 +53,27 @@ impl Python {
         Ok(())
     }
 
-    /// Installs the packages that cannot be imported yet (`name` or `name==version`).
+    /// Installs the packages that are missing: `name` when it cannot be imported, `name==version`
+    /// when that distribution is not installed at exactly that version (checked through
+    /// `importlib.metadata`, so a distribution's name may differ from its module's, as
+    /// `faiss-cpu`'s does).
     pub fn install(&self, packages: &[&str]) -> Result<()> {
         let missing: Vec<&str> = packages
             .iter()
             .copied()
             .filter(|p| {
-                let module = p.split(['=', '<', '>']).next().unwrap_or(p);
+                let check = match p.split_once("==") {
+                    Some((dist, version)) => format!(
+                        "import importlib.metadata as m, sys; \
+                         sys.exit(m.version({dist:?}) != {version:?})"
+                    ),
+                    None => {
+                        let module = p.split(['=', '<', '>']).next().unwrap_or(p);
+                        format!("import {module}")
+                    }
+                };
                 !Command::new(self.exe())
-                    .args(["-c", &format!("import {module}")])
+                    .args(["-c", &check])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()
