@@ -25,9 +25,10 @@ enum Task {
     /// Everything CI checks: format, lints, tests, Python tests, the GloVe accuracy floor, docs,
     /// benchmarks build, NEON build, the instruction-count gate.
     Ci,
-    /// copse on GloVe 6B 50d (fetched with pip): recall, QPS, build time, size; with
-    /// `--compare annoy,hnswlib` those libraries on the same split. Writes a table, JSON, CSV
-    /// and a recall-vs-QPS plot under target/bench-glove/.
+    /// copse (forests and a graph index) on GloVe 6B 50d or another dataset of the manifest:
+    /// recall, QPS, build time, size; with `--compare annoy,hnswlib,faiss,usearch` those
+    /// libraries on the same split. Writes a table, JSON, CSV and a recall-vs-QPS plot under
+    /// target/bench-glove/.
     BenchGlove(Box<bench_glove::BenchArgs>),
     /// The real-data quality gate CI runs: recall@10 on held-out GloVe queries at a fixed
     /// configuration must stay above a floor.
