@@ -16,11 +16,11 @@
 //! cycles) can only give in-range answers, and the search ends because each item is scored at
 //! most once.
 
-use copse_distance::{Kernels, prefetch, prefetch_row};
+use copse_distance::{Kernels, prefetch};
 use copse_format::{EMPTY_SLOT, View};
 
 use crate::metric::{Prepared, QueryMetric};
-use crate::walk::{Prefetch, Ranked, Scratch, gather, keep_best, shortlist_len};
+use crate::walk::{Prefetch, Ranked, Scratch, emit, gather, keep_best, shortlist_len};
 use crate::{Neighbor, QueryError};
 
 /// A graph search's beam width for `n` results and an effort of `search_k`: `search_k` bounds
@@ -107,19 +107,7 @@ pub(crate) fn search<K: Kernels, M: QueryMetric>(
             *word |= bit;
             s.candidates.push(next);
             s.shortlist.push(next);
-            match prefetch_kind {
-                Prefetch::Codes => {
-                    if let Some(record) = view.codes.record(next) {
-                        prefetch(record);
-                    }
-                }
-                Prefetch::Rows(rows) => prefetch_row(rows, next),
-                Prefetch::Bits => {
-                    if let Some(bits) = view.item_bits(next as usize) {
-                        prefetch(bits);
-                    }
-                }
-            }
+            prefetch_kind.item(view, next);
         }
         if s.shortlist.is_empty() {
             continue;
@@ -150,15 +138,7 @@ pub(crate) fn search<K: Kernels, M: QueryMetric>(
         M::score(k, view, q, &s.shortlist, &mut s.scores)?;
     }
     keep_best(&s.scores, &s.shortlist, n, &mut s.best);
-    let start = out.len();
-    out.extend(s.best.drain().map(|r| Neighbor {
-        id: r.id,
-        distance: r.score,
-    }));
-    out[start..].sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
-    for neighbor in &mut out[start..] {
-        neighbor.distance = M::user(neighbor.distance);
-    }
+    emit::<M>(&mut s.best, out);
     Ok(())
 }
 

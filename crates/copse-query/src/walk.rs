@@ -223,6 +223,41 @@ pub(crate) fn keep_best(scores: &[f32], ids: &[u32], keep: usize, best: &mut Bin
     }
 }
 
+/// Appends the results held in `best` to `out`, nearest first (ties by id), as the distances
+/// the user sees.
+#[inline(always)]
+pub(crate) fn emit<M: QueryMetric>(best: &mut BinaryHeap<Ranked>, out: &mut Vec<Neighbor>) {
+    let start = out.len();
+    out.extend(best.drain().map(|r| Neighbor {
+        id: r.id,
+        distance: r.score,
+    }));
+    out[start..].sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+    for neighbor in &mut out[start..] {
+        neighbor.distance = M::user(neighbor.distance);
+    }
+}
+
+impl Prefetch<'_> {
+    /// Starts loading what scoring will read for item `id`.
+    #[inline(always)]
+    pub(crate) fn item(self, view: &View<'_>, id: u32) {
+        match self {
+            Prefetch::Codes => {
+                if let Some(record) = view.codes.record(id) {
+                    prefetch(record);
+                }
+            }
+            Prefetch::Rows(rows) => prefetch_row(rows, id),
+            Prefetch::Bits => {
+                if let Some(bits) = view.item_bits(id as usize) {
+                    prefetch(bits);
+                }
+            }
+        }
+    }
+}
+
 // No closures in the hot code below: a closure is compiled as its own function without the
 // level's target features, and the kernels it calls would stop being inlined.
 #[inline(always)]
@@ -285,15 +320,7 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
         M::score(k, view, &prepared, &s.candidates, &mut s.scores)?;
         keep_best(&s.scores, &s.candidates, n, &mut s.best);
     }
-    let start = out.len();
-    out.extend(s.best.drain().map(|r| Neighbor {
-        id: r.id,
-        distance: r.score,
-    }));
-    out[start..].sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
-    for neighbor in &mut out[start..] {
-        neighbor.distance = M::user(neighbor.distance);
-    }
+    emit::<M>(&mut s.best, out);
     Ok(())
 }
 
@@ -351,19 +378,7 @@ pub(crate) fn gather<K: Kernels, M: QueryMetric>(
                             *word |= bit;
                             s.candidates.push(id);
                             // Start loading what scoring will read for it.
-                            match prefetch_kind {
-                                Prefetch::Codes => {
-                                    if let Some(record) = view.codes.record(id) {
-                                        prefetch(record);
-                                    }
-                                }
-                                Prefetch::Rows(rows) => prefetch_row(rows, id),
-                                Prefetch::Bits => {
-                                    if let Some(bits) = view.item_bits(id as usize) {
-                                        prefetch(bits);
-                                    }
-                                }
-                            }
+                            prefetch_kind.item(view, id);
                         }
                     }
                     break;
