@@ -63,7 +63,7 @@ pub struct BenchArgs {
     /// Trees of the graph index (the graph search's entry points).
     #[arg(long, default_value_t = 8)]
     graph_trees: usize,
-    /// search_k values to query the graph index with (its beam is search_k / 16).
+    /// search_k values to query the graph index with (its beam is search_k / 24).
     #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = vec![320, 640, 1280, 2560, 5120, 10240, 20480])]
     graph_search_k: Vec<usize>,
     /// Do not build the graph index.

@@ -346,6 +346,23 @@ pub fn prefetch_row(rows: Rows<'_>, id: u32) {
     }
 }
 
+/// Hints the CPU to load the cache lines of `data` (at most [`PREFETCH_LINES`] of them; the
+/// hardware prefetcher follows longer runs), ahead of a read of all of it. Never faults and
+/// never changes a result.
+#[inline(always)]
+pub fn prefetch_lines<T>(data: &[T]) {
+    let start = data.as_ptr().cast::<u8>();
+    // Every line the bytes touch, from the one holding the first byte.
+    let offset = start as usize % 64;
+    let line_start = start.wrapping_sub(offset);
+    let lines = (offset + core::mem::size_of_val(data))
+        .div_ceil(64)
+        .min(PREFETCH_LINES);
+    for line in 0..lines {
+        prefetch_ptr(line_start.wrapping_add(line * 64));
+    }
+}
+
 /// Hints the CPU to load the cache line holding the start of `data`, ahead of a read. Never
 /// faults and never changes a result.
 #[inline(always)]

@@ -73,7 +73,7 @@ pub use arch::Neon;
 pub use arch::Scalar;
 pub use int8::quantize_i8;
 pub use kernels::{Dot, F32Metric, Kernels, L1, L2Squared, Rows, WithKernels};
-pub use lanes::{prefetch, prefetch_row};
+pub use lanes::{prefetch, prefetch_lines, prefetch_row};
 pub use level::{Level, dispatch};
 pub use per_call::{dot, l1, l2_squared, norm_squared};
 

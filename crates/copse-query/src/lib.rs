@@ -125,7 +125,7 @@ pub enum QueryError {
 /// Finds up to `n` nearest items to `query` into `out` (cleared first), nearest first. On a
 /// forest, `search_k` candidates are gathered from the trees (default `n * n_trees`, as in
 /// Annoy); on an index with a graph, `search_k` bounds the candidates scored (default: a beam
-/// of `max(n, 128)`, `16 * max(n, 128)` candidates at most).
+/// of `max(n, 128)`, `24 * max(n, 128)` candidates at most).
 pub fn search(
     view: &View<'_>,
     query: Query<'_>,

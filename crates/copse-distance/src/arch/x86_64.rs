@@ -52,12 +52,14 @@ impl Kernels for Avx2 {
 }
 
 /// AVX-512 F/BW/CD/DQ/VL (x86-64-v4): 16 f32 lanes; hamming uses VPOPCNTQ where the CPU also
-/// has AVX-512 VPOPCNTDQ, the AVX2 kernel otherwise.
+/// has AVX-512 VPOPCNTDQ, the AVX2 kernel otherwise; i8 dot products use VPDPBUSD where it has
+/// AVX-512 VNNI.
 #[cfg(feature = "x86-v4")]
 #[derive(Debug, Clone, Copy)]
 pub struct Avx512 {
     simd: pulp::x86::V4,
     vpopcntdq: bool,
+    vnni: bool,
 }
 
 #[cfg(feature = "x86-v4")]
@@ -67,12 +69,18 @@ impl Avx512 {
         pulp::x86::V4::try_new().map(|simd| Avx512 {
             simd,
             vpopcntdq: std::arch::is_x86_feature_detected!("avx512vpopcntdq"),
+            vnni: std::arch::is_x86_feature_detected!("avx512vnni"),
         })
     }
 
     /// True if hamming runs on VPOPCNTQ (the CPU has AVX-512 VPOPCNTDQ).
     pub fn has_vpopcntdq(&self) -> bool {
         self.vpopcntdq
+    }
+
+    /// True if i8 dot products run on VPDPBUSD (the CPU has AVX-512 VNNI).
+    pub fn has_vnni(&self) -> bool {
+        self.vnni
     }
 }
 
@@ -100,8 +108,14 @@ impl Token for Avx512 {
     }
     #[inline(always)]
     fn dot_i8_i8_impl(self, a: &[i8], b: &[i8]) -> i32 {
-        // SAFETY: x86-64-v4 includes AVX2.
-        unsafe { crate::int8::dot_i8_i8_avx2(a, b) }
+        if self.vnni {
+            // SAFETY: `vnni` is only true when the CPU reported AVX-512 VNNI, and the token's
+            // existence proves AVX-512 F and BW.
+            unsafe { crate::int8::dot_i8_i8_avx512_vnni(a, b) }
+        } else {
+            // SAFETY: x86-64-v4 includes AVX-512 F and BW.
+            unsafe { crate::int8::dot_i8_i8_avx512(a, b) }
+        }
     }
     #[inline(always)]
     fn hamming_words(self, a: &[u64], b: &[u64]) -> u64 {
