@@ -220,15 +220,12 @@ impl<'a> CodesView<'a> {
         true
     }
 
-    /// Starts loading row `id`'s record.
+    /// Starts loading row `id`'s record (every cache line of it).
     #[inline(always)]
     pub(crate) fn prefetch(&self, id: u32) {
         let start = (id as usize).saturating_mul(self.stride);
-        if let Some(record) = self.bytes.get(start..) {
-            copse_distance::prefetch(record);
-            if self.stride > 64 {
-                copse_distance::prefetch(&record[64.min(record.len())..]);
-            }
+        if let Some(record) = self.bytes.get(start..start.saturating_add(self.stride)) {
+            copse_distance::prefetch_lines(record);
         }
     }
 }
