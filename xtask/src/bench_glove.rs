@@ -64,7 +64,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 8)]
     graph_trees: usize,
     /// search_k values to query the graph index with (its beam is search_k / 24).
-    #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = vec![320, 640, 1280, 2560, 5120, 10240, 20480])]
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = vec![640, 1280, 2560, 5120, 7680, 10240, 15360, 20480, 30720, 40960])]
     graph_search_k: Vec<usize>,
     /// Do not build the graph index.
     #[arg(long)]

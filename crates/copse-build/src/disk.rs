@@ -85,6 +85,7 @@ pub fn build_on_disk(
         .collect::<Result<Vec<_>, _>>()?;
 
     let graph = match &options.graph {
+        // The graph's buffers (hundreds of bytes per item) go to scratch files too.
         Some(graph_options) => Some(crate::graph::build_graph(
             store,
             codes.view(),
@@ -92,6 +93,7 @@ pub fn build_on_disk(
             graph_options,
             &pool,
             progress,
+            crate::buffer::Buffers::in_dir(scratch_dir),
         )?),
         None => None,
     };

@@ -30,6 +30,7 @@ use copse_distance::{Kernels, Rows, WithKernels};
 use copse_format::{EMPTY_SLOT, GraphHeader, Metric};
 use rayon::prelude::*;
 
+use crate::buffer::{Buffer, Buffers};
 use crate::codes::CodesView;
 use crate::{BuildError, Progress, Stage, TreeParts, VectorStore};
 
@@ -136,7 +137,7 @@ pub struct BuiltGraph {
     /// Slots per item.
     pub degree: usize,
     /// `degree` slots per item: neighbour ids nearest first, then [`EMPTY_SLOT`].
-    pub slots: Vec<u32>,
+    pub slots: Buffer<u32>,
     /// Used slots.
     pub n_edges: u64,
 }
@@ -159,7 +160,8 @@ impl BuiltGraph {
 
 /// A candidate neighbour: its distance from the list's item, and its id. Unused entries are
 /// `(∞, EMPTY_SLOT)`, which sort last.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 struct Cand {
     dist: f32,
     id: u32,
@@ -185,7 +187,7 @@ impl Cand {
 /// already there or no better than the last entry. A distance is a function of the pair, so a
 /// repeat has the same `(dist, id)` and is found where it would go.
 #[inline(always)]
-fn insert(list: &mut [Cand], fresh: &mut [bool], c: Cand) -> bool {
+fn insert(list: &mut [Cand], fresh: &mut [u8], c: Cand) -> bool {
     let Some(&last) = list.last() else {
         return false;
     };
@@ -208,7 +210,7 @@ fn insert(list: &mut [Cand], fresh: &mut [bool], c: Cand) -> bool {
     list.copy_within(lo..list.len() - 1, lo + 1);
     fresh.copy_within(lo..fresh.len() - 1, lo + 1);
     list[lo] = c;
-    fresh[lo] = true;
+    fresh[lo] = 1;
     true
 }
 
@@ -336,6 +338,7 @@ pub(crate) fn build_graph(
     options: &GraphOptions,
     pool: &rayon::ThreadPool,
     progress: &(dyn Fn(Progress) + Sync),
+    buffers: Buffers<'_>,
 ) -> Result<BuiltGraph, BuildError> {
     options.check()?;
     let n = store.n_items();
@@ -372,9 +375,9 @@ pub(crate) fn build_graph(
     };
 
     // 1. Seed from the forest's leaves.
-    let leaves = TreeLeaves::unpack(trees, n, store.n_present())?;
-    let mut lists = try_vec(NONE, slots)?;
-    let mut fresh = try_vec(false, slots)?;
+    let leaves = TreeLeaves::unpack(trees, n, store.n_present(), buffers)?;
+    let mut lists = buffers.filled(NONE, slots)?;
+    let mut fresh = buffers.filled(0u8, slots)?;
     pool.install(|| {
         lists
             .par_chunks_mut(CHUNK * k)
@@ -400,10 +403,10 @@ pub(crate) fn build_graph(
     report();
 
     // 2. NN-descent rounds.
-    let mut next = try_vec(NONE, slots)?;
-    let mut next_fresh = try_vec(false, slots)?;
+    let mut next = buffers.filled(NONE, slots)?;
+    let mut next_fresh = buffers.filled(0u8, slots)?;
     for _ in 0..options.rounds {
-        let reverse = Reverse::of(&lists, &fresh, k, n, k)?;
+        let reverse = pool.install(|| Reverse::of(&lists, &fresh, k, n, k, buffers))?;
         let updates = AtomicUsize::new(0);
         pool.install(|| {
             next.par_chunks_mut(CHUNK * k)
@@ -448,7 +451,7 @@ pub(crate) fn build_graph(
     } else {
         options.alpha
     };
-    let mut pruned = try_vec(NONE, n * degree)?;
+    let mut pruned = buffers.filled(NONE, n * degree)?;
     pool.install(|| {
         pruned
             .par_chunks_mut(CHUNK * degree)
@@ -468,7 +471,7 @@ pub(crate) fn build_graph(
     report();
 
     // 4. Reverse edges, within the cap.
-    let mut slots = merge_reverse(space, &pruned, degree, alpha, n, pool)?;
+    let mut slots = merge_reverse(space, &pruned, degree, alpha, n, pool, buffers)?;
     report();
 
     // 5. Search-and-prune: each item's candidates become what a beam search for it from the
@@ -501,7 +504,7 @@ pub(crate) fn build_graph(
                 )
         });
         drop(slots);
-        slots = merge_reverse(space, &pruned, degree, alpha, n, pool)?;
+        slots = merge_reverse(space, &pruned, degree, alpha, n, pool, buffers)?;
         report();
     }
     drop(lists);
@@ -529,11 +532,12 @@ fn merge_reverse(
     alpha: f32,
     n: usize,
     pool: &rayon::ThreadPool,
-) -> Result<Vec<u32>, BuildError> {
-    let flags = try_vec(false, pruned.len())?;
-    let reverse = Reverse::of(pruned, &flags, degree, n, usize::MAX)?;
+    buffers: Buffers<'_>,
+) -> Result<Buffer<u32>, BuildError> {
+    let flags = buffers.filled(0u8, pruned.len())?;
+    let reverse = pool.install(|| Reverse::of(pruned, &flags, degree, n, usize::MAX, buffers))?;
     drop(flags);
-    let mut slots = try_vec(EMPTY_SLOT, n * degree)?;
+    let mut slots = buffers.filled(EMPTY_SLOT, n * degree)?;
     pool.install(|| {
         slots
             .par_chunks_mut(CHUNK * degree)
@@ -763,15 +767,6 @@ impl WithKernels for SearchPruneOp<'_> {
     }
 }
 
-/// `n` copies of `value`, or an error if the memory cannot be had.
-fn try_vec<T: Clone>(value: T, n: usize) -> Result<Vec<T>, BuildError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n)
-        .map_err(|_| BuildError::TooLarge(format!("graph build buffers ({n} entries)")))?;
-    v.resize(n, value);
-    Ok(v)
-}
-
 /// Dot's transform: each item's extra coordinate `sqrt(max² - |x|²)` (in f64, rounded once)
 /// and `2 max²`; nothing for other metrics.
 fn dot_transform(store: &VectorStore) -> (Vec<f32>, f32) {
@@ -790,7 +785,7 @@ fn dot_transform(store: &VectorStore) -> (Vec<f32>, f32) {
 
 /// Each seeding tree's ids by leaf, and which leaf each item is in.
 struct TreeLeaves {
-    trees: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)>,
+    trees: Vec<(Buffer<u32>, Vec<u32>, Buffer<u32>)>,
 }
 
 impl TreeLeaves {
@@ -798,13 +793,17 @@ impl TreeLeaves {
         trees: &[TreeParts<'_>],
         n_items: usize,
         n_present: usize,
+        buffers: Buffers<'_>,
     ) -> Result<Self, BuildError> {
         let bits = copse_format::IndexInfo::id_bits_for(n_items as u64);
         let mut out = Vec::new();
         for tree in trees.iter().take(SEED_TREES) {
-            let ids = copse_format::unpack_ids(tree.packed_ids, bits, n_present);
+            let unpacked = copse_format::unpack_ids(tree.packed_ids, bits, n_present);
+            let mut ids = buffers.filled(0u32, unpacked.len())?;
+            ids.copy_from_slice(&unpacked);
+            drop(unpacked);
             let offsets = tree.leaf_offsets.to_vec();
-            let mut leaf_of = try_vec(u32::MAX, n_items)?;
+            let mut leaf_of = buffers.filled(u32::MAX, n_items)?;
             for (leaf, range) in offsets.windows(2).enumerate() {
                 for &id in ids.get(range[0] as usize..range[1] as usize).unwrap_or(&[]) {
                     if let Some(slot) = leaf_of.get_mut(id as usize) {
@@ -833,9 +832,18 @@ impl TreeLeaves {
 /// Who lists each item: for item `i`, every `(u, dist)` whose list holds `i` (with the
 /// entry's fresh flag), nearest first.
 struct Reverse {
-    offsets: Vec<usize>,
-    entries: Vec<(Cand, bool)>,
+    offsets: Buffer<usize>,
+    entries: Buffer<Listed>,
     cap: usize,
+}
+
+/// An item that lists another ([`Reverse`]), with its distance, and whether the entry is new
+/// since the last round (non-zero).
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Listed {
+    by: Cand,
+    fresh: u32,
 }
 
 impl Reverse {
@@ -844,12 +852,13 @@ impl Reverse {
     /// thread count.
     fn of(
         lists: &[Cand],
-        fresh: &[bool],
+        fresh: &[u8],
         k: usize,
         n: usize,
         cap: usize,
+        buffers: Buffers<'_>,
     ) -> Result<Self, BuildError> {
-        let mut offsets = try_vec(0usize, n + 1)?;
+        let mut offsets = buffers.filled(0usize, n + 1)?;
         for c in lists {
             if let Some(count) = offsets.get_mut(c.id as usize + 1) {
                 *count += 1;
@@ -858,34 +867,47 @@ impl Reverse {
         for i in 0..n {
             offsets[i + 1] += offsets[i];
         }
-        let mut entries = try_vec((NONE, false), offsets[n])?;
-        let mut cursor = offsets.clone();
+        let none = Listed { by: NONE, fresh: 0 };
+        let mut entries = buffers.filled(none, offsets[n])?;
+        let mut cursor = buffers.filled(0usize, n + 1)?;
+        cursor.copy_from_slice(&offsets);
         for (slot, (c, &f)) in lists.iter().zip(fresh).enumerate() {
             if c.id == EMPTY_SLOT {
                 continue;
             }
             if let Some(at) = cursor.get_mut(c.id as usize) {
                 if let Some(entry) = entries.get_mut(*at) {
-                    *entry = (
-                        Cand {
+                    *entry = Listed {
+                        by: Cand {
                             dist: c.dist,
                             id: (slot / k) as u32,
                         },
-                        f,
-                    );
+                        fresh: u32::from(f),
+                    };
                 }
                 *at += 1;
             }
         }
-        let mut pieces = Vec::with_capacity(n);
-        let mut rest: &mut [(Cand, bool)] = &mut entries;
-        for i in 0..n {
-            let (piece, tail) = rest.split_at_mut(offsets[i + 1] - offsets[i]);
-            pieces.push(piece);
+        drop(cursor);
+        // Each item's entries sorted, in groups of `CHUNK` items (one slice per group, not per
+        // item: an on-disk build keeps its anonymous memory to a few bytes per item).
+        let mut groups = Vec::with_capacity(n.div_ceil(CHUNK));
+        let mut rest: &mut [Listed] = &mut entries;
+        for first in (0..n).step_by(CHUNK) {
+            let end = (first + CHUNK).min(n);
+            let (group, tail) = rest.split_at_mut(offsets[end] - offsets[first]);
+            groups.push((first, end, group));
             rest = tail;
         }
-        pieces.par_iter_mut().for_each(|piece| {
-            piece.sort_unstable_by(|a, b| a.0.dist.total_cmp(&b.0.dist).then(a.0.id.cmp(&b.0.id)))
+        groups.par_iter_mut().for_each(|(first, end, group)| {
+            let base = offsets[*first];
+            for i in *first..*end {
+                if let Some(piece) = group.get_mut(offsets[i] - base..offsets[i + 1] - base) {
+                    piece.sort_unstable_by(|a, b| {
+                        (a.by.dist.total_cmp(&b.by.dist)).then(a.by.id.cmp(&b.by.id))
+                    });
+                }
+            }
         });
         Ok(Reverse {
             offsets,
@@ -896,7 +918,7 @@ impl Reverse {
 
     /// The nearest (at most `cap`) items whose lists hold `id`.
     #[inline(always)]
-    fn get(&self, id: u32) -> &[(Cand, bool)] {
+    fn get(&self, id: u32) -> &[Listed] {
         let i = id as usize;
         match (self.offsets.get(i), self.offsets.get(i + 1)) {
             (Some(&start), Some(&end)) => {
@@ -915,7 +937,7 @@ struct SeedOp<'a> {
     first: usize,
     k: usize,
     lists: &'a mut [Cand],
-    fresh: &'a mut [bool],
+    fresh: &'a mut [u8],
     seen: &'a mut Seen,
     /// One leaf's unseen mates, prefetched before they are scored.
     batch: &'a mut Vec<u32>,
@@ -965,12 +987,12 @@ impl WithKernels for SeedOp<'_> {
 struct DescentOp<'a> {
     space: Space<'a>,
     lists: &'a [Cand],
-    fresh: &'a [bool],
+    fresh: &'a [u8],
     reverse: &'a Reverse,
     first: usize,
     k: usize,
     out: &'a mut [Cand],
-    out_fresh: &'a mut [bool],
+    out_fresh: &'a mut [u8],
     seen: &'a mut Seen,
     /// The candidates from one list, prefetched before they are scored.
     batch: &'a mut Vec<u32>,
@@ -1010,7 +1032,7 @@ impl WithKernels for DescentOp<'_> {
             let id = (first + offset) as u32;
             let (old, old_fresh) = list_of(id);
             list.copy_from_slice(old);
-            list_fresh.fill(false);
+            list_fresh.fill(0);
             if old.first().is_none_or(|c| c.id == EMPTY_SLOT) {
                 continue;
             }
@@ -1034,7 +1056,7 @@ impl WithKernels for DescentOp<'_> {
                     if m.id == EMPTY_SLOT {
                         break;
                     }
-                    if (c_fresh || m_fresh) && seen.first(m.id) {
+                    if (c_fresh | m_fresh) != 0 && seen.first(m.id) {
                         space.prefetch(m.id);
                         batch.push(m.id);
                     }
@@ -1045,7 +1067,11 @@ impl WithKernels for DescentOp<'_> {
                 }
             }
             // The items that list this one, and their neighbours.
-            for &(u, u_fresh) in reverse.get(id) {
+            for &Listed {
+                by: u,
+                fresh: u_fresh,
+            } in reverse.get(id)
+            {
                 if seen.first(u.id) {
                     changed += usize::from(insert(list, list_fresh, u));
                 }
@@ -1055,7 +1081,7 @@ impl WithKernels for DescentOp<'_> {
                     if m.id == EMPTY_SLOT {
                         break;
                     }
-                    if (u_fresh || m_fresh) && seen.first(m.id) {
+                    if (u_fresh | u32::from(m_fresh)) != 0 && seen.first(m.id) {
                         space.prefetch(m.id);
                         batch.push(m.id);
                     }
@@ -1157,7 +1183,7 @@ impl WithKernels for MergeOp<'_> {
             };
             merged.clear();
             merged.extend(own.iter().copied().take_while(|c| c.id != EMPTY_SLOT));
-            merged.extend(self.reverse.get(id).iter().map(|&(c, _)| c));
+            merged.extend(self.reverse.get(id).iter().map(|l| l.by));
             merged.sort_unstable_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
             merged.dedup_by_key(|c| c.id);
             let chosen: &[Cand] = if merged.len() <= degree {

@@ -8,6 +8,7 @@
 //!
 //! This crate owns splitting and tree shape; it knows nothing of queries.
 
+mod buffer;
 mod codes;
 mod disk;
 mod graph;
@@ -26,6 +27,7 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 
+pub use buffer::Buffer;
 pub use disk::build_on_disk;
 pub use graph::{
     BuiltGraph, DEFAULT_ALPHA, DEFAULT_CANDIDATES, DEFAULT_DEGREE, DEFAULT_ROUNDS,
@@ -343,6 +345,7 @@ pub fn build_forest(
                 graph_options,
                 &pool,
                 progress,
+                buffer::Buffers::in_memory(),
             )?)
         }
         None => None,

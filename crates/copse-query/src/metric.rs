@@ -60,20 +60,45 @@ pub(crate) fn check_query(view: &View<'_>, query: Query<'_>) -> Result<(), Query
     query.check(metric, len)
 }
 
-/// A metric's query-time behaviour.
+/// A metric's query-time behaviour. The float metrics differ only in a few constants and
+/// small functions; the walk, the scoring passes and the graph search are written once over
+/// this trait.
 pub(crate) trait QueryMetric {
     /// Priority of each tree's root.
-    const INITIAL: f32;
+    const INITIAL: f32 = f32::INFINITY;
+
+    /// True if a split's offset is part of the query's margin (euclidean and manhattan
+    /// hyperplanes lie off the origin; angular and dot ones pass through it).
+    const SPLIT_OFFSET: bool = false;
+
+    /// True if [`QueryMetric::approximate`] ranks like [`QueryMetric::score`] from the item
+    /// codes (for metrics whose index stores them).
+    const APPROXIMATE: bool = false;
+
+    /// True if scoring reads the query's norm ([`Prepared::norm`]); other metrics skip the pass.
+    const USES_QUERY_NORM: bool = false;
+
+    /// True if a graph search should spend half its budget on candidates from the trees
+    /// before following the graph, instead of starting from the first leaves only.
+    const GRAPH_NEEDS_TREES: bool = false;
 
     /// Priorities of a split's negative and positive children, given the parent's (Annoy's
-    /// `pq_distance`).
+    /// `pq_distance`): by default, the query's margin from the split's hyperplane.
+    #[inline(always)]
     fn children<K: Kernels>(
         k: K,
         parent: f32,
         split: &SplitNode,
         normal: &[i8],
         q: &Prepared<'_>,
-    ) -> [f32; 2];
+    ) -> [f32; 2] {
+        let offset = if Self::SPLIT_OFFSET {
+            split.offset
+        } else {
+            0.0
+        };
+        hyperplane_children(parent, offset + split.scale() * k.dot_i8(q.floats, normal))
+    }
 
     /// Internal scores of `ids` into `out` (same length).
     fn score<K: Kernels>(
@@ -87,19 +112,16 @@ pub(crate) trait QueryMetric {
     /// The reported distance for an internal score.
     fn user(score: f32) -> f32;
 
-    /// True if [`QueryMetric::approximate`] ranks like [`QueryMetric::score`] from the item
-    /// codes (for metrics whose index stores them).
-    const APPROXIMATE: bool = false;
-
-    /// True if scoring reads the query's norm ([`Prepared::norm`]); other metrics skip the pass.
-    const USES_QUERY_NORM: bool = false;
-
-    /// True if a graph search should spend half its budget on candidates from the trees
-    /// before following the graph, instead of starting from the first leaves only.
-    const GRAPH_NEEDS_TREES: bool = false;
+    /// The approximate score of an item from `dot(q, x)` computed on the codes, the item's
+    /// code scale and its sum of squared codes (only used where
+    /// [`QueryMetric::APPROXIMATE`] holds).
+    #[inline(always)]
+    fn from_code_dot(dot: f32, _scale: f32, _squares: f32) -> f32 {
+        -dot
+    }
 
     /// Scores of `ids` from the item codes, ordered like the exact scores up to the codes'
-    /// rounding; only called when [`QueryMetric::APPROXIMATE`] holds.
+    /// rounding, where [`QueryMetric::APPROXIMATE`] holds; the exact scores otherwise.
     #[inline(always)]
     fn approximate<K: Kernels>(
         k: K,
@@ -108,7 +130,11 @@ pub(crate) trait QueryMetric {
         ids: &[u32],
         out: &mut [f32],
     ) -> Result<(), QueryError> {
-        Self::score(k, view, q, ids, out)
+        if Self::APPROXIMATE {
+            code_dots(k, view, q, ids, out, Self::from_code_dot)
+        } else {
+            Self::score(k, view, q, ids, out)
+        }
     }
 }
 
@@ -121,7 +147,7 @@ fn code_dots<K: Kernels>(
     q: &Prepared<'_>,
     ids: &[u32],
     out: &mut [f32],
-    mut finish: impl FnMut(f32, f32, f32) -> f32,
+    finish: impl Fn(f32, f32, f32) -> f32,
 ) -> Result<(), QueryError> {
     for (i, (slot, &id)) in out.iter_mut().zip(ids).enumerate() {
         if let Some(&ahead) = ids.get(i + CODE_PREFETCH)
@@ -142,6 +168,27 @@ fn code_dots<K: Kernels>(
 /// How many candidates ahead the approximate pass prefetches codes.
 const CODE_PREFETCH: usize = 8;
 
+/// Exact scores of `ids` by one of the batch kernels, negated if `NEGATE` (inner products,
+/// where larger is nearer).
+#[inline(always)]
+fn batch_scores<K: Kernels, F: copse_distance::F32Metric, const NEGATE: bool>(
+    k: K,
+    metric: F,
+    view: &View<'_>,
+    q: &Prepared<'_>,
+    ids: &[u32],
+    out: &mut [f32],
+) -> Result<(), QueryError> {
+    k.batch_ids(metric, q.floats, rows_of(view)?, ids, out)
+        .map_err(kernel_error)?;
+    if NEGATE {
+        for score in out.iter_mut() {
+            *score = -*score;
+        }
+    }
+    Ok(())
+}
+
 /// `[min(d, -m), min(d, m)]`: the child on the query's side keeps the parent's priority, the
 /// other is limited by the query's distance to the hyperplane.
 #[inline(always)]
@@ -160,39 +207,22 @@ fn kernel_error(_: copse_distance::DistanceError) -> QueryError {
     QueryError::Corrupt("leaf id out of range")
 }
 
+/// A squared distance's reported value, its square root.
+#[inline(always)]
+fn root(score: f32) -> f32 {
+    score.max(0.0).sqrt()
+}
+
 pub(crate) struct Angular;
 pub(crate) struct Euclidean;
 pub(crate) struct Manhattan;
 pub(crate) struct DotProduct;
 pub(crate) struct Hamming;
 
+/// The codes hold the unit vector: `-dot` ranks like `2 - 2 cos` for a fixed query.
 impl QueryMetric for Angular {
-    const INITIAL: f32 = f32::INFINITY;
     const APPROXIMATE: bool = true;
     const USES_QUERY_NORM: bool = true;
-
-    /// The codes hold the unit vector: `-dot` ranks like `2 - 2 cos` for a fixed query.
-    #[inline(always)]
-    fn approximate<K: Kernels>(
-        k: K,
-        view: &View<'_>,
-        q: &Prepared<'_>,
-        ids: &[u32],
-        out: &mut [f32],
-    ) -> Result<(), QueryError> {
-        code_dots(k, view, q, ids, out, negate_dot)
-    }
-
-    #[inline(always)]
-    fn children<K: Kernels>(
-        k: K,
-        parent: f32,
-        split: &SplitNode,
-        normal: &[i8],
-        q: &Prepared<'_>,
-    ) -> [f32; 2] {
-        hyperplane_children(parent, split.scale() * k.dot_i8(q.floats, normal))
-    }
 
     #[inline(always)]
     fn score<K: Kernels>(
@@ -218,18 +248,8 @@ impl QueryMetric for Angular {
 
     #[inline(always)]
     fn user(score: f32) -> f32 {
-        score.max(0.0).sqrt()
+        root(score)
     }
-}
-
-#[inline(always)]
-fn negate_dot(dot: f32, _: f32, _: f32) -> f32 {
-    -dot
-}
-
-#[inline(always)]
-fn squared_distance_part(dot: f32, scale: f32, squares: f32) -> f32 {
-    scale * scale * squares - 2.0 * dot
 }
 
 /// How many rows ahead the angular re-rank prefetches.
@@ -256,33 +276,13 @@ fn angular_score<K: Kernels>(k: K, q: &[f32], q_norm: f32, x: &[f32], x_norm: f3
 }
 
 impl QueryMetric for Euclidean {
-    const INITIAL: f32 = f32::INFINITY;
+    const SPLIT_OFFSET: bool = true;
     const APPROXIMATE: bool = true;
 
     /// `|x|^2 - 2 q.x` (the query's own `|q|^2` is the same for every candidate).
     #[inline(always)]
-    fn approximate<K: Kernels>(
-        k: K,
-        view: &View<'_>,
-        q: &Prepared<'_>,
-        ids: &[u32],
-        out: &mut [f32],
-    ) -> Result<(), QueryError> {
-        code_dots(k, view, q, ids, out, squared_distance_part)
-    }
-
-    #[inline(always)]
-    fn children<K: Kernels>(
-        k: K,
-        parent: f32,
-        split: &SplitNode,
-        normal: &[i8],
-        q: &Prepared<'_>,
-    ) -> [f32; 2] {
-        hyperplane_children(
-            parent,
-            split.offset + split.scale() * k.dot_i8(q.floats, normal),
-        )
+    fn from_code_dot(dot: f32, scale: f32, squares: f32) -> f32 {
+        scale * scale * squares - 2.0 * dot
     }
 
     #[inline(always)]
@@ -293,32 +293,17 @@ impl QueryMetric for Euclidean {
         ids: &[u32],
         out: &mut [f32],
     ) -> Result<(), QueryError> {
-        k.batch_ids(L2Squared, q.floats, rows_of(view)?, ids, out)
-            .map_err(kernel_error)
+        batch_scores::<K, _, false>(k, L2Squared, view, q, ids, out)
     }
 
     #[inline(always)]
     fn user(score: f32) -> f32 {
-        score.max(0.0).sqrt()
+        root(score)
     }
 }
 
 impl QueryMetric for Manhattan {
-    const INITIAL: f32 = f32::INFINITY;
-
-    #[inline(always)]
-    fn children<K: Kernels>(
-        k: K,
-        parent: f32,
-        split: &SplitNode,
-        normal: &[i8],
-        q: &Prepared<'_>,
-    ) -> [f32; 2] {
-        hyperplane_children(
-            parent,
-            split.offset + split.scale() * k.dot_i8(q.floats, normal),
-        )
-    }
+    const SPLIT_OFFSET: bool = true;
 
     #[inline(always)]
     fn score<K: Kernels>(
@@ -328,8 +313,7 @@ impl QueryMetric for Manhattan {
         ids: &[u32],
         out: &mut [f32],
     ) -> Result<(), QueryError> {
-        k.batch_ids(L1, q.floats, rows_of(view)?, ids, out)
-            .map_err(kernel_error)
+        batch_scores::<K, _, false>(k, L1, view, q, ids, out)
     }
 
     #[inline(always)]
@@ -338,8 +322,9 @@ impl QueryMetric for Manhattan {
     }
 }
 
+/// Scores are negated inner products. A split's normal has no part in the transform's extra
+/// dimension that matters: the query's coordinate there is zero.
 impl QueryMetric for DotProduct {
-    const INITIAL: f32 = f32::INFINITY;
     const APPROXIMATE: bool = true;
     /// The graph links items near in the transformed space where inner products are
     /// euclidean, but a query sits off the sphere the items lie on there, and the best inner
@@ -349,30 +334,6 @@ impl QueryMetric for DotProduct {
     const GRAPH_NEEDS_TREES: bool = true;
 
     #[inline(always)]
-    fn approximate<K: Kernels>(
-        k: K,
-        view: &View<'_>,
-        q: &Prepared<'_>,
-        ids: &[u32],
-        out: &mut [f32],
-    ) -> Result<(), QueryError> {
-        code_dots(k, view, q, ids, out, negate_dot)
-    }
-
-    /// The query's coordinate in the transform's extra dimension is zero, so only the stored
-    /// part of the normal matters.
-    #[inline(always)]
-    fn children<K: Kernels>(
-        k: K,
-        parent: f32,
-        split: &SplitNode,
-        normal: &[i8],
-        q: &Prepared<'_>,
-    ) -> [f32; 2] {
-        hyperplane_children(parent, split.scale() * k.dot_i8(q.floats, normal))
-    }
-
-    #[inline(always)]
     fn score<K: Kernels>(
         k: K,
         view: &View<'_>,
@@ -380,12 +341,7 @@ impl QueryMetric for DotProduct {
         ids: &[u32],
         out: &mut [f32],
     ) -> Result<(), QueryError> {
-        k.batch_ids(Dot, q.floats, rows_of(view)?, ids, out)
-            .map_err(kernel_error)?;
-        for score in out.iter_mut() {
-            *score = -*score;
-        }
-        Ok(())
+        batch_scores::<K, _, true>(k, Dot, view, q, ids, out)
     }
 
     #[inline(always)]
