@@ -100,17 +100,37 @@ pub(crate) trait QueryMetric {
         hyperplane_children(parent, offset + split.scale() * k.dot_i8(q.floats, normal))
     }
 
+    /// How candidates are scored exactly, and how a score is reported.
+    const EXACT: Exact;
+
     /// Internal scores of `ids` into `out` (same length).
+    #[inline(always)]
     fn score<K: Kernels>(
         k: K,
         view: &View<'_>,
         q: &Prepared<'_>,
         ids: &[u32],
         out: &mut [f32],
-    ) -> Result<(), QueryError>;
+    ) -> Result<(), QueryError> {
+        match Self::EXACT {
+            Exact::Angular => angular_scores(k, view, q, ids, out),
+            Exact::SquaredL2 => batch_scores::<K, _, false>(k, L2Squared, view, q, ids, out),
+            Exact::L1 => batch_scores::<K, _, false>(k, L1, view, q, ids, out),
+            Exact::NegatedDot => batch_scores::<K, _, true>(k, Dot, view, q, ids, out),
+            Exact::Hamming => hamming_scores(k, view, q, ids, out),
+        }
+    }
 
     /// The reported distance for an internal score.
-    fn user(score: f32) -> f32;
+    #[inline(always)]
+    fn user(score: f32) -> f32 {
+        match Self::EXACT {
+            Exact::Angular | Exact::SquaredL2 => score.max(0.0).sqrt(),
+            Exact::L1 => score.max(0.0),
+            Exact::NegatedDot => -score,
+            Exact::Hamming => score,
+        }
+    }
 
     /// The approximate score of an item from `dot(q, x)` computed on the codes, the item's
     /// code scale and its sum of squared codes (only used where
@@ -136,6 +156,20 @@ pub(crate) trait QueryMetric {
             Self::score(k, view, q, ids, out)
         }
     }
+}
+
+/// A metric's exact scores ([`QueryMetric::score`]), lower is nearer.
+pub(crate) enum Exact {
+    /// `2 - 2 cos` ([`angular_score`]); reported as its square root.
+    Angular,
+    /// The squared euclidean distance; reported as its square root.
+    SquaredL2,
+    /// The manhattan distance.
+    L1,
+    /// The inner product, negated; reported as the inner product.
+    NegatedDot,
+    /// Differing bits.
+    Hamming,
 }
 
 /// `dot(q, codes * scale)` from the query's codes, the item's `scale` and the sum of its
@@ -207,12 +241,6 @@ fn kernel_error(_: copse_distance::DistanceError) -> QueryError {
     QueryError::Corrupt("leaf id out of range")
 }
 
-/// A squared distance's reported value, its square root.
-#[inline(always)]
-fn root(score: f32) -> f32 {
-    score.max(0.0).sqrt()
-}
-
 pub(crate) struct Angular;
 pub(crate) struct Euclidean;
 pub(crate) struct Manhattan;
@@ -221,35 +249,50 @@ pub(crate) struct Hamming;
 
 /// The codes hold the unit vector: `-dot` ranks like `2 - 2 cos` for a fixed query.
 impl QueryMetric for Angular {
+    const EXACT: Exact = Exact::Angular;
     const APPROXIMATE: bool = true;
     const USES_QUERY_NORM: bool = true;
+}
 
-    #[inline(always)]
-    fn score<K: Kernels>(
-        k: K,
-        view: &View<'_>,
-        q: &Prepared<'_>,
-        ids: &[u32],
-        out: &mut [f32],
-    ) -> Result<(), QueryError> {
-        let rows = rows_of(view)?;
-        for (i, (score, &id)) in out.iter_mut().zip(ids).enumerate() {
-            if let Some(&ahead) = ids.get(i + ROW_PREFETCH) {
-                copse_distance::prefetch_row(rows, ahead);
-            }
-            let x = rows
-                .row(id as usize)
-                .ok_or(QueryError::Corrupt("leaf id out of range"))?;
-            let norm = view.norms.get(id as usize).copied().unwrap_or(0.0);
-            *score = angular_score(k, q.floats, q.norm, x, norm);
+/// Exact angular scores of `ids`, from the f32 rows and norms.
+#[inline(always)]
+fn angular_scores<K: Kernels>(
+    k: K,
+    view: &View<'_>,
+    q: &Prepared<'_>,
+    ids: &[u32],
+    out: &mut [f32],
+) -> Result<(), QueryError> {
+    let rows = rows_of(view)?;
+    for (i, (score, &id)) in out.iter_mut().zip(ids).enumerate() {
+        if let Some(&ahead) = ids.get(i + ROW_PREFETCH) {
+            copse_distance::prefetch_row(rows, ahead);
         }
-        Ok(())
+        let x = rows
+            .row(id as usize)
+            .ok_or(QueryError::Corrupt("leaf id out of range"))?;
+        let norm = view.norms.get(id as usize).copied().unwrap_or(0.0);
+        *score = angular_score(k, q.floats, q.norm, x, norm);
     }
+    Ok(())
+}
 
-    #[inline(always)]
-    fn user(score: f32) -> f32 {
-        root(score)
+/// Exact hamming scores of `ids`, from the bit rows.
+#[inline(always)]
+fn hamming_scores<K: Kernels>(
+    k: K,
+    view: &View<'_>,
+    q: &Prepared<'_>,
+    ids: &[u32],
+    out: &mut [f32],
+) -> Result<(), QueryError> {
+    for (score, &id) in out.iter_mut().zip(ids) {
+        let row = view
+            .item_bits(id as usize)
+            .ok_or(QueryError::Corrupt("leaf id out of range"))?;
+        *score = k.hamming(q.bits, row) as f32;
     }
+    Ok(())
 }
 
 /// How many rows ahead the angular re-rank prefetches.
@@ -276,6 +319,7 @@ fn angular_score<K: Kernels>(k: K, q: &[f32], q_norm: f32, x: &[f32], x_norm: f3
 }
 
 impl QueryMetric for Euclidean {
+    const EXACT: Exact = Exact::SquaredL2;
     const SPLIT_OFFSET: bool = true;
     const APPROXIMATE: bool = true;
 
@@ -284,47 +328,17 @@ impl QueryMetric for Euclidean {
     fn from_code_dot(dot: f32, scale: f32, squares: f32) -> f32 {
         scale * scale * squares - 2.0 * dot
     }
-
-    #[inline(always)]
-    fn score<K: Kernels>(
-        k: K,
-        view: &View<'_>,
-        q: &Prepared<'_>,
-        ids: &[u32],
-        out: &mut [f32],
-    ) -> Result<(), QueryError> {
-        batch_scores::<K, _, false>(k, L2Squared, view, q, ids, out)
-    }
-
-    #[inline(always)]
-    fn user(score: f32) -> f32 {
-        root(score)
-    }
 }
 
 impl QueryMetric for Manhattan {
+    const EXACT: Exact = Exact::L1;
     const SPLIT_OFFSET: bool = true;
-
-    #[inline(always)]
-    fn score<K: Kernels>(
-        k: K,
-        view: &View<'_>,
-        q: &Prepared<'_>,
-        ids: &[u32],
-        out: &mut [f32],
-    ) -> Result<(), QueryError> {
-        batch_scores::<K, _, false>(k, L1, view, q, ids, out)
-    }
-
-    #[inline(always)]
-    fn user(score: f32) -> f32 {
-        score.max(0.0)
-    }
 }
 
 /// Scores are negated inner products. A split's normal has no part in the transform's extra
 /// dimension that matters: the query's coordinate there is zero.
 impl QueryMetric for DotProduct {
+    const EXACT: Exact = Exact::NegatedDot;
     const APPROXIMATE: bool = true;
     /// The graph links items near in the transformed space where inner products are
     /// euclidean, but a query sits off the sphere the items lie on there, and the best inner
@@ -332,25 +346,10 @@ impl QueryMetric for DotProduct {
     /// clustered data, the graph alone reached recall 0.57 where the trees reached 0.84 at the
     /// same `search_k`; half from the trees, then the graph, reached 0.80 and 0.98 at 4x.
     const GRAPH_NEEDS_TREES: bool = true;
-
-    #[inline(always)]
-    fn score<K: Kernels>(
-        k: K,
-        view: &View<'_>,
-        q: &Prepared<'_>,
-        ids: &[u32],
-        out: &mut [f32],
-    ) -> Result<(), QueryError> {
-        batch_scores::<K, _, true>(k, Dot, view, q, ids, out)
-    }
-
-    #[inline(always)]
-    fn user(score: f32) -> f32 {
-        -score
-    }
 }
 
 impl QueryMetric for Hamming {
+    const EXACT: Exact = Exact::Hamming;
     const INITIAL: f32 = HAMMING_INITIAL;
 
     /// Annoy's hamming priority: one less for the child whose bit differs from the query's.
@@ -372,28 +371,6 @@ impl QueryMetric for Hamming {
         } else {
             [parent, parent - 1.0]
         }
-    }
-
-    #[inline(always)]
-    fn score<K: Kernels>(
-        k: K,
-        view: &View<'_>,
-        q: &Prepared<'_>,
-        ids: &[u32],
-        out: &mut [f32],
-    ) -> Result<(), QueryError> {
-        for (score, &id) in out.iter_mut().zip(ids) {
-            let row = view
-                .item_bits(id as usize)
-                .ok_or(QueryError::Corrupt("leaf id out of range"))?;
-            *score = k.hamming(q.bits, row) as f32;
-        }
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn user(score: f32) -> f32 {
-        score
     }
 }
 
