@@ -173,6 +173,19 @@ const NONE: Cand = Cand {
 };
 
 impl Cand {
+    /// A key whose integer order is `(dist, id)`'s (the distance in `total_cmp`'s order): one
+    /// comparison a step for the sorts.
+    #[inline(always)]
+    fn order_key(&self) -> u64 {
+        let bits = self.dist.to_bits();
+        let ordered = if bits >> 31 == 1 {
+            !bits
+        } else {
+            bits | 1 << 31
+        };
+        u64::from(ordered) << 32 | u64::from(self.id)
+    }
+
     #[inline(always)]
     fn before(self, other: Cand) -> bool {
         match self.dist.total_cmp(&other.dist) {
@@ -214,10 +227,13 @@ fn insert(list: &mut [Cand], fresh: &mut [u8], c: Cand) -> bool {
     true
 }
 
-/// Per-thread marks of the ids an item has already compared, reset in O(1) by an epoch.
+/// Per-thread marks of the ids an item has already compared, reset by moving to the next
+/// epoch. One byte a mark, so that the marks of a few hundred thousand items stay in L2 (with
+/// four bytes they missed it, and marking was an eighth of the build); every 255 items the
+/// marks are cleared, which costs a fraction of what those items' searches do.
 struct Seen {
-    marks: Vec<u32>,
-    epoch: u32,
+    marks: Vec<u8>,
+    epoch: u8,
 }
 
 impl Seen {
@@ -475,7 +491,8 @@ pub(crate) fn build_graph(
     report();
 
     // 5. Search-and-prune: each item's candidates become what a beam search for it from the
-    // medoid scores on the graph so far (Vamana's pass), with its refined list, pruned again;
+    // medoid expands on the graph so far and its final beam (Vamana's pass), with its refined
+    // list, pruned again;
     // then reverse edges again. The searches add the longer edges that lead a query from
     // afar to its region.
     if options.search_beam > 0 {
@@ -628,6 +645,8 @@ struct BeamScratch {
     pool: Vec<Cand>,
     /// The unvisited neighbours of the item being expanded, prefetched before they are scored.
     batch: Vec<u32>,
+    /// The items the current search has expanded.
+    expanded: Vec<Cand>,
 }
 
 impl BeamScratch {
@@ -638,6 +657,7 @@ impl BeamScratch {
             best: Default::default(),
             pool: Vec::new(),
             batch: Vec::new(),
+            expanded: Vec::new(),
         }
     }
 }
@@ -662,7 +682,7 @@ impl Ord for Ordered {
 }
 
 /// Step 5 for items `first..`: a beam search for each item over `graph`, then the α prune of
-/// everything it scored together with the item's refined candidates.
+/// what it expanded and its final beam, together with the item's refined candidates.
 struct SearchPruneOp<'a> {
     space: Space<'a>,
     graph: &'a [u32],
@@ -708,12 +728,12 @@ impl WithKernels for SearchPruneOp<'_> {
             s.frontier.clear();
             s.best.clear();
             s.pool.clear();
+            s.expanded.clear();
             if s.seen.first(entry) {
                 let start = Cand {
                     dist: space.dist(kern, id, entry),
                     id: entry,
                 };
-                s.pool.push(start);
                 s.frontier.push(core::cmp::Reverse(Ordered(start)));
                 s.best.push(Ordered(start));
             }
@@ -722,6 +742,7 @@ impl WithKernels for SearchPruneOp<'_> {
                     break;
                 }
                 let at = nearest.id as usize * degree;
+                s.expanded.push(nearest);
                 s.batch.clear();
                 for &next in graph.get(at..at + degree).unwrap_or(&[]) {
                     if next == EMPTY_SLOT {
@@ -737,7 +758,6 @@ impl WithKernels for SearchPruneOp<'_> {
                         dist: space.dist(kern, id, next),
                         id: next,
                     };
-                    s.pool.push(c);
                     if s.best.len() < beam {
                         s.best.push(Ordered(c));
                         s.frontier.push(core::cmp::Reverse(Ordered(c)));
@@ -756,10 +776,14 @@ impl WithKernels for SearchPruneOp<'_> {
                     }
                 }
             }
+            // Vamana's candidates: the items the search expanded and the beam it ended with
+            // (not everything it scored: a tenth of the pool to sort and prune, for a graph
+            // as good on 384-d embeddings and 3% slower at recall 0.95 on GloVe).
+            s.pool.append(&mut s.expanded);
+            s.pool.extend(s.best.iter().map(|o| o.0));
             s.pool
                 .extend(own.iter().copied().take_while(|c| c.id != EMPTY_SLOT));
-            s.pool
-                .sort_unstable_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
+            s.pool.sort_unstable_by_key(|c| c.order_key());
             s.pool.dedup_by_key(|c| c.id);
             out.fill(NONE);
             robust_prune(kern, &space, s.pool.iter().copied(), alpha, out);
@@ -903,9 +927,7 @@ impl Reverse {
             let base = offsets[*first];
             for i in *first..*end {
                 if let Some(piece) = group.get_mut(offsets[i] - base..offsets[i + 1] - base) {
-                    piece.sort_unstable_by(|a, b| {
-                        (a.by.dist.total_cmp(&b.by.dist)).then(a.by.id.cmp(&b.by.id))
-                    });
+                    piece.sort_unstable_by_key(|l| l.by.order_key());
                 }
             }
         });
@@ -1184,7 +1206,7 @@ impl WithKernels for MergeOp<'_> {
             merged.clear();
             merged.extend(own.iter().copied().take_while(|c| c.id != EMPTY_SLOT));
             merged.extend(self.reverse.get(id).iter().map(|l| l.by));
-            merged.sort_unstable_by(|a, b| a.dist.total_cmp(&b.dist).then(a.id.cmp(&b.id)));
+            merged.sort_unstable_by_key(|c| c.order_key());
             merged.dedup_by_key(|c| c.id);
             let chosen: &[Cand] = if merged.len() <= degree {
                 &merged

@@ -108,6 +108,13 @@ impl Token for Avx512 {
     }
     #[inline(always)]
     fn dot_i8_i8_impl(self, a: &[i8], b: &[i8]) -> i32 {
+        if a.len() < 64 {
+            // Shorter than one 512-bit step, where the AVX-512 kernels would run the AVX2
+            // one anyway: inlined here, rather than behind a call (the VNNI kernel's features
+            // are not the level's, so it is never inlined).
+            // SAFETY: x86-64-v4 includes AVX2.
+            return unsafe { crate::int8::dot_i8_i8_avx2(a, b) };
+        }
         if self.vnni {
             // SAFETY: `vnni` is only true when the CPU reported AVX-512 VNNI, and the token's
             // existence proves AVX-512 F and BW.
