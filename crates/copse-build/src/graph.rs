@@ -3,7 +3,7 @@
 //! beam search started from the forest's candidates reaches a query's nearest items after
 //! scoring few others.
 //!
-//! The build has four steps, each a pass over the items on the rayon pool:
+//! The build has five steps, each a pass over the items on the rayon pool:
 //!
 //! 1. **Seed from the forest.** Items that share a leaf are near each other: each item's first
 //!    `k` candidates are its nearest leaf mates over (up to [`SEED_TREES`] of) the trees.
@@ -17,6 +17,12 @@
 //!    it than the item is. Edges then point in many directions instead of into one cluster.
 //! 4. **Add reverse edges** within the cap: every item also offers itself to the items it
 //!    keeps, and an item with more than `degree` then is pruned again.
+//! 5. **Search and prune** (Vamana's pass): a beam search for each item from the medoid; what
+//!    it expanded and its final beam join the item's candidates, are pruned again, and reverse
+//!    edges are added again.
+//!
+//! Each batch of distances is prefetched before it is scored. An on-disk build keeps the large
+//! buffers in scratch files (`buffer.rs`).
 //!
 //! Distances come from the item codes (an exact integer i8 dot product, then scalar f32) for
 //! angular, euclidean and dot; from `copse_distance::fixed`'s order for manhattan; from bit
