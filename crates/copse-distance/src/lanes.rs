@@ -346,7 +346,7 @@ pub fn prefetch_row(rows: Rows<'_>, id: u32) {
     }
 }
 
-/// Hints the CPU to load the cache lines of `data` (at most [`PREFETCH_LINES`] of them; the
+/// Hints the CPU to load the cache lines of `data` (at most eight of them, 512 bytes; the
 /// hardware prefetcher follows longer runs), ahead of a read of all of it. Never faults and
 /// never changes a result.
 #[inline(always)]
