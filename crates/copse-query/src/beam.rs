@@ -2,13 +2,12 @@
 //! search follows the graph's edges towards the query, and the best of what it found are
 //! re-ranked exactly.
 //!
-//! The beam keeps the `ef` best items scored so far (`best`, worst on top) and a frontier of
-//! items whose neighbours have not been looked at (`frontier`, nearest on top). Each step takes
-//! the nearest frontier item, scores its unvisited neighbours in one batch (from the item codes
-//! where the metric has them, so one cache line each at 50 dimensions, prefetched before the
-//! batch is scored), and keeps those that beat the beam's worst. The search ends when the
-//! nearest frontier item is farther than the beam's worst (nothing left can improve it) or
-//! `search_k` items have been scored.
+//! The beam keeps the `ef` best items scored so far in one sorted array, each marked once its
+//! neighbours have been looked at. Each step takes the nearest unexpanded item, scores its
+//! unvisited neighbours in one batch (from the item codes where the metric has them, with the
+//! query's own i8 code; each code prefetched before the batch is scored), and inserts those
+//! that beat the beam's worst. The search ends when every item in the beam has been expanded
+//! (nothing left can improve it) or `search_k` items have been scored.
 //!
 //! The visited set is the same bitset the tree walk uses, cleared through the list of visited
 //! ids, so its reset costs what the query visited. Every id read from the graph is checked
@@ -20,7 +19,7 @@ use copse_distance::{Kernels, prefetch};
 use copse_format::{EMPTY_SLOT, View};
 
 use crate::metric::{Prepared, QueryMetric};
-use crate::walk::{Prefetch, Ranked, Scratch, emit, gather, keep_best, shortlist_len};
+use crate::walk::{Plan, Prefetch, Ranked, Scratch, emit, gather, keep_best, shortlist_len};
 use crate::{Neighbor, QueryError};
 
 /// A graph search's beam width for `n` results and an effort of `search_k`: `search_k` bounds
@@ -44,18 +43,22 @@ pub(crate) fn default_search_k(n: usize) -> usize {
     n.max(DEFAULT_BEAM).saturating_mul(SCORED_PER_BEAM_SLOT)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The `plan.n` nearest by a best-first beam search of the graph, started from the items of
+/// the first leaves the tree walk reaches, into `out`.
 #[inline(always)]
 pub(crate) fn search<K: Kernels, M: QueryMetric>(
     k: K,
-    view: &View<'_>,
-    q: &Prepared<'_>,
-    n: usize,
-    search_k: usize,
+    plan: Plan<'_>,
     s: &mut Scratch,
     out: &mut Vec<Neighbor>,
-    prefetch_kind: Prefetch<'_>,
 ) -> Result<(), QueryError> {
+    let Plan {
+        view,
+        query: q,
+        n,
+        search_k,
+        prefetch: prefetch_kind,
+    } = plan;
     let ef = beam_width(n, search_k);
     let rough = matches!(prefetch_kind, Prefetch::Codes);
 

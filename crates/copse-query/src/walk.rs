@@ -305,28 +305,48 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
             code_scale: 0.0,
         },
     };
-    let result = search_prepared::<K, M>(k, view, &prepared, n, search_k, s, out, prefetch_kind);
+    let plan = Plan {
+        view,
+        query: &prepared,
+        n,
+        search_k,
+        prefetch: prefetch_kind,
+    };
+    let result = search_planned::<K, M>(k, plan, s, out);
     s.query_codes = query_codes;
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One search with its inputs resolved: the file, the prepared query, the results wanted, the
+/// effort and what scoring will read.
+#[derive(Clone, Copy)]
+pub(crate) struct Plan<'a> {
+    pub view: &'a View<'a>,
+    pub query: &'a Prepared<'a>,
+    pub n: usize,
+    pub search_k: usize,
+    pub prefetch: Prefetch<'a>,
+}
+
 #[inline(always)]
-fn search_prepared<K: Kernels, M: QueryMetric>(
+fn search_planned<K: Kernels, M: QueryMetric>(
     k: K,
-    view: &View<'_>,
-    prepared: &Prepared<'_>,
-    n: usize,
-    search_k: usize,
+    plan: Plan<'_>,
     s: &mut Scratch,
     out: &mut Vec<Neighbor>,
-    prefetch_kind: Prefetch<'_>,
 ) -> Result<(), QueryError> {
+    let Plan {
+        view,
+        query: prepared,
+        n,
+        search_k,
+        prefetch: prefetch_kind,
+    } = plan;
     let n_items = usize::try_from(view.info.n_items)
         .map_err(|_| QueryError::Corrupt("item count exceeds memory"))?;
     s.begin(n_items);
     if !view.graph.is_empty() {
-        return crate::beam::search::<K, M>(k, view, prepared, n, search_k, s, out, prefetch_kind);
+        return crate::beam::search::<K, M>(k, plan, s, out);
     }
     gather::<K, M>(k, view, prepared, search_k, s, prefetch_kind)?;
 
