@@ -233,6 +233,48 @@ fn insert(list: &mut [Cand], fresh: &mut [u8], c: Cand) -> bool {
     true
 }
 
+/// Adds to `batch` the ids of `theirs` (a list, cut at its first empty slot) that `seen` has
+/// not marked and that pass `wanted` (given each one's fresh flag), marking them and starting
+/// to load what their distances read.
+#[inline(always)]
+fn gather_unseen(
+    space: &Space<'_>,
+    seen: &mut Seen,
+    theirs: &[Cand],
+    their_fresh: &[u8],
+    wanted: impl Fn(u8) -> bool,
+    batch: &mut Vec<u32>,
+) {
+    batch.clear();
+    for (m, &m_fresh) in theirs.iter().zip(their_fresh) {
+        if m.id == EMPTY_SLOT {
+            break;
+        }
+        if wanted(m_fresh) && seen.first(m.id) {
+            space.prefetch(m.id);
+            batch.push(m.id);
+        }
+    }
+}
+
+/// Scores each id of `batch` from item `id` and offers it to `list`; how many went in.
+#[inline(always)]
+fn insert_scored<K: Kernels>(
+    kern: K,
+    space: &Space<'_>,
+    id: u32,
+    batch: &[u32],
+    list: &mut [Cand],
+    fresh: &mut [u8],
+) -> usize {
+    let mut changed = 0;
+    for &m in batch {
+        let dist = space.dist(kern, id, m);
+        changed += usize::from(insert(list, fresh, Cand { dist, id: m }));
+    }
+    changed
+}
+
 /// Per-thread marks of the ids an item has already compared, reset by moving to the next
 /// epoch. One byte a mark, so that the marks of a few hundred thousand items stay in L2 (with
 /// four bytes they missed it, and marking was an eighth of the build); every 255 items the
@@ -1002,10 +1044,7 @@ impl WithKernels for SeedOp<'_> {
                         batch.push(mate);
                     }
                 }
-                for &mate in batch.iter() {
-                    let dist = space.dist(kern, id, mate);
-                    insert(list, fresh, Cand { dist, id: mate });
-                }
+                insert_scored(kern, &space, id, batch, list, fresh);
             }
         }
     }
@@ -1079,20 +1118,9 @@ impl WithKernels for DescentOp<'_> {
                     break;
                 }
                 let (theirs, their_fresh) = list_of(c.id);
-                batch.clear();
-                for (m, &m_fresh) in theirs.iter().zip(their_fresh) {
-                    if m.id == EMPTY_SLOT {
-                        break;
-                    }
-                    if (c_fresh | m_fresh) != 0 && seen.first(m.id) {
-                        space.prefetch(m.id);
-                        batch.push(m.id);
-                    }
-                }
-                for &m in batch.iter() {
-                    let dist = space.dist(kern, id, m);
-                    changed += usize::from(insert(list, list_fresh, Cand { dist, id: m }));
-                }
+                let wanted = |m_fresh: u8| (c_fresh | m_fresh) != 0;
+                gather_unseen(&space, seen, theirs, their_fresh, wanted, batch);
+                changed += insert_scored(kern, &space, id, batch, list, list_fresh);
             }
             // The items that list this one, and their neighbours.
             for &Listed {
@@ -1104,20 +1132,9 @@ impl WithKernels for DescentOp<'_> {
                     changed += usize::from(insert(list, list_fresh, u));
                 }
                 let (theirs, their_fresh) = list_of(u.id);
-                batch.clear();
-                for (m, &m_fresh) in theirs.iter().zip(their_fresh) {
-                    if m.id == EMPTY_SLOT {
-                        break;
-                    }
-                    if (u_fresh | u32::from(m_fresh)) != 0 && seen.first(m.id) {
-                        space.prefetch(m.id);
-                        batch.push(m.id);
-                    }
-                }
-                for &m in batch.iter() {
-                    let dist = space.dist(kern, id, m);
-                    changed += usize::from(insert(list, list_fresh, Cand { dist, id: m }));
-                }
+                let wanted = |m_fresh: u8| (u_fresh | u32::from(m_fresh)) != 0;
+                gather_unseen(&space, seen, theirs, their_fresh, wanted, batch);
+                changed += insert_scored(kern, &space, id, batch, list, list_fresh);
             }
         }
         changed
