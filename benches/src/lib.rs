@@ -57,7 +57,7 @@ pub mod workloads {
             } else {
                 row.to_vec()
             };
-            b.add_item(id as u32, &row).expect("finite vector");
+            b.add_item(id as u64, &row).expect("finite vector");
         }
         b
     }
@@ -90,7 +90,7 @@ pub mod workloads {
             index
                 .nns_by_vector_into(q, K, Some(SEARCH_K), &mut out)
                 .expect("query");
-            total += out.iter().map(|n| u64::from(n.id)).sum::<u64>();
+            total += out.iter().map(|n| n.id).sum::<u64>();
         }
         total
     }

@@ -367,7 +367,7 @@ impl Split {
     /// ground truth names.
     pub fn add_items(&self, dataset: &Dataset, builder: &mut IndexBuilder) -> Result<()> {
         for (pos, &row) in self.data.iter().enumerate() {
-            builder.add_item(pos as u32, dataset.row(row))?;
+            builder.add_item(pos as u64, dataset.row(row))?;
         }
         Ok(())
     }
@@ -478,7 +478,7 @@ pub fn recall(found: &[Neighbor], truth: &[u32], k: usize) -> f64 {
     found
         .iter()
         .take(k)
-        .filter(|n| want.contains(&n.id))
+        .filter(|n| want.iter().any(|&t| u64::from(t) == n.id))
         .count() as f64
         / k as f64
 }
@@ -933,7 +933,7 @@ fn words_demo(dataset: &Dataset, args: &BenchArgs) -> Result<()> {
         .context("this dataset has no words")?;
     let mut builder = IndexBuilder::new(dataset.dims, dataset.metric)?.seed(args.seed);
     for i in 0..dataset.rows {
-        builder.add_item(i as u32, dataset.row(i))?;
+        builder.add_item(i as u64, dataset.row(i))?;
     }
     let trees = args.trees.iter().copied().max().unwrap_or(100);
     let start = Instant::now();

@@ -499,7 +499,7 @@ fn best<D: Ord + Copy>(
         .into_iter()
         .take(n)
         .map(|(d, id)| Neighbor {
-            id,
+            id: id.into(),
             distance: report(d),
         })
         .collect()

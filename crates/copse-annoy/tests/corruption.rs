@@ -43,7 +43,7 @@ fn exercise(bytes: &[u8], dims: usize, metric: Metric) -> bool {
         if let Ok(found) = found {
             assert!(found.len() <= n);
             for hit in found {
-                assert!(u64::from(hit.id) < n_items, "id {} of {n_items}", hit.id);
+                assert!(hit.id < n_items, "id {} of {n_items}", hit.id);
             }
         }
     };
@@ -230,7 +230,7 @@ fn cycles_end_in_an_error_not_an_endless_walk() {
         // search_k the walk must stop on its own.
         let result = view.nns(query, 10, Some(usize::MAX));
         if let Ok(found) = result {
-            assert!(found.iter().all(|n| u64::from(n.id) < trees.n_items()));
+            assert!(found.iter().all(|n| n.id < trees.n_items()));
         }
     }
 }

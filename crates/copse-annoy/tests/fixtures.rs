@@ -46,13 +46,13 @@ fn search_k(v: &Value) -> Option<usize> {
 }
 
 fn assert_same(found: &[Neighbor], expected: &Value, what: &str) {
-    let ids: Vec<u32> = expected["ids"]
+    let ids: Vec<u64> = expected["ids"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
+        .map(|x| x.as_u64().unwrap())
         .collect();
-    let got: Vec<u32> = found.iter().map(|n| n.id).collect();
+    let got: Vec<u64> = found.iter().map(|n| n.id).collect();
     assert_eq!(got, ids, "{what}: ids");
     for (n, d) in found.iter().zip(expected["distances"].as_array().unwrap()) {
         let d = d.as_f64().unwrap();

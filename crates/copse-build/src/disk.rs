@@ -35,6 +35,7 @@ pub fn build_on_disk(
     scratch_dir: &Path,
 ) -> Result<u64, BuildError> {
     check_options(&options)?;
+    store.arrange()?;
     store.fit_rows_to_items()?;
     let file = store
         .file()
@@ -47,7 +48,7 @@ pub fn build_on_disk(
 
     // Where the sections before the trees go: their lengths do not depend on the trees.
     // (The header's room does not depend on the section count, so a graph changes nothing here.)
-    let plan = section_plan(metric, false);
+    let plan = section_plan(metric, false, false);
     let lengths = section_lengths(store, &[], None);
     let offsets = copse_format::planned_offsets(&lengths);
     let offset_of = |kind: SectionKind| {

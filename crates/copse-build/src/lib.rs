@@ -61,7 +61,7 @@ pub enum BuildError {
     #[error("item {id}: value {value} at position {position} is not a finite number")]
     NotFinite {
         /// The item.
-        id: u32,
+        id: u64,
         /// Where in the vector.
         position: usize,
         /// The value.
@@ -71,7 +71,7 @@ pub enum BuildError {
     #[error("item {id}: the vector's norm overflows f32")]
     NormOverflow {
         /// The item.
-        id: u32,
+        id: u64,
     },
     /// Packed bits were given for a metric that stores floats.
     #[error("packed bit vectors are for the hamming metric, not {0}")]
@@ -80,7 +80,7 @@ pub enum BuildError {
     #[error("item {id}: bits are set beyond the index's {dims} dimensions")]
     BitsBeyondDims {
         /// The item.
-        id: u32,
+        id: u64,
         /// The index's dimensions.
         dims: usize,
     },
@@ -88,7 +88,7 @@ pub enum BuildError {
     #[error("cannot allocate room for item ids up to {id}")]
     OutOfMemory {
         /// The id that needed the room.
-        id: u32,
+        id: u64,
     },
     /// The graph's options are out of range.
     #[error("bad graph options: {0}")]
@@ -198,9 +198,10 @@ fn tree_rng(seed: u64, t: usize) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(mixed)
 }
 
-/// The sections of an index of `metric`, with or without a graph, in file order. The item
-/// codes come before the trees, so an on-disk build knows where they go before any tree exists.
-pub fn section_plan(metric: Metric, graph: bool) -> Vec<SectionKind> {
+/// The sections of an index of `metric`, with or without a graph and an id map, in file
+/// order. The item codes come before the trees, so an on-disk build knows where they go before
+/// any tree exists.
+pub fn section_plan(metric: Metric, graph: bool, id_map: bool) -> Vec<SectionKind> {
     let mut plan = vec![SectionKind::Items];
     if metric.stores_norms() {
         plan.push(SectionKind::Norms);
@@ -218,13 +219,16 @@ pub fn section_plan(metric: Metric, graph: bool) -> Vec<SectionKind> {
     if graph {
         plan.push(SectionKind::Graph);
     }
+    if id_map {
+        plan.push(SectionKind::IdMap);
+    }
     plan
 }
 
 /// Where the items section of a `metric` index starts (it is the first section, so its place
 /// depends only on the number of sections): on-disk builds put rows there from the start.
 pub fn items_offset(metric: Metric) -> u64 {
-    let plan = section_plan(metric, false);
+    let plan = section_plan(metric, false, false);
     copse_format::planned_offsets(&vec![0; plan.len()])[0]
 }
 
@@ -326,11 +330,13 @@ fn build_trees<T: Send>(
 /// Builds `options.n_trees` trees over every item in `store`, in memory, calling `progress`
 /// after each.
 pub fn build_forest(
-    store: &VectorStore,
+    store: &mut VectorStore,
     options: BuildOptions,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Forest, BuildError> {
     check_options(&options)?;
+    store.arrange()?;
+    let store = &*store;
     let pool = pool(options.threads)?;
     // The build reads the item codes the file stores (see `codes`); hamming has none.
     let codes = pool.install(|| codes::encode(store))?;
@@ -405,7 +411,7 @@ fn section_lengths(
     graph: Option<&BuiltGraph>,
 ) -> Vec<u64> {
     let metric = store.metric();
-    section_plan(metric, graph.is_some())
+    section_plan(metric, graph.is_some(), store.id_map().is_some())
         .into_iter()
         .map(|kind| match kind {
             SectionKind::Items => store.row_bytes().len() as u64,
@@ -420,6 +426,7 @@ fn section_lengths(
                 trees.iter().map(|t| t.packed_ids.len() as u64).sum::<u64>() + 8
             }
             SectionKind::Graph => graph.map_or(0, BuiltGraph::section_len),
+            SectionKind::IdMap => store.id_map().map_or(0, |ids| ids.len() as u64 * 8),
             _ => 0,
         })
         .collect()
@@ -446,7 +453,7 @@ pub(crate) fn write_index<W: Write + Seek>(
         leaf_capacity: options.leaf_capacity,
         seed: options.seed,
     };
-    let plan = section_plan(metric, graph.is_some());
+    let plan = section_plan(metric, graph.is_some(), store.id_map().is_some());
     let mut w = IndexWriter::new(out, info, plan.len())?;
     let place = |w: &mut IndexWriter<W>, kind: SectionKind, bytes: Placed<'_>| match bytes {
         Placed::Write(bytes) => w.write_section(kind, bytes),
@@ -512,6 +519,12 @@ pub(crate) fn write_index<W: Write + Seek>(
                 section.write_pod(&[graph.header()])?;
                 section.write_pod(&graph.slots)?;
                 section.finish()?;
+            }
+            SectionKind::IdMap => {
+                let ids = store.id_map().ok_or_else(|| {
+                    BuildError::Internal("an id-map section without an id map".into())
+                })?;
+                w.write_section(kind, bytemuck::cast_slice(ids))?;
             }
             other => {
                 return Err(BuildError::Internal(format!(

@@ -1,10 +1,17 @@
-//! The vectors added before a build: rows indexed by item id, a bitmap of which ids were added,
-//! and (for angular and dot) each item's norm. Ids never added are holes: zero rows, bit clear.
+//! The vectors added before a build: one row per item, a bitmap of which rows hold an item,
+//! and (for angular and dot) each item's norm.
+//!
+//! Ids are any `u64`. While they stay dense (below 2^32 − 1, and at most about half the rows
+//! would be holes), row `i` is id `i` and ids never added are holes: zero rows, bit clear, as
+//! in Annoy. Past that the store keeps an id map: rows hold the items in the order their ids
+//! arrived, and [`VectorStore::arrange`] sorts them by id before a build. Memory and file size
+//! then grow with the number of items, never with the largest id.
 //!
 //! Rows live in memory, or (for on-disk builds, Annoy's `on_disk_build`) in a file mapping at
 //! the offset where the finished index will hold its items section, so the build never copies
 //! the vector data and never holds it in anonymous memory.
 
+use std::collections::HashMap;
 use std::fs::File;
 
 use copse_distance::Rows;
@@ -22,10 +29,33 @@ pub struct VectorStore {
     rows: RowBuffer,
     /// Norm of each row (angular and dot), `n_items`.
     norms: Vec<f32>,
-    /// Bit `id` set if `id` was added.
+    /// Bit `row` set if the row holds an item.
     present: Vec<u64>,
+    /// Rows.
     n_items: usize,
     n_present: usize,
+    ids: Ids,
+}
+
+/// How rows relate to ids.
+#[derive(Debug, Default)]
+enum Ids {
+    /// Row `i` is id `i`.
+    #[default]
+    Dense,
+    /// Row `i` holds id `ids[i]` (every row is present); `rows` finds an id's row.
+    Mapped {
+        ids: Vec<u64>,
+        rows: HashMap<u64, u32>,
+    },
+}
+
+/// Whether items whose largest id is `max_id` are stored densely (row = id) when `n_present`
+/// ids are present: ids below 2^32 − 1 (a row number is a u32, and `u32::MAX` marks an unused
+/// graph slot), and holes at most the present items plus 1024. Past that an id map costs less
+/// (8 bytes an item against a row and an item code a hole).
+pub fn dense_fits(max_id: u64, n_present: usize) -> bool {
+    max_id < u64::from(u32::MAX) && max_id < 2 * n_present as u64 + 1024
 }
 
 /// Where the rows live. Both forms are 8-byte aligned, so f32 and u64 rows cast in place.
@@ -131,6 +161,7 @@ impl VectorStore {
             present: Vec::new(),
             n_items: 0,
             n_present: 0,
+            ids: Ids::Dense,
         })
     }
 
@@ -206,7 +237,7 @@ impl VectorStore {
         self.dims
     }
 
-    /// Largest id added plus one.
+    /// Rows: the largest id added plus one, or with an id map the number of items.
     pub fn n_items(&self) -> usize {
         self.n_items
     }
@@ -216,16 +247,216 @@ impl VectorStore {
         self.n_present
     }
 
-    /// True if `id` was added.
-    pub fn is_present(&self, id: u32) -> bool {
-        let id = id as usize;
+    /// The largest id added, if any.
+    pub fn max_id(&self) -> Option<u64> {
+        match &self.ids {
+            Ids::Dense => {
+                let word = self.present.iter().rposition(|&w| w != 0)?;
+                let top = 63 - u64::from(self.present[word].leading_zeros());
+                Some(word as u64 * 64 + top)
+            }
+            Ids::Mapped { ids, .. } => ids.iter().copied().max(),
+        }
+    }
+
+    /// The id of each row, ascending, if the store keeps an id map (after [`VectorStore::arrange`];
+    /// `None` when row `i` is id `i`).
+    pub fn id_map(&self) -> Option<&[u64]> {
+        match &self.ids {
+            Ids::Dense => None,
+            Ids::Mapped { ids, .. } => Some(ids),
+        }
+    }
+
+    /// The row of item `id`, if it was added.
+    pub fn row_of(&self, id: u64) -> Option<u32> {
+        let row = match &self.ids {
+            Ids::Dense => u32::try_from(id).ok()?,
+            Ids::Mapped { rows, .. } => *rows.get(&id)?,
+        };
+        self.is_present(row).then_some(row)
+    }
+
+    /// True if row `row` holds an item.
+    pub fn is_present(&self, row: u32) -> bool {
+        let row = row as usize;
         self.present
-            .get(id / 64)
-            .is_some_and(|w| w >> (id % 64) & 1 == 1)
+            .get(row / 64)
+            .is_some_and(|w| w >> (row % 64) & 1 == 1)
+    }
+
+    /// The row for item `id`: its row if it was added, else a new one (growing the store, and
+    /// switching it to an id map when `id` would leave too many holes).
+    fn row_for(&mut self, id: u64) -> Result<u32, BuildError> {
+        if let Ids::Dense = self.ids {
+            if id < self.n_items as u64 {
+                return Ok(id as u32);
+            }
+            if dense_fits(id, self.n_present + 1) {
+                self.grow(id as u32)?;
+                return Ok(id as u32);
+            }
+            self.compact_to_map()?;
+        }
+        let next = self.n_items;
+        let Ids::Mapped { ids, rows } = &mut self.ids else {
+            return Err(BuildError::Internal("no id map".into()));
+        };
+        if let Some(&row) = rows.get(&id) {
+            return Ok(row);
+        }
+        let row = u32::try_from(next)
+            .ok()
+            .filter(|&row| row < u32::MAX)
+            .ok_or_else(|| BuildError::TooLarge(format!("{next} items (at most 2^32 - 1)")))?;
+        ids.try_reserve(1)
+            .and_then(|()| rows.try_reserve(1))
+            .map_err(|_| BuildError::OutOfMemory { id })?;
+        ids.push(id);
+        rows.insert(id, row);
+        self.grow(row).map_err(|e| match e {
+            BuildError::OutOfMemory { .. } => BuildError::OutOfMemory { id },
+            other => other,
+        })?;
+        Ok(row)
+    }
+
+    /// Switches a dense store to an id map: the present rows move down, in id order, over the
+    /// holes.
+    fn compact_to_map(&mut self) -> Result<(), BuildError> {
+        let present = self.present_ids();
+        let row_bytes = self.row_bytes_each();
+        let bytes = self.rows.bytes_mut();
+        for (to, &from) in present.iter().enumerate() {
+            let (from, to) = (from as usize * row_bytes, to * row_bytes);
+            if from != to {
+                bytes.copy_within(from..from + row_bytes, to);
+            }
+        }
+        let n = present.len();
+        bytes[n * row_bytes..self.n_items * row_bytes].fill(0);
+        if self.metric.stores_norms() {
+            for (to, &from) in present.iter().enumerate() {
+                self.norms[to] = self.norms[from as usize];
+            }
+            self.norms.truncate(n);
+        }
+        self.set_all_present(n);
+        let rows = present
+            .iter()
+            .enumerate()
+            .map(|(row, &id)| (u64::from(id), row as u32));
+        self.ids = Ids::Mapped {
+            ids: present.iter().map(|&id| u64::from(id)).collect(),
+            rows: rows.collect(),
+        };
+        Ok(())
+    }
+
+    /// `n` rows, every one present.
+    fn set_all_present(&mut self, n: usize) {
+        self.present.clear();
+        self.present.resize(n.div_ceil(64), u64::MAX);
+        if !n.is_multiple_of(64) {
+            self.present[n / 64] = (1u64 << (n % 64)) - 1;
+        }
+        self.n_items = n;
+        self.n_present = n;
+    }
+
+    /// Bytes per row.
+    fn row_bytes_each(&self) -> usize {
+        self.row_len * self.metric.element().size()
+    }
+
+    /// Puts the rows in the order a file stores them, before a build: with an id map, sorted by
+    /// id; and if the ids turn out dense after all (say they were added in descending order),
+    /// row `i` as id `i` again, without a map. The same items give the same rows, whatever
+    /// the order they were added in.
+    pub fn arrange(&mut self) -> Result<(), BuildError> {
+        let Ids::Mapped { ids, .. } = &self.ids else {
+            return Ok(());
+        };
+        let n = ids.len();
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_unstable_by_key(|&row| ids[row as usize]);
+        let sorted: Vec<u64> = order.iter().map(|&row| ids[row as usize]).collect();
+        let Some(&max_id) = sorted.last() else {
+            self.ids = Ids::Dense;
+            self.set_all_present(0);
+            return Ok(());
+        };
+        // Where each row goes.
+        let mut target = vec![0usize; n];
+        if dense_fits(max_id, n) {
+            for (row, &id) in ids.iter().enumerate() {
+                target[row] = id as usize;
+            }
+            let len = max_id as usize + 1;
+            self.grow(max_id as u32)?;
+            self.permute_rows(&target, len);
+            self.present.fill(0);
+            for &id in &sorted {
+                self.present[id as usize / 64] |= 1 << (id % 64);
+            }
+            self.n_present = n;
+            self.ids = Ids::Dense;
+        } else {
+            for (k, &row) in order.iter().enumerate() {
+                target[row as usize] = k;
+            }
+            self.permute_rows(&target, n);
+            let rows = sorted.iter().enumerate().map(|(row, &id)| (id, row as u32));
+            self.ids = Ids::Mapped {
+                rows: rows.collect(),
+                ids: sorted,
+            };
+        }
+        Ok(())
+    }
+
+    /// Moves row `r` to row `target[r]` for the first `target.len()` rows, in place, over `len`
+    /// rows (the rest are zero rows, which fill the places no row moves to).
+    fn permute_rows(&mut self, target: &[usize], len: usize) {
+        let row_bytes = self.row_bytes_each();
+        // A whole permutation of `0..len`: the zero rows go to the places left over.
+        let mut to = Vec::with_capacity(len);
+        to.extend_from_slice(target);
+        let mut taken = vec![false; len];
+        for &t in target {
+            taken[t] = true;
+        }
+        to.extend((0..len).filter(|&t| !taken[t]));
+        let bytes = &mut self.rows.bytes_mut()[..len * row_bytes];
+        let mut carry = vec![0u8; row_bytes];
+        let mut done = vec![false; len];
+        for start in 0..len {
+            if done[start] || to[start] == start {
+                continue;
+            }
+            carry.copy_from_slice(&bytes[start * row_bytes..][..row_bytes]);
+            let mut at = start;
+            loop {
+                done[at] = true;
+                let next = to[at];
+                carry.swap_with_slice(&mut bytes[next * row_bytes..][..row_bytes]);
+                at = next;
+                if at == start {
+                    break;
+                }
+            }
+        }
+        if self.metric.stores_norms() {
+            let mut norms = vec![0.0f32; len];
+            for (row, &t) in target.iter().enumerate() {
+                norms[t] = self.norms[row];
+            }
+            self.norms = norms;
+        }
     }
 
     /// Adds (or replaces) item `id`. For hamming, values above 0.5 are set bits, as in Annoy.
-    pub fn add(&mut self, id: u32, vector: &[f32]) -> Result<(), BuildError> {
+    pub fn add(&mut self, id: u64, vector: &[f32]) -> Result<(), BuildError> {
         if vector.len() != self.dims {
             return Err(BuildError::WrongDimensions {
                 expected: self.dims,
@@ -241,18 +472,25 @@ impl VectorStore {
         }
         match self.metric.element() {
             Element::F32 => {
-                self.grow(id)?;
-                let (row, len) = (id as usize * self.row_len, self.row_len);
-                self.floats_mut()[row..row + len].copy_from_slice(vector);
-                if self.metric.stores_norms() {
+                // Checked before a row is taken, so a refused vector leaves no trace.
+                let norm = if self.metric.stores_norms() {
                     // Fixed order: the same norm on every CPU, and the one queries compute.
                     let squared = copse_distance::fixed::norm_squared(vector)?;
                     // f32 overflow of the squared norm (|v| near 1e19) is reported, not stored.
                     if !squared.is_finite() {
                         return Err(BuildError::NormOverflow { id });
                     }
-                    self.norms[id as usize] = copse_distance::fixed::norm_of_squared(squared);
+                    Some(copse_distance::fixed::norm_of_squared(squared))
+                } else {
+                    None
+                };
+                let row = self.row_for(id)?;
+                let (at, len) = (row as usize * self.row_len, self.row_len);
+                self.floats_mut()[at..at + len].copy_from_slice(vector);
+                if let Some(norm) = norm {
+                    self.norms[row as usize] = norm;
                 }
+                self.mark_present(row);
             }
             Element::Bits => {
                 let mut words = vec![0u64; self.row_len];
@@ -261,18 +499,24 @@ impl VectorStore {
                         words[i / 64] |= 1 << (i % 64);
                     }
                 }
-                self.grow(id)?;
-                let (row, len) = (id as usize * self.row_len, self.row_len);
-                self.words_mut()[row..row + len].copy_from_slice(&words);
+                self.put_words(id, &words)?;
             }
         }
-        self.mark_present(id);
+        Ok(())
+    }
+
+    /// Stores hamming item `id`'s words in its row.
+    fn put_words(&mut self, id: u64, words: &[u64]) -> Result<(), BuildError> {
+        let row = self.row_for(id)?;
+        let (at, len) = (row as usize * self.row_len, self.row_len);
+        self.words_mut()[at..at + len].copy_from_slice(words);
+        self.mark_present(row);
         Ok(())
     }
 
     /// Adds (or replaces) hamming item `id` from packed words (bit `i` of the vector is bit
     /// `i % 64` of word `i / 64`). Bits at or beyond `dims` must be zero.
-    pub fn add_bits(&mut self, id: u32, words: &[u64]) -> Result<(), BuildError> {
+    pub fn add_bits(&mut self, id: u64, words: &[u64]) -> Result<(), BuildError> {
         if self.metric != Metric::Hamming {
             return Err(BuildError::BitsForFloatMetric(self.metric));
         }
@@ -289,29 +533,25 @@ impl VectorStore {
                 dims: self.dims,
             });
         }
-        self.grow(id)?;
-        let (row, len) = (id as usize * self.row_len, self.row_len);
-        self.words_mut()[row..row + len].copy_from_slice(words);
-        self.mark_present(id);
-        Ok(())
+        self.put_words(id, words)
     }
 
-    fn mark_present(&mut self, id: u32) {
-        let (word, bit) = (id as usize / 64, id as usize % 64);
+    fn mark_present(&mut self, row: u32) {
+        let (word, bit) = (row as usize / 64, row as usize % 64);
         if self.present[word] >> bit & 1 == 0 {
             self.present[word] |= 1 << bit;
             self.n_present += 1;
         }
     }
 
-    /// Makes room for ids up to `id`, with zero rows for the holes. Allocation failure is an
-    /// error, not an abort.
-    fn grow(&mut self, id: u32) -> Result<(), BuildError> {
-        let n = id as usize + 1;
+    /// Makes room for rows up to `row`, zero rows where new. Allocation failure is an error,
+    /// not an abort.
+    fn grow(&mut self, row: u32) -> Result<(), BuildError> {
+        let n = row as usize + 1;
         if n <= self.n_items {
             return Ok(());
         }
-        let too_large = || BuildError::OutOfMemory { id };
+        let too_large = || BuildError::OutOfMemory { id: row.into() };
         let bytes = n
             .checked_mul(self.row_len)
             .and_then(|cells| cells.checked_mul(self.metric.element().size()))
@@ -376,7 +616,7 @@ impl VectorStore {
         &self.present
     }
 
-    /// The ids that were added, ascending.
+    /// The rows that hold items, ascending.
     pub fn present_ids(&self) -> Vec<u32> {
         let mut ids = Vec::with_capacity(self.n_present);
         for (w, &word) in self.present.iter().enumerate() {
@@ -389,14 +629,14 @@ impl VectorStore {
         ids
     }
 
-    /// The f32 row of `id`, if in range.
-    pub fn row(&self, id: u32) -> Option<&[f32]> {
-        self.rows().row(id as usize)
+    /// The f32 vector in row `row`, if in range.
+    pub fn row(&self, row: u32) -> Option<&[f32]> {
+        self.rows().row(row as usize)
     }
 
-    /// The packed row of `id`, if in range.
-    pub fn bits(&self, id: u32) -> Option<&[u64]> {
-        let start = (id as usize).checked_mul(self.row_len)?;
+    /// The packed vector in row `row`, if in range.
+    pub fn bits(&self, row: u32) -> Option<&[u64]> {
+        let start = (row as usize).checked_mul(self.row_len)?;
         self.words().get(start..start + self.row_len)
     }
 }

@@ -136,7 +136,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             total += truth.len();
             hits += neighbors
                 .iter()
-                .filter(|n| truth.contains(&i64::from(n.id)))
+                .filter(|n| i64::try_from(n.id).is_ok_and(|id| truth.contains(&id)))
                 .count();
         }
         let recall = if total == 0 {

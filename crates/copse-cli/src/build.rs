@@ -217,15 +217,8 @@ pub fn run(args: &BuildArgs) -> Result<()> {
     let (mut row, mut label) = (Vec::with_capacity(dims), String::new());
     let mut id: u64 = 0;
     while reader.next(&mut row, &mut label)? {
-        let item = u32::try_from(id).map_err(|_| {
-            anyhow!(
-                "{}: more than {} vectors; ids are 32-bit",
-                args.input.display(),
-                u32::MAX
-            )
-        })?;
         builder
-            .add_item(item, &row)
+            .add_item(id, &row)
             .map_err(|e| anyhow!("{}: {}: {e}", args.input.display(), reader.position()))?;
         if collect_labels && let Some(names) = names.as_mut() {
             names.push(std::mem::take(&mut label));

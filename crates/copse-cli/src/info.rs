@@ -187,7 +187,7 @@ fn walk_all(index: &Index) -> Result<u64, Coded> {
         code: Code::Corrupt,
         message,
     };
-    let Some(first) = (0..info.n_items).find(|&id| index.contains(id)) else {
+    let Some(first) = index.ids().next() else {
         return Ok(0);
     };
     let n = usize::try_from(info.n_present)
@@ -198,23 +198,20 @@ fn walk_all(index: &Index) -> Result<u64, Coded> {
             code: verify_code(&e),
             message: format!("walking the trees: {e}"),
         })?;
-    let mut seen = vec![false; usize::try_from(info.n_items).unwrap_or(0)];
+    let mut seen = std::collections::HashSet::with_capacity(found.len());
     for neighbor in &found {
-        let id = neighbor.id as usize;
-        if !index.contains(neighbor.id.into()) {
+        let id = neighbor.id;
+        if !index.contains(id) {
             return Err(corrupt(format!(
                 "a tree holds item {id}, which is not present"
             )));
         }
-        match seen.get_mut(id) {
-            Some(s) if !*s => *s = true,
-            _ => return Err(corrupt(format!("item {id} was returned twice"))),
+        if !seen.insert(id) {
+            return Err(corrupt(format!("item {id} was returned twice")));
         }
     }
     if found.len() as u64 != info.n_present {
-        let missing = (0..info.n_items)
-            .find(|&id| index.contains(id) && !seen.get(id as usize).copied().unwrap_or(false))
-            .unwrap_or(0);
+        let missing = index.ids().find(|id| !seen.contains(id)).unwrap_or(0);
         return Err(corrupt(format!(
             "the trees reach {} of {} present items (item {missing} is missing)",
             found.len(),

@@ -96,7 +96,10 @@ impl Labels {
     }
 
     /// The label of item `id`.
-    pub fn name(&self, id: u32) -> &str {
-        self.names.get(id as usize).map_or("", String::as_str)
+    pub fn name(&self, id: u64) -> &str {
+        usize::try_from(id)
+            .ok()
+            .and_then(|id| self.names.get(id))
+            .map_or("", String::as_str)
     }
 }

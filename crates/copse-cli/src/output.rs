@@ -151,16 +151,28 @@ pub fn npy_paths(prefix: &Path) -> (PathBuf, PathBuf) {
     (with(".ids.npy"), with(".distances.npy"))
 }
 
-/// Writes the results as two `(queries, k)` arrays, padded with -1 / NaN.
+/// Writes the results as two `(queries, k)` arrays, padded with -1 / NaN: ids as int64, or
+/// as uint64 (padded with 2^64 - 1) when an id is past int64's range.
 pub fn write_npy(prefix: &Path, results: &[QueryResult], k: usize) -> Result<()> {
-    let mut ids = vec![-1i64; results.len() * k];
+    let mut ids = vec![u64::MAX; results.len() * k];
     let mut distances = vec![f32::NAN; results.len() * k];
     for (q, result) in results.iter().enumerate() {
         for (j, n) in result.neighbors.iter().take(k).enumerate() {
-            ids[q * k + j] = i64::from(n.id);
+            ids[q * k + j] = n.id;
             distances[q * k + j] = n.distance;
         }
     }
+    let signed: Option<Vec<i64>> = ids
+        .iter()
+        .zip(&distances)
+        .map(|(&id, d)| {
+            if d.is_nan() {
+                Some(-1)
+            } else {
+                i64::try_from(id).ok()
+            }
+        })
+        .collect();
     let (ids_path, distances_path) = npy_paths(prefix);
     let write = |path: &Path, f: &dyn Fn(&mut BufWriter<File>) -> std::io::Result<()>| {
         let fail = |e: std::io::Error| anyhow!("{}: {e}", path.display());
@@ -168,7 +180,10 @@ pub fn write_npy(prefix: &Path, results: &[QueryResult], k: usize) -> Result<()>
         f(&mut out).map_err(fail)?;
         out.flush().map_err(fail)
     };
-    write(&ids_path, &|out| npy::write(out, results.len(), k, &ids))?;
+    write(&ids_path, &|out| match &signed {
+        Some(signed) => npy::write(out, results.len(), k, signed),
+        None => npy::write(out, results.len(), k, &ids),
+    })?;
     write(&distances_path, &|out| {
         npy::write(out, results.len(), k, &distances)
     })?;

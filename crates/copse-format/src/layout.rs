@@ -8,8 +8,12 @@ use crate::{Element, FormatError, Metric};
 
 /// First bytes of every copse index.
 pub const MAGIC: [u8; 8] = *b"COPSEIDX";
-/// The version this build writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest version this build writes: 2 for a file with an [`SectionKind::IdMap`] (so
+/// that readers older than the id map refuse it instead of returning row numbers as ids), 1
+/// for every other file.
+pub const FORMAT_VERSION: u32 = 2;
+/// The version of a file without an id map: dense ids, readable by every copse release.
+pub const DENSE_VERSION: u32 = 1;
 /// The oldest version this build reads.
 pub const OLDEST_VERSION: u32 = 1;
 /// Every section starts at a multiple of this many bytes.
@@ -37,7 +41,7 @@ pub struct Header {
     pub dims: u32,
     /// Stored elements per item row.
     pub row_len: u32,
-    /// Largest item id plus one.
+    /// Item rows: the largest id plus one, or with an id map the number of items.
     pub n_items: u64,
     /// Number of ids that were added (the rest are holes).
     pub n_present: u64,
@@ -106,13 +110,17 @@ pub enum SectionKind {
     /// [`GraphHeader::degree`] neighbour ids (u32), used slots first, unused ones
     /// [`EMPTY_SLOT`]. Optional: a file without it is searched through its trees alone.
     Graph,
+    /// The ids of sparse or 64-bit items: row `i` holds the item whose id is `ids[i]` (u64,
+    /// strictly ascending), and `n_present = n_items` (no holes). Without it, row `i` is id
+    /// `i`. Only in format version 2.
+    IdMap,
     /// A kind this reader does not know (skipped).
     Unknown(u32),
 }
 
 impl SectionKind {
     /// Every kind this version writes, in file order.
-    pub const KNOWN: [SectionKind; 10] = [
+    pub const KNOWN: [SectionKind; 11] = [
         SectionKind::Items,
         SectionKind::Norms,
         SectionKind::Present,
@@ -123,6 +131,7 @@ impl SectionKind {
         SectionKind::ItemCodes,
         SectionKind::AnnoyNodes,
         SectionKind::Graph,
+        SectionKind::IdMap,
     ];
 
     /// The code the section table stores.
@@ -138,6 +147,7 @@ impl SectionKind {
             SectionKind::ItemCodes => 9,
             SectionKind::AnnoyNodes => 10,
             SectionKind::Graph => 11,
+            SectionKind::IdMap => 12,
             SectionKind::Unknown(code) => code,
         }
     }
@@ -163,6 +173,7 @@ impl SectionKind {
             SectionKind::ItemCodes => "item-codes",
             SectionKind::AnnoyNodes => "annoy-nodes",
             SectionKind::Graph => "graph",
+            SectionKind::IdMap => "id-map",
             SectionKind::Unknown(_) => "unknown",
         }
     }
@@ -307,13 +318,14 @@ pub fn packed_ids_len(n_ids: u64, id_bits: u32) -> Option<u64> {
 /// The logical header: what the writer is told and the reader reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexInfo {
-    /// Format version of the file (the writer always writes [`FORMAT_VERSION`]).
+    /// Format version of the file (the writer writes [`FORMAT_VERSION`] for a file with an id
+    /// map, [`DENSE_VERSION`] otherwise, whatever this says).
     pub version: u32,
     /// Metric.
     pub metric: Metric,
     /// Dimensions as the user sees them (bits, for hamming).
     pub dims: usize,
-    /// Largest item id plus one.
+    /// Item rows: the largest item id plus one, or with an id map the number of items.
     pub n_items: u64,
     /// Number of ids that were added.
     pub n_present: u64,

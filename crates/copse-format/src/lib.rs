@@ -26,9 +26,9 @@ mod writer;
 pub use encode::{encode_item_code, pack_ids, unpack_ids};
 pub use error::FormatError;
 pub use layout::{
-    EMPTY_SLOT, FORMAT_VERSION, GraphHeader, Header, IndexInfo, LEAF_FLAG, MAGIC, MAX_DEGREE,
-    NodeRef, OLDEST_VERSION, SECTION_ALIGN, SectionEntry, SectionKind, SplitNode, TreeEntry,
-    item_code_stride, packed_ids_len, split_stride,
+    DENSE_VERSION, EMPTY_SLOT, FORMAT_VERSION, GraphHeader, Header, IndexInfo, LEAF_FLAG, MAGIC,
+    MAX_DEGREE, NodeRef, OLDEST_VERSION, SECTION_ALIGN, SectionEntry, SectionKind, SplitNode,
+    TreeEntry, item_code_stride, packed_ids_len, split_stride,
 };
 pub use metric::{Element, Metric};
 pub use reader::{Graph, IndexFile, ItemCodes, ItemRows, LeafIds, LeafIdsIter, View};

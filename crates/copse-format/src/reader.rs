@@ -42,6 +42,7 @@ struct Sections {
     /// The graph's slots (after its header), and its header.
     graph: Range<usize>,
     graph_header: GraphHeader,
+    id_map: Range<usize>,
 }
 
 impl<B: AsRef<[u8]>> IndexFile<B> {
@@ -86,9 +87,9 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
     /// graph's header records.
     pub fn verify(&self) -> Result<(), FormatError> {
         self.verify_checksums()?;
-        check_graph(&self.view().graph, |id| {
-            self.view().is_present(u64::from(id))
-        })
+        let view = self.view();
+        check_id_map(view.ids)?;
+        check_graph(&view.graph, |row| view.is_present(u64::from(row)))
     }
 
     fn verify_checksums(&self) -> Result<(), FormatError> {
@@ -148,6 +149,7 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
                 degree: s.graph_header.degree as usize,
                 n_edges: s.graph_header.n_edges,
             },
+            ids: cast(data, &s.id_map),
         }
     }
 }
@@ -183,6 +185,18 @@ impl<'a> Graph<'a> {
     pub fn slots(&self, id: u32) -> Option<&'a [u32]> {
         let start = (id as usize).checked_mul(self.degree)?;
         self.slots.get(start..start.checked_add(self.degree)?)
+    }
+}
+
+/// Checks that an id map is strictly ascending (see [`IndexFile::verify`]); lookups by id
+/// binary-search it.
+fn check_id_map(ids: &[u64]) -> Result<(), FormatError> {
+    match ids.windows(2).position(|pair| pair[0] >= pair[1]) {
+        None => Ok(()),
+        Some(row) => Err(FormatError::BadSection {
+            kind: SectionKind::IdMap,
+            problem: format!("is not ascending at row {}", row + 1),
+        }),
     }
 }
 
@@ -290,6 +304,9 @@ pub struct View<'a> {
     pub annoy_nodes: &'a [u8],
     /// The proximity graph (empty if the file has none).
     pub graph: Graph<'a>,
+    /// The user id of each row, ascending (empty when row `i` is id `i`). Everything inside
+    /// the file (trees, graph, the searches) works on rows; ids are for the caller.
+    pub ids: &'a [u64],
 }
 
 /// The quantized items of [`SectionKind::ItemCodes`].
@@ -407,7 +424,38 @@ impl Iterator for LeafIdsIter<'_> {
 impl ExactSizeIterator for LeafIdsIter<'_> {}
 
 impl<'a> View<'a> {
-    /// True if `id` was added (false for holes and ids out of range).
+    /// The id of the item in `row` (what a caller sees).
+    #[inline]
+    pub fn id_of(&self, row: u32) -> u64 {
+        match self.ids.get(row as usize) {
+            Some(&id) => id,
+            None => u64::from(row),
+        }
+    }
+
+    /// The row of item `id`, if `id` was added.
+    #[inline]
+    pub fn row_of(&self, id: u64) -> Option<u32> {
+        let row = if self.ids.is_empty() {
+            u32::try_from(id).ok()?
+        } else {
+            // On a corrupt (unsorted) map the search may miss, never fail.
+            u32::try_from(self.ids.binary_search(&id).ok()?).ok()?
+        };
+        self.is_present(u64::from(row)).then_some(row)
+    }
+
+    /// The largest id added, if any: the id map's last entry, or the last present row.
+    pub fn max_id(&self) -> Option<u64> {
+        if let Some(&last) = self.ids.last() {
+            return Some(last);
+        }
+        let word = self.present.iter().rposition(|&w| w != 0)?;
+        Some(word as u64 * 64 + 63 - u64::from(self.present[word].leading_zeros()))
+    }
+
+    /// True if row `id` holds an added item (false for holes and rows out of range). Rows
+    /// are ids unless the file has an id map ([`View::row_of`]).
     #[inline]
     pub fn is_present(&self, id: u64) -> bool {
         let Ok(id) = usize::try_from(id) else {
@@ -697,6 +745,25 @@ fn locate_sections(
         None => (0..0, GraphHeader::default()),
         Some(range) => locate_graph(info, data, range)?,
     };
+    let id_map = match take(SectionKind::IdMap) {
+        None => 0..0,
+        Some(range) => {
+            let bad = |problem: String| FormatError::BadSection {
+                kind: SectionKind::IdMap,
+                problem,
+            };
+            if info.version < 2 {
+                return Err(bad(format!("is in a version {} file", info.version)));
+            }
+            if info.n_present != info.n_items {
+                return Err(bad(format!(
+                    "is in a file with {} holes",
+                    info.n_items - info.n_present
+                )));
+            }
+            sized(SectionKind::IdMap, range, info.n_items.checked_mul(8))?
+        }
+    };
     let item_codes = if info.metric.stores_codes() {
         sized(
             SectionKind::ItemCodes,
@@ -719,6 +786,7 @@ fn locate_sections(
         annoy_nodes: 0..0,
         graph,
         graph_header,
+        id_map,
     })
 }
 

@@ -6,7 +6,7 @@ use std::io::{Seek, SeekFrom, Write};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::layout::{FORMAT_VERSION, Header, MAGIC, SECTION_ALIGN, SectionEntry};
+use crate::layout::{DENSE_VERSION, FORMAT_VERSION, Header, MAGIC, SECTION_ALIGN, SectionEntry};
 use crate::{FormatError, IndexInfo, SectionKind};
 
 /// Writes one index file. Call [`IndexWriter::section`] (or [`IndexWriter::write_section`]) once
@@ -177,7 +177,11 @@ fn encode_header(
     let header_len = header_len(table.len())?;
     let header = Header {
         magic: MAGIC,
-        version: FORMAT_VERSION,
+        version: if table.iter().any(|e| e.kind == SectionKind::IdMap.code()) {
+            FORMAT_VERSION
+        } else {
+            DENSE_VERSION
+        },
         header_len: header_len as u32,
         file_len,
         metric: info.metric.code(),

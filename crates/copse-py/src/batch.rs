@@ -65,12 +65,15 @@ pub(crate) struct RowError {
     pub(crate) error: Error,
 }
 
-/// One query's work: its row number, its result slots (ids, distances) and its vector.
-type Slot<'a> = (usize, ((&'a mut [i64], &'a mut [f32]), &'a [f32]));
+/// The id of a slot no item filled (its distance is NaN).
+pub(crate) const UNFILLED: u64 = u64::MAX;
 
-/// The result buffers for `queries` rows of `n` slots: ids -1 and distances NaN. `n` comes from
+/// One query's work: its row number, its result slots (ids, distances) and its vector.
+type Slot<'a> = (usize, ((&'a mut [u64], &'a mut [f32]), &'a [f32]));
+
+/// The result buffers for `queries` rows of `n` slots: ids [`UNFILLED`] and distances NaN. `n` comes from
 /// the caller, so running out of memory is a `MemoryError`, not an abort.
-pub(crate) fn result_buffers(queries: usize, n: usize) -> Result<(Vec<i64>, Vec<f32>), PyErr> {
+pub(crate) fn result_buffers(queries: usize, n: usize) -> Result<(Vec<u64>, Vec<f32>), PyErr> {
     let too_large = || {
         PyMemoryError::new_err(format!(
             "cannot allocate the results of {queries} queries of {n} neighbours"
@@ -79,7 +82,7 @@ pub(crate) fn result_buffers(queries: usize, n: usize) -> Result<(Vec<i64>, Vec<
     let slots = queries.checked_mul(n).ok_or_else(too_large)?;
     let mut ids = Vec::new();
     ids.try_reserve_exact(slots).map_err(|_| too_large())?;
-    ids.resize(slots, -1i64);
+    ids.resize(slots, UNFILLED);
     let mut distances = Vec::new();
     distances
         .try_reserve_exact(slots)
@@ -97,7 +100,7 @@ pub(crate) fn search(
     n: usize,
     search_k: Option<usize>,
     threads: &Threads,
-    (ids, distances): (&mut [i64], &mut [f32]),
+    (ids, distances): (&mut [u64], &mut [f32]),
 ) -> Result<(), RowError> {
     if n == 0 || dims == 0 {
         // Nothing to fill (and chunks of zero would be meaningless).
@@ -108,7 +111,7 @@ pub(crate) fn search(
             .nns_by_vector_into(query, n, search_k, buffer)
             .map_err(|error| RowError { row, error })?;
         for ((id, distance), found) in ids.iter_mut().zip(distances.iter_mut()).zip(&*buffer) {
-            *id = i64::from(found.id);
+            *id = found.id;
             *distance = found.distance;
         }
         Ok::<(), RowError>(())

@@ -13,31 +13,37 @@ use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTypeError, PyValueError}
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyList, PyTuple};
 
-/// The largest item id the builder stores (ids are `u32`).
-pub(crate) const MAX_ID: u64 = u32::MAX as u64;
-
-/// An item id from a Python integer: negative ids are an `IndexError` (as in Annoy), ids past
-/// [`MAX_ID`] an `OverflowError`, anything but an integer a `TypeError`.
+/// An item id from a Python integer, any in `[0, 2^64)`: negative ids are an `IndexError` (as
+/// in Annoy), ids from 2^64 on an `OverflowError`, anything but an integer a `TypeError`.
 pub(crate) fn item_id(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
-    let id: i64 = obj.extract()?;
-    if id < 0 {
-        return Err(PyIndexError::new_err(format!(
-            "Item index can not be negative (got {id})"
-        )));
+    match obj.extract::<u64>() {
+        Ok(id) => Ok(id),
+        // Not a u64: say whether it is negative, too large, or not an integer at all.
+        Err(not_u64) => match obj.extract::<i128>() {
+            Ok(id) if id < 0 => Err(negative(id)),
+            Ok(id) => Err(too_large(id)),
+            Err(_) if obj.is_instance_of::<PyInt>() => {
+                let negative = obj.lt(0)?;
+                let text = obj.str()?.to_string();
+                Err(if negative {
+                    PyIndexError::new_err(format!("Item index can not be negative (got {text})"))
+                } else {
+                    too_large(text)
+                })
+            }
+            Err(_) => Err(not_u64),
+        },
     }
-    // Lossless: `id` is non-negative.
-    let id = id.unsigned_abs();
-    Ok(id)
 }
 
-/// An id for `add_item`, which must also fit the builder's `u32` ids.
-pub(crate) fn new_item_id(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
-    let id = item_id(obj)?;
-    u32::try_from(id).map_err(|_| {
-        PyOverflowError::new_err(format!(
-            "item id {id} is too large: ids go from 0 to {MAX_ID}"
-        ))
-    })
+fn negative(id: impl std::fmt::Display) -> PyErr {
+    PyIndexError::new_err(format!("Item index can not be negative (got {id})"))
+}
+
+fn too_large(id: impl std::fmt::Display) -> PyErr {
+    PyOverflowError::new_err(format!(
+        "item id {id} is too large: ids go from 0 to 2**64 - 1"
+    ))
 }
 
 /// A result count `n` (non-negative).
@@ -272,8 +278,8 @@ pub(crate) fn matrix<'py>(
     Ok(array.try_readonly()?)
 }
 
-/// Item ids for `add_items`: a 1-D sequence or array of non-negative integers.
-pub(crate) fn id_list(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+/// Item ids for `add_items`: a 1-D sequence or array of integers in `[0, 2^64)`.
+pub(crate) fn id_list(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
     let py = obj.py();
     let numpy = py.import("numpy")?;
     let array = numpy.call_method1("asarray", (obj,))?;
@@ -285,6 +291,12 @@ pub(crate) fn id_list(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
         )));
     }
     let kind = untyped.dtype().kind();
+    let is_array = obj.is_instance_of::<PyUntypedArray>();
+    if kind == b'O' || (kind == b'f' && !is_array) {
+        // A list with ints beyond int64 (numpy makes it objects, or floats when some are
+        // beyond uint64 too): each converted as `add_item` converts it.
+        return obj.try_iter()?.map(|id| item_id(&id?)).collect();
+    }
     if !matches!(kind, b'i' | b'u') && untyped.len() > 0 {
         return Err(PyTypeError::new_err(format!(
             "ids must be integers, not {}",
@@ -295,24 +307,17 @@ pub(crate) fn id_list(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
                 .unwrap_or_default()
         )));
     }
+    if kind == b'u' {
+        let as_u64 = numpy.call_method1("ascontiguousarray", (array, "uint64"))?;
+        let as_u64 = as_u64.cast_into::<PyArray1<u64>>()?;
+        return Ok(as_u64.try_readonly()?.as_array().to_vec());
+    }
     let as_i64 = numpy.call_method1("ascontiguousarray", (array, "int64"))?;
     let as_i64 = as_i64.cast_into::<PyArray1<i64>>()?;
     let readonly = as_i64.try_readonly()?;
     readonly
         .as_array()
         .iter()
-        .map(|&id| {
-            if id < 0 {
-                Err(PyIndexError::new_err(format!(
-                    "Item index can not be negative (got {id})"
-                )))
-            } else {
-                u32::try_from(id).map_err(|_| {
-                    PyOverflowError::new_err(format!(
-                        "item id {id} is too large: ids go from 0 to {MAX_ID}"
-                    ))
-                })
-            }
-        })
+        .map(|&id| u64::try_from(id).map_err(|_| negative(id)))
         .collect()
 }

@@ -26,14 +26,44 @@ use crate::batch::{self, Threads};
 use crate::convert;
 use crate::errors::{self, to_py};
 
+/// What `get_n_items()` and `len()` report.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    /// The largest id added.
+    max_id: Option<u64>,
+    /// Items added.
+    len: u64,
+}
+
+impl Counts {
+    fn of_builder(builder: &IndexBuilder) -> Counts {
+        Counts {
+            max_id: builder.max_id(),
+            len: builder.len() as u64,
+        }
+    }
+
+    fn of_index(index: &Index) -> Counts {
+        Counts {
+            max_id: index.max_id(),
+            len: index.len(),
+        }
+    }
+
+    /// Annoy's item count: the largest id plus one (2^64 for id 2^64 - 1).
+    fn n_items(&self) -> u128 {
+        self.max_id.map_or(0, |id| u128::from(id) + 1)
+    }
+}
+
 /// What the index holds.
 enum Phase {
     /// Collecting items; not queryable yet.
     Adding(IndexBuilder),
     /// A build is running in another thread (the builder is with it).
     Building {
-        /// The builder's item count when the build started.
-        n_items: u64,
+        /// The builder's counts when the build started.
+        counts: Counts,
     },
     /// Built in memory; the builder is kept so `unbuild()` can add items and build again.
     Built {
@@ -247,26 +277,26 @@ impl AnnoyIndex {
             .seed(seed))
     }
 
-    /// The item count and, if the index is queryable, the index.
-    fn snapshot(&self) -> (u64, Option<Arc<Index>>) {
+    /// The item counts and, if the index is queryable, the index.
+    fn snapshot(&self) -> (Counts, Option<Arc<Index>>) {
         match &self.lock().phase {
-            Phase::Adding(builder) => (builder.n_items() as u64, None),
-            Phase::Building { n_items } => (*n_items, None),
+            Phase::Adding(builder) => (Counts::of_builder(builder), None),
+            Phase::Building { counts } => (*counts, None),
             Phase::Built { index, .. } | Phase::Loaded { index, .. } => {
-                (index.n_items(), Some(Arc::clone(index)))
+                (Counts::of_index(index), Some(Arc::clone(index)))
             }
         }
     }
 
     /// The queryable index, after checking `id` is in range (as Annoy does first).
     fn index_for_item(&self, id: u64) -> PyResult<Arc<Index>> {
-        let (n_items, index) = self.snapshot();
-        if id >= n_items {
+        let (counts, index) = self.snapshot();
+        if counts.max_id.is_none_or(|max| id > max) {
             return Err(PyIndexError::new_err(format!(
                 "Item index larger than the largest item index: item {id}, and the index has {}",
-                match n_items {
-                    0 => "no items".to_string(),
-                    n => format!("ids 0 to {}", n - 1),
+                match counts.max_id {
+                    None => "no items".to_string(),
+                    Some(max) => format!("ids 0 to {max}"),
                 }
             )));
         }
@@ -337,7 +367,7 @@ impl AnnoyIndex {
 
     /// Adds item `i` (a non-negative integer) with vector `vector`.
     fn add_item(&self, i: &Bound<'_, PyAny>, vector: &Bound<'_, PyAny>) -> PyResult<()> {
-        let id = convert::new_item_id(i)?;
+        let id = convert::item_id(i)?;
         let vector = convert::vector(vector, self.f)?;
         let mut state = self.lock();
         match &mut state.phase {
@@ -413,23 +443,23 @@ impl AnnoyIndex {
         let ids = match given {
             Some(ids) => ids,
             None => {
-                let first = builder.n_items() as u64;
-                let last = first + rows as u64;
-                if rows > 0 && last - 1 > convert::MAX_ID {
+                let first = builder.max_id().map_or(0, |id| u128::from(id) + 1);
+                let last = first + rows as u128;
+                if rows > 0 && last - 1 > u128::from(u64::MAX) {
                     return Err(PyOverflowError::new_err(format!(
-                        "ids {first} to {} do not fit: ids go from 0 to {}",
+                        "ids {first} to {} do not fit: ids go from 0 to 2**64 - 1",
                         last - 1,
-                        convert::MAX_ID
                     )));
                 }
                 // In range: checked just above.
-                (first..last).map(|id| id as u32).collect()
+                (first..last).map(|id| id as u64).collect()
             }
         };
         let rows: Vec<&[f32]> = values.chunks(self.f).collect();
-        // The largest id first: only it grows the store, so running out of memory (a huge id)
-        // fails before any row is added. It is added again in its turn, so that of repeated
-        // ids the last row still wins.
+        // The largest id first: in a dense store only it grows the rows, so running out of
+        // memory fails before any row is added (ids that would leave too many holes go to the
+        // id map instead, which grows by one row an item). It is added again in its turn, so
+        // that of repeated ids the last row still wins.
         if let Some((at, &id)) = ids.iter().enumerate().max_by_key(|&(_, id)| *id) {
             builder.add_item(id, rows[at]).map_err(to_py)?;
         }
@@ -475,8 +505,8 @@ impl AnnoyIndex {
         };
         let (mut builder, seed, verbose) = {
             let mut state = self.lock();
-            let n_items = match &state.phase {
-                Phase::Adding(builder) => builder.n_items() as u64,
+            let counts = match &state.phase {
+                Phase::Adding(builder) => Counts::of_builder(builder),
                 Phase::Building { .. } => return Err(busy()),
                 Phase::Built { .. } => {
                     return Err(errors::state(
@@ -487,7 +517,7 @@ impl AnnoyIndex {
                     return Err(errors::state("You can't build a loaded index"));
                 }
             };
-            let phase = std::mem::replace(&mut state.phase, Phase::Building { n_items });
+            let phase = std::mem::replace(&mut state.phase, Phase::Building { counts });
             let Phase::Adding(builder) = phase else {
                 // Matched as `Adding` just above, under the same lock.
                 state.phase = phase;
@@ -501,7 +531,7 @@ impl AnnoyIndex {
             eprintln!(
                 "copse: building {n_trees} trees{} over {} items",
                 if graph { " and a graph" } else { "" },
-                builder.n_items()
+                builder.len()
             );
             builder.set_progress(Some(Box::new(|p: copse::Progress| {
                 let what = match p.stage {
@@ -549,7 +579,12 @@ impl AnnoyIndex {
     /// Drops the trees so items can be added and the index built again. Returns True.
     fn unbuild(&self) -> PyResult<bool> {
         let mut state = self.lock();
-        match std::mem::replace(&mut state.phase, Phase::Building { n_items: 0 }) {
+        match std::mem::replace(
+            &mut state.phase,
+            Phase::Building {
+                counts: Counts::default(),
+            },
+        ) {
             Phase::Built { mut builder, .. } => {
                 builder.unbuild();
                 state.phase = Phase::Adding(builder);
@@ -658,7 +693,7 @@ impl AnnoyIndex {
             format!(
                 "loaded {}: {} items, {} trees",
                 path.display(),
-                index.n_items(),
+                index.len(),
                 index.n_trees()
             )
         });
@@ -765,9 +800,11 @@ impl AnnoyIndex {
 
     /// The `n` items nearest to each row of the 2-D array `vectors`, searched in parallel on
     /// `n_threads` threads (-1: all cores) with the GIL released. Returns an int64 array of ids
-    /// of shape `(len(vectors), min(n, get_n_items()))`, or with `include_distances=True` a
-    /// tuple of it and a float32 array of distances. A row with fewer results is padded with
-    /// id -1 and distance NaN.
+    /// of shape `(len(vectors), min(n, items))` (items: `get_n_items()` for dense ids, as in
+    /// Annoy; `len()` for sparse ones), or with `include_distances=True` a tuple of it and a
+    /// float32 array of distances. A row with fewer results is padded with id -1 and distance
+    /// NaN. An index holding ids from 2**63 on gives uint64 ids instead, padded with 2**64 - 1
+    /// (the distance NaN tells a padded slot).
     #[pyo3(signature = (vectors, n, search_k = -1, include_distances = None, n_threads = -1))]
     fn get_nns_by_vectors<'py>(
         &self,
@@ -786,7 +823,13 @@ impl AnnoyIndex {
         let threads = Threads::from_arg(n_threads).map_err(PyValueError::new_err)?;
         let index = self.snapshot().1.ok_or_else(not_built)?;
         // No query finds more than every item: clamped before anything is allocated for `n`.
-        let n = n.min(usize::try_from(index.n_items()).unwrap_or(usize::MAX));
+        // (The item count is `get_n_items()` for dense ids, as in Annoy, `len()` for sparse.)
+        let items = if index.has_id_map() {
+            index.len()
+        } else {
+            index.n_items()
+        };
+        let n = n.min(usize::try_from(items).unwrap_or(usize::MAX));
         let queries = matrix.shape()[0];
         let rows = matrix.as_slice()?;
         let dims = self.f;
@@ -799,16 +842,32 @@ impl AnnoyIndex {
                 PyErr::from_type(err.get_type(py), message)
             })?;
         let shape = (queries, n);
-        let ids = Array2::from_shape_vec(shape, ids)
-            .map_err(|e| errors::state(format!("internal error: {e}")))?
-            .into_pyarray(py);
+        let internal =
+            |e: numpy::ndarray::ShapeError| errors::state(format!("internal error: {e}"));
+        // int64 with -1 in unfilled slots, as before ids could pass 2^63; uint64 (unfilled:
+        // 2^64 - 1, distance NaN) for an index holding such ids.
+        let ids = if index.max_id().is_none_or(|max| max <= i64::MAX as u64) {
+            let signed = ids
+                .iter()
+                .map(|&id| i64::try_from(id).unwrap_or(-1))
+                .collect();
+            Array2::from_shape_vec(shape, signed)
+                .map_err(internal)?
+                .into_pyarray(py)
+                .into_any()
+        } else {
+            Array2::from_shape_vec(shape, ids)
+                .map_err(internal)?
+                .into_pyarray(py)
+                .into_any()
+        };
         if !include {
-            return Ok(ids.into_any());
+            return Ok(ids);
         }
         let distances = Array2::from_shape_vec(shape, distances)
             .map_err(|e| errors::state(format!("internal error: {e}")))?
             .into_pyarray(py);
-        Ok(PyTuple::new(py, [ids.into_any(), distances.into_any()])?.into_any())
+        Ok(PyTuple::new(py, [ids, distances.into_any()])?.into_any())
     }
 
     /// The vector of item `i`, as a list of floats.
@@ -821,12 +880,7 @@ impl AnnoyIndex {
         let vector = {
             let state = self.lock();
             match &state.phase {
-                Phase::Adding(builder) => {
-                    let n_items = builder.n_items() as u64;
-                    let id = u32::try_from(id)
-                        .map_err(|_| to_py(copse::Error::ItemOutOfRange { id, n_items }))?;
-                    builder.item_vector(id)
-                }
+                Phase::Adding(builder) => builder.item_vector(id),
                 Phase::Building { .. } => return Err(busy()),
                 Phase::Built { index, .. } | Phase::Loaded { index, .. } => index.item_vector(id),
             }
@@ -841,12 +895,7 @@ impl AnnoyIndex {
         let state = self.lock();
         let distance = match &state.phase {
             Phase::Adding(builder) => {
-                let n_items = builder.n_items() as u64;
-                let vector = |id: u64| {
-                    u32::try_from(id)
-                        .map_err(|_| copse::Error::ItemOutOfRange { id, n_items })
-                        .and_then(|id| builder.item_vector(id))
-                };
+                let vector = |id: u64| builder.item_vector(id);
                 let (x, y) = (vector(a).map_err(to_py)?, vector(b).map_err(to_py)?);
                 vector_distance(self.metric, &x, &y)
             }
@@ -858,9 +907,10 @@ impl AnnoyIndex {
         Ok(f64::from(distance))
     }
 
-    /// The number of items: the largest id added plus one.
-    fn get_n_items(&self) -> u64 {
-        self.snapshot().0
+    /// Annoy's item count: the largest id added plus one. With sparse ids this is not the
+    /// number of items, which `len()` gives.
+    fn get_n_items(&self) -> u128 {
+        self.snapshot().0.n_items()
     }
 
     /// The number of trees (0 until built or loaded).
@@ -1018,9 +1068,9 @@ impl AnnoyIndex {
         self.__copy__()
     }
 
-    /// The number of items (`get_n_items()`).
+    /// The number of items added (`get_n_items()` counts to the largest id).
     fn __len__(&self) -> usize {
-        usize::try_from(self.snapshot().0).unwrap_or(usize::MAX)
+        usize::try_from(self.snapshot().0.len).unwrap_or(usize::MAX)
     }
 
     /// What the index holds: dimensions, metric, items, trees, and whether it is built or
@@ -1029,7 +1079,7 @@ impl AnnoyIndex {
         let state = self.lock();
         let what = match &state.phase {
             Phase::Adding(builder) => format!("n_items={} not built", builder.n_items()),
-            Phase::Building { n_items } => format!("n_items={n_items} building"),
+            Phase::Building { counts } => format!("n_items={} building", counts.n_items()),
             Phase::Built { index, .. } => {
                 format!(
                     "n_items={} n_trees={}{} built",

@@ -193,10 +193,13 @@ def test_add_item_two_dimensional_array_is_value_error():
         index.add_item(0, np.zeros((1, 3), np.float32))
 
 
-def test_add_item_huge_id_is_overflow_error():
+def test_add_item_id_past_u64_is_overflow_error():
     index = AnnoyIndex(3, "angular")
     with pytest.raises(OverflowError):
-        index.add_item(2**40, [1, 2, 3])
+        index.add_item(2**64, [1, 2, 3])
+    with pytest.raises(OverflowError):
+        index.add_item(2**100, [1, 2, 3])
+    assert len(index) == 0
 
 
 def test_add_item_replaces():
@@ -247,14 +250,14 @@ def test_add_items_errors_add_nothing():
 
 
 def test_add_items_failing_late_adds_nothing():
-    # A huge id runs out of memory (2**31 rows of 256 KiB is more than any machine has): the
-    # rows before it in the batch must not have been added either.
+    # A huge id no longer costs memory for the ids below it (it goes to the id map): 2**31 rows
+    # of 256 KiB would be more than any machine has.
     f = 1 << 16
     index = AnnoyIndex(f, "euclidean")
     index.add_item(0, np.ones(f, np.float32))
-    with pytest.raises(MemoryError):
-        index.add_items([0, 1, 2**31], np.zeros((3, f), np.float32))
-    assert index.get_n_items() == 1 and index.get_item_vector(0)[:3] == [1.0, 1.0, 1.0]
+    index.add_items([0, 1, 2**31], np.zeros((3, f), np.float32))
+    assert index.get_n_items() == 2**31 + 1 and len(index) == 3
+    assert index.get_item_vector(0)[:3] == [0.0, 0.0, 0.0]
     # A norm beyond float32 (angular and dot keep norms), in a later row.
     for metric in ("angular", "dot"):
         index = AnnoyIndex(3, metric)
@@ -526,7 +529,7 @@ def test_repr_and_len(tmp_index_path):
     index = AnnoyIndex(3, "euclidean")
     assert repr(index) == "<copse.AnnoyIndex f=3 metric='euclidean' n_items=0 not built>"
     index.add_item(4, [1, 2, 3])
-    assert len(index) == 5
+    assert len(index) == 1  # items added; get_n_items() is the largest id + 1
     index.build(2)
     assert repr(index) == "<copse.AnnoyIndex f=3 metric='euclidean' n_items=5 n_trees=2 built>"
     index.save(str(tmp_index_path))

@@ -26,8 +26,8 @@ pub use walk::Scratch;
 /// (for dot, the inner product, larger being closer).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Neighbor {
-    /// The item's id.
-    pub id: u32,
+    /// The item's id (any `u64`: the file's id map turns rows into ids).
+    pub id: u64,
     /// Its distance to the query.
     pub distance: f32,
 }
@@ -153,7 +153,14 @@ pub fn search(
         search_k,
         scratch,
         out,
-    })?
+    })??;
+    // The searches rank rows; rows ascend with ids, so ties stay ordered by id.
+    if !view.ids.is_empty() {
+        for neighbor in out.iter_mut() {
+            neighbor.id = view.id_of(neighbor.id as u32);
+        }
+    }
+    Ok(())
 }
 
 /// The distance between items `a` and `b` in Annoy's convention, or `None` if either is not a

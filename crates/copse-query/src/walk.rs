@@ -232,7 +232,7 @@ pub(crate) fn keep_best(scores: &[f32], ids: &[u32], keep: usize, best: &mut Bin
 pub(crate) fn emit<M: QueryMetric>(best: &mut BinaryHeap<Ranked>, out: &mut Vec<Neighbor>) {
     let start = out.len();
     out.extend(best.drain().map(|r| Neighbor {
-        id: r.id,
+        id: u64::from(r.id),
         distance: r.score,
     }));
     out[start..].sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));

@@ -12,8 +12,11 @@ type ProgressFn = Box<dyn Fn(Progress) + Send + Sync>;
 
 /// Collects item vectors by id and builds them into an [`Index`].
 ///
-/// Ids are `u32`; ids never added are holes, never returned by a query, and the index's item
-/// count is the largest id plus one (as in Annoy). Adding an id again replaces its vector.
+/// Ids are any `u64`; adding an id again replaces its vector. Ids never added are never
+/// returned by a query, and [`IndexBuilder::n_items`] is the largest id plus one (as in Annoy);
+/// [`IndexBuilder::len`] counts the items. Dense ids (`0..n`, a few holes allowed) are stored
+/// by position as in Annoy; sparse or large ids go through an id map, so memory and file size
+/// grow with the number of items, never with the largest id.
 pub struct IndexBuilder {
     store: VectorStore,
     seed: u64,
@@ -157,7 +160,7 @@ impl IndexBuilder {
     }
 
     /// Adds item `id` (or replaces it). For hamming, values above 0.5 are set bits.
-    pub fn add_item(&mut self, id: u32, vector: &[f32]) -> Result<(), Error> {
+    pub fn add_item(&mut self, id: u64, vector: &[f32]) -> Result<(), Error> {
         if self.built {
             return Err(Error::AlreadyBuilt);
         }
@@ -166,7 +169,7 @@ impl IndexBuilder {
     }
 
     /// Adds hamming item `id` from packed words (bit `i` is bit `i % 64` of word `i / 64`).
-    pub fn add_item_bits(&mut self, id: u32, words: &[u64]) -> Result<(), Error> {
+    pub fn add_item_bits(&mut self, id: u64, words: &[u64]) -> Result<(), Error> {
         if self.built {
             return Err(Error::AlreadyBuilt);
         }
@@ -184,28 +187,40 @@ impl IndexBuilder {
         self.store.metric()
     }
 
-    /// Largest id added plus one.
-    pub fn n_items(&self) -> usize {
-        self.store.n_items()
+    /// Largest id added plus one, as in Annoy (0 when empty; `u64::MAX` if id `u64::MAX` was
+    /// added, whose successor a `u64` cannot hold).
+    pub fn n_items(&self) -> u64 {
+        self.max_id().map_or(0, |id| id.saturating_add(1))
+    }
+
+    /// The largest id added, if any.
+    pub fn max_id(&self) -> Option<u64> {
+        self.store.max_id()
+    }
+
+    /// Number of items added.
+    pub fn len(&self) -> usize {
+        self.store.n_present()
+    }
+
+    /// True if no item was added.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The vector of an added item (bits as 0.0/1.0 for hamming).
-    pub fn item_vector(&self, id: u32) -> Result<Vec<f32>, Error> {
-        if id as usize >= self.store.n_items() {
-            return Err(Error::ItemOutOfRange {
-                id: id.into(),
-                n_items: self.store.n_items() as u64,
-            });
+    pub fn item_vector(&self, id: u64) -> Result<Vec<f32>, Error> {
+        if self.max_id().is_none_or(|max| id > max) {
+            let n_items = self.n_items();
+            return Err(Error::ItemOutOfRange { id, n_items });
         }
-        if !self.store.is_present(id) {
-            return Err(Error::ItemMissing { id: id.into() });
-        }
+        let row = self.store.row_of(id).ok_or(Error::ItemMissing { id })?;
         Ok(match self.store.metric() {
             Metric::Hamming => {
-                let words = self.store.bits(id).unwrap_or(&[]);
+                let words = self.store.bits(row).unwrap_or(&[]);
                 crate::index::unpack_bits(words, self.store.dims())
             }
-            _ => self.store.row(id).unwrap_or(&[]).to_vec(),
+            _ => self.store.row(row).unwrap_or(&[]).to_vec(),
         })
     }
 
@@ -248,7 +263,7 @@ impl IndexBuilder {
             Some(f) => f.as_ref(),
             None => &|_| {},
         };
-        let forest = copse_build::build_forest(&self.store, options, progress)?;
+        let forest = copse_build::build_forest(&mut self.store, options, progress)?;
         // Written straight into the memory the index will live in.
         let len = usize::try_from(forest.encoded_len(&self.store))
             .map_err(|_| Error::Build(copse_build::BuildError::TooLarge("index".into())))?;

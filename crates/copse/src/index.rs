@@ -333,12 +333,49 @@ impl Index {
         }
     }
 
-    /// Largest item id plus one.
+    /// Largest item id plus one, as in Annoy (`u64::MAX` if the index holds id `u64::MAX`,
+    /// whose successor a `u64` cannot hold). With sparse ids this is not the number of items:
+    /// that is [`Index::len`].
     pub fn n_items(&self) -> u64 {
         match &self.backing {
             Backing::Annoy { trees, .. } => trees.n_items(),
+            Backing::Copse(file) if !file.view().ids.is_empty() => {
+                self.max_id().map_or(0, |id| id.saturating_add(1))
+            }
             _ => self.info().n_items,
         }
+    }
+
+    /// The ids of the items, ascending.
+    pub fn ids(&self) -> Box<dyn Iterator<Item = u64> + '_> {
+        match self.copse_view() {
+            Some(view) if !view.ids.is_empty() => Box::new(view.ids.iter().copied()),
+            _ => Box::new((0..self.n_items()).filter(|&id| self.contains(id))),
+        }
+    }
+
+    /// The largest item id, if the index holds any item.
+    pub fn max_id(&self) -> Option<u64> {
+        match self.copse_view() {
+            Some(view) => view.max_id(),
+            None => self.n_items().checked_sub(1),
+        }
+    }
+
+    /// Number of items in the index.
+    pub fn len(&self) -> u64 {
+        self.info().n_present
+    }
+
+    /// True if the index holds no item.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True if the index has an id map (its ids are sparse or beyond 2^32; see
+    /// [`crate::IndexBuilder`]).
+    pub fn has_id_map(&self) -> bool {
+        self.copse_view().is_some_and(|view| !view.ids.is_empty())
     }
 
     /// Number of trees.
@@ -392,19 +429,32 @@ impl Index {
     pub fn contains(&self, id: u64) -> bool {
         match self.backing.annoy() {
             Some(annoy) => annoy.is_present(id),
-            None => self.copse_view().is_some_and(|v| v.is_present(id)),
+            None => self.copse_view().is_some_and(|v| v.row_of(id).is_some()),
         }
     }
 
+    /// Checks that `id` is an item: out of range (beyond the largest id) and missing (a hole)
+    /// are different errors, as in Annoy.
     fn check_item(&self, id: u64) -> Result<(), Error> {
         let n_items = self.n_items();
-        if id >= n_items {
+        let beyond = match self.copse_view() {
+            Some(view) if !view.ids.is_empty() => view.max_id().is_none_or(|max| id > max),
+            _ => id >= n_items,
+        };
+        if beyond {
             return Err(Error::ItemOutOfRange { id, n_items });
         }
         if !self.contains(id) {
             return Err(Error::ItemMissing { id });
         }
         Ok(())
+    }
+
+    /// The row of copse item `id` (checked by [`Index::check_item`] first).
+    fn row(view: &View<'_>, id: u64) -> Result<usize, Error> {
+        view.row_of(id)
+            .map(|row| row as usize)
+            .ok_or(Error::ItemMissing { id })
     }
 
     /// The `n` items nearest to item `id` (itself first), gathering `search_k` candidates
@@ -423,7 +473,7 @@ impl Index {
             return Ok(Vec::new());
         };
         let mut out = Vec::with_capacity(n.min(1024));
-        let at = id as usize;
+        let at = Index::row(&view, id)?;
         let query = match view.info.metric {
             Metric::Hamming => Query::Bits(view.item_bits(at).unwrap_or(&[])),
             _ => Query::F32(view.item_f32(at).unwrap_or(&[])),
@@ -545,7 +595,7 @@ impl Index {
         let Some(view) = self.copse_view() else {
             return Ok(Vec::new());
         };
-        let at = id as usize;
+        let at = Index::row(&view, id)?;
         Ok(match view.info.metric {
             Metric::Hamming => unpack_bits(view.item_bits(at).unwrap_or(&[]), view.info.dims),
             _ => view.item_f32(at).unwrap_or(&[]).to_vec(),
@@ -557,9 +607,10 @@ impl Index {
         self.check_item(id)?;
         let bits = match self.backing.annoy() {
             Some(annoy) => annoy.item_bits(id)?,
-            None => self
-                .copse_view()
-                .and_then(|view| view.item_bits(id as usize).map(<[u64]>::to_vec)),
+            None => self.copse_view().and_then(|view| {
+                let row = view.row_of(id)?;
+                view.item_bits(row as usize).map(<[u64]>::to_vec)
+            }),
         };
         bits.ok_or_else(|| {
             Error::WrongKind(format!("a {} index has no bit vectors", self.metric()))
@@ -578,7 +629,7 @@ impl Index {
                 "item rows out of range",
             )));
         };
-        let (a, b) = (a as u32, b as u32);
+        let (a, b) = (Index::row(&view, a)? as u32, Index::row(&view, b)? as u32);
         copse_query::item_distance(&view, a, b)?.ok_or(Error::Query(
             copse_query::QueryError::Corrupt("item rows out of range"),
         ))
@@ -649,7 +700,7 @@ mod tests {
         let mut b = IndexBuilder::new(3, Metric::Euclidean).unwrap();
         for i in 0..50u32 {
             let x = i as f32;
-            b.add_item(i, &[x, (x * 0.7).sin(), -x]).unwrap();
+            b.add_item(u64::from(i), &[x, (x * 0.7).sin(), -x]).unwrap();
         }
         b.build(3).unwrap()
     }
@@ -697,7 +748,7 @@ mod tests {
         // A successful save over the mapped file replaces it; the mapping keeps the old bytes.
         let mut b = IndexBuilder::new(3, Metric::Euclidean).unwrap();
         for i in 0..20u32 {
-            b.add_item(i, &[i as f32, 1.0, 2.0]).unwrap();
+            b.add_item(u64::from(i), &[i as f32, 1.0, 2.0]).unwrap();
         }
         b.build(2).unwrap().save(&path).unwrap();
         assert_eq!(Index::load(&path).unwrap().n_items(), 20);

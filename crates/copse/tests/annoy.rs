@@ -57,7 +57,7 @@ fn assert_same(found: &[copse::Neighbor], expected: &Value, what: &str) {
         .iter()
         .map(|x| x.as_u64().unwrap())
         .collect();
-    let got: Vec<u64> = found.iter().map(|n| u64::from(n.id)).collect();
+    let got: Vec<u64> = found.iter().map(|n| n.id).collect();
     assert_eq!(got, ids, "{what}: ids");
     for (n, d) in found.iter().zip(expected["distances"].as_array().unwrap()) {
         let d = d.as_f64().unwrap();
@@ -195,7 +195,7 @@ fn a_file_that_does_not_fit_the_dims_and_metric_given_is_an_error() {
 #[test]
 fn copse_trees_do_not_convert() {
     let mut b = copse::IndexBuilder::new(3, Metric::Euclidean).unwrap();
-    for i in 0..20u32 {
+    for i in 0..20u64 {
         b.add_item(i, &[i as f32, 1.0, 0.5]).unwrap();
     }
     let index = b.build(2).unwrap();
@@ -214,12 +214,12 @@ fn exercise(bytes: &[u8]) {
         .collect();
     for (n, k) in [(1, None), (10, Some(100)), (50, Some(100_000))] {
         if let Ok(found) = index.nns_by_vector(&query, n, k) {
-            assert!(found.len() <= n && found.iter().all(|h| u64::from(h.id) < n_items));
+            assert!(found.len() <= n && found.iter().all(|h| h.id < n_items));
         }
     }
     for id in [0, 1, 5, n_items.saturating_sub(1), n_items] {
         if let Ok(found) = index.nns_by_item(id, 5, Some(1000)) {
-            assert!(found.iter().all(|h| u64::from(h.id) < n_items));
+            assert!(found.iter().all(|h| h.id < n_items));
         }
         let _ = index.item_vector(id);
         let _ = index.distance(id, 0);

@@ -75,7 +75,7 @@ fn index(metric: Metric) -> &'static Index {
                     };
                     // Holes too: every fifth id is left out.
                     if id % 5 != 4 {
-                        b.add_item(id as u32, &v).unwrap();
+                        b.add_item(id as u64, &v).unwrap();
                     }
                 }
                 b.build(3).unwrap()
@@ -100,7 +100,7 @@ fn check_neighbours(found: &[copse::Neighbor], n: usize, index: &Index) {
     }
     for nb in found {
         assert!(!nb.distance.is_nan(), "{found:?}");
-        assert!(index.contains(u64::from(nb.id)));
+        assert!(index.contains(nb.id));
     }
 }
 
@@ -147,7 +147,7 @@ proptest! {
     fn building_never_panics(
         metric in metric(),
         dims in prop_oneof![0..10usize, Just(1usize << 31), Just(usize::MAX)],
-        items in prop::collection::vec((prop_oneof![0..20u32, Just(u32::MAX), Just(1u32 << 31)], vector()), 0..8),
+        items in prop::collection::vec((prop_oneof![0..20u64, Just(u64::from(u32::MAX)), Just(1u64 << 31), Just(1u64 << 40), Just(u64::MAX)], vector()), 0..8),
         n_trees in sizes(),
         threads in prop_oneof![8 => 0..4usize, 1 => Just(usize::MAX)],
         seed in any::<u64>(),

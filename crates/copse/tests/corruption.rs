@@ -48,7 +48,7 @@ fn small_index(metric: Metric) -> Vec<u8> {
         } else {
             v
         };
-        b.add_item(i as u32, &v).unwrap();
+        b.add_item(i as u64, &v).unwrap();
     }
     b.build_with_threads(3, 1).unwrap().as_bytes().to_vec()
 }
@@ -103,7 +103,7 @@ fn check(found: &[copse::Neighbor], n: usize, n_items: u64) {
     assert!(found.len() <= n, "{} results for n = {n}", found.len());
     for hit in found {
         assert!(
-            u64::from(hit.id) < n_items,
+            hit.id < n_items,
             "id {} out of range ({n_items} items)",
             hit.id
         );

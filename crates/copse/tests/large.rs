@@ -32,7 +32,7 @@ fn a_file_over_4_gib_builds_on_disk_and_answers() {
         let mut v = vec![0f32; DIMS];
         for id in 0..N {
             vector(&mut rng, &mut v);
-            b.add_item(id, &v).unwrap();
+            b.add_item(u64::from(id), &v).unwrap();
         }
         b.build(4).unwrap()
     });
@@ -63,10 +63,10 @@ fn a_file_over_4_gib_builds_on_disk_and_answers() {
     for (id, v) in &last {
         assert_eq!(&index.item_vector(u64::from(*id)).unwrap(), v);
         let found = index.nns_by_vector(v, 3, Some(20_000)).unwrap();
-        assert_eq!(found[0].id, *id);
+        assert_eq!(found[0].id, u64::from(*id));
         assert_eq!(found[0].distance, 0.0);
         let by_item = index.nns_by_item(u64::from(*id), 3, Some(20_000)).unwrap();
-        assert_eq!(by_item[0].id, *id);
+        assert_eq!(by_item[0].id, u64::from(*id));
     }
     let started = Instant::now();
     index.verify().unwrap();
@@ -88,7 +88,7 @@ fn ids_above_2_pow_31_work() {
         b.on_disk_build(&path).unwrap();
         for id in (0..EACH).chain(BASE..BASE + EACH) {
             let word: u64 = rng.random();
-            b.add_item_bits(id, &[word]).unwrap();
+            b.add_item_bits(u64::from(id), &[word]).unwrap();
         }
         b.build(5).unwrap()
     });
@@ -110,10 +110,10 @@ fn ids_above_2_pow_31_work() {
     for &(id, word) in words.iter().rev().take(5).chain(words.iter().take(2)) {
         assert_eq!(index.item_bits(u64::from(id)).unwrap(), vec![word]);
         let found = index.nns_by_bits(&[word], 5, Some(50_000)).unwrap();
-        assert_eq!(found[0].id, id);
+        assert_eq!(found[0].id, u64::from(id));
         assert_eq!(found[0].distance, 0.0);
         let by_item = index.nns_by_item(u64::from(id), 5, Some(50_000)).unwrap();
-        assert_eq!(by_item[0].id, id);
+        assert_eq!(by_item[0].id, u64::from(id));
     }
     // Holes between the two ranges are never returned and are not items.
     assert!(!index.contains(u64::from(BASE - 1)));

@@ -36,7 +36,7 @@ fn build_items(metric: Metric, d: usize, n: usize, seed: u64) -> IndexBuilder {
         } else {
             v.iter().map(|x| x * s).collect()
         };
-        b.add_item(id as u32, &v).unwrap();
+        b.add_item(id as u64, &v).unwrap();
     }
     b
 }

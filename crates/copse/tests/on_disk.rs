@@ -7,7 +7,7 @@ use common::{METRICS, brute_force, gaussian, rng};
 use copse::{Index, IndexBuilder, Metric};
 
 /// Items with holes: every id not divisible by 7, so ids never added sit between added ones.
-fn items(metric: Metric, n: usize, d: usize, seed: u64) -> Vec<(u32, Vec<f32>)> {
+fn items(metric: Metric, n: usize, d: usize, seed: u64) -> Vec<(u64, Vec<f32>)> {
     let mut r = rng(seed);
     gaussian(&mut r, n, d)
         .into_iter()
@@ -19,7 +19,7 @@ fn items(metric: Metric, n: usize, d: usize, seed: u64) -> Vec<(u32, Vec<f32>)> 
             } else {
                 v
             };
-            (i as u32, v)
+            (i as u64, v)
         })
         .collect()
 }
@@ -82,7 +82,7 @@ fn on_disk_index_answers_like_brute_force() {
     let mut b = builder(Metric::Euclidean, 20, 1);
     b.on_disk_build(&path).unwrap();
     for (i, v) in data.iter().enumerate() {
-        b.add_item(i as u32, v).unwrap();
+        b.add_item(i as u64, v).unwrap();
     }
     let index = b.build(10).unwrap();
     let reloaded = Index::load(&path).unwrap();
@@ -90,8 +90,8 @@ fn on_disk_index_answers_like_brute_force() {
         let truth = brute_force(Metric::Euclidean, &data, &q);
         // search_k covering every item: exact.
         let found = reloaded.nns_by_vector(&q, 10, Some(100_000)).unwrap();
-        let ids: Vec<u32> = found.iter().map(|n| n.id).collect();
-        let want: Vec<u32> = truth[..10].iter().map(|t| t.0).collect();
+        let ids: Vec<u64> = found.iter().map(|n| n.id).collect();
+        let want: Vec<u64> = truth[..10].iter().map(|t| t.0).collect();
         assert_eq!(ids, want);
         assert_eq!(index.nns_by_vector(&q, 10, Some(100_000)).unwrap(), found);
     }
@@ -149,7 +149,7 @@ fn a_saved_file_stays_intact_until_the_on_disk_build_replaces_it() {
     first.verify().unwrap();
     let on_disk = Index::load(&path).unwrap();
     assert_eq!(on_disk.as_bytes(), second.as_bytes());
-    assert_eq!(on_disk.n_items(), u64::from(data.last().unwrap().0) + 1);
+    assert_eq!(on_disk.n_items(), data.last().unwrap().0 + 1);
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(names.len(), 1, "temporary files left behind");
 }

@@ -9,7 +9,7 @@ use copse::{GraphOptions, IndexBuilder, Metric};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-const N: u32 = 40_000;
+const N: u64 = 40_000;
 const DIMS: usize = 128;
 
 fn add_all(b: &mut IndexBuilder) {
@@ -32,7 +32,7 @@ fn build(on_disk: Option<&std::path::Path>) -> (Vec<u8>, u64) {
         }
         add_all(&mut b);
         let index = b.build_with_threads(4, 2).unwrap();
-        assert_eq!(index.n_items(), u64::from(N));
+        assert_eq!(index.n_items(), N);
         assert!(index.graph_stats().is_some());
         index.as_bytes().to_vec()
     });
@@ -53,15 +53,15 @@ fn on_disk_graph_build_keeps_its_buffers_out_of_anonymous_memory() {
     let path = dir.path().join("graph.copse");
     let (on_disk_file, on_disk) = build(Some(&path));
     let (in_memory_file, in_memory) = build(None);
-    let vector_bytes = u64::from(N) * DIMS as u64 * 4;
+    let vector_bytes = N * DIMS as u64 * 4;
     // What the graph build alone holds in an in-memory build: at least the candidate lists
     // of two rounds (8 bytes an entry) and their flags.
-    let graph_buffers = u64::from(N) * GraphOptions::default().candidates as u64 * (2 * 8 + 2);
+    let graph_buffers = N * GraphOptions::default().candidates as u64 * (2 * 8 + 2);
     eprintln!(
         "vectors {vector_bytes} B, graph buffers at least {graph_buffers} B; peak RssAnon \
          growth: on disk {on_disk} B ({:.1} B/item), in memory {in_memory} B ({:.1} B/item)",
-        on_disk as f64 / f64::from(N),
-        in_memory as f64 / f64::from(N),
+        on_disk as f64 / N as f64,
+        in_memory as f64 / N as f64,
     );
     // The same index either way.
     assert!(
@@ -78,6 +78,6 @@ fn on_disk_graph_build_keeps_its_buffers_out_of_anonymous_memory() {
     assert!(
         on_disk < graph_buffers / 4 && on_disk < vector_bytes / 4,
         "on-disk build grew RssAnon by {on_disk} B ({:.1} B/item)",
-        on_disk as f64 / f64::from(N)
+        on_disk as f64 / N as f64
     );
 }

@@ -8,7 +8,7 @@ use copse::{IndexBuilder, Metric};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-const N: u32 = 40_000;
+const N: u64 = 40_000;
 const DIMS: usize = 256;
 
 fn add_all(b: &mut IndexBuilder) {
@@ -26,7 +26,7 @@ fn on_disk_build_keeps_vectors_out_of_anonymous_memory() {
         eprintln!("skipped: no /proc/self/status on this system");
         return;
     }
-    let vector_bytes = u64::from(N) * DIMS as u64 * 4;
+    let vector_bytes = N * DIMS as u64 * 4;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.copse");
 
@@ -36,7 +36,7 @@ fn on_disk_build_keeps_vectors_out_of_anonymous_memory() {
         b.on_disk_build(&path).unwrap();
         add_all(&mut b);
         let index = b.build_with_threads(4, 2).unwrap();
-        assert_eq!(index.n_items(), u64::from(N));
+        assert_eq!(index.n_items(), N);
     });
     let on_disk = on_disk_peak.saturating_sub(before);
 
@@ -45,14 +45,14 @@ fn on_disk_build_keeps_vectors_out_of_anonymous_memory() {
         let mut b = IndexBuilder::new(DIMS, Metric::Angular).unwrap();
         add_all(&mut b);
         let index = b.build_with_threads(4, 2).unwrap();
-        assert_eq!(index.n_items(), u64::from(N));
+        assert_eq!(index.n_items(), N);
     });
     let in_memory = in_memory_peak.saturating_sub(before);
 
     eprintln!(
         "vectors {vector_bytes} B; peak RssAnon growth: on disk {on_disk} B ({:.1} B/item), \
          in memory {in_memory} B",
-        on_disk as f64 / f64::from(N)
+        on_disk as f64 / N as f64
     );
     // The measurement sees memory: the in-memory build holds at least the vectors.
     assert!(in_memory >= vector_bytes, "in-memory build: {in_memory} B");

@@ -11,16 +11,16 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 const CHILD_ENV: &str = "COPSE_SHARING_CHILD_INDEX";
 const PROCESSES: usize = 4;
-const N: u32 = 60_000;
+const N: u64 = 60_000;
 const DIMS: usize = 128;
-const QUERIES: u32 = 500;
+const QUERIES: u64 = 500;
 
 /// A digest of the answers to a fixed set of queries: the ids and distance bits, in order.
 fn answers(index: &Index) -> u64 {
     let mut digest = 0xcbf2_9ce4_8422_2325u64;
     for id in (0..N).step_by((N / QUERIES) as usize) {
-        for hit in index.nns_by_item(u64::from(id), 10, Some(2000)).unwrap() {
-            for word in [u64::from(hit.id), u64::from(hit.distance.to_bits())] {
+        for hit in index.nns_by_item(id, 10, Some(2000)).unwrap() {
+            for word in [hit.id, u64::from(hit.distance.to_bits())] {
                 digest = (digest ^ word).wrapping_mul(0x0100_0000_01b3);
             }
         }

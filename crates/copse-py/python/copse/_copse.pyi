@@ -114,17 +114,17 @@ class AnnoyIndex:
     @overload
     def get_nns_by_vector(self, vector: _Vector, n: int, search_k: int = -1, include_distances: bool = False) -> Union[List[int], Tuple[List[int], List[float]]]: ...
     @overload
-    def get_nns_by_vectors(self, vectors: _Matrix, n: int, search_k: int = -1, include_distances: Literal[False] = False, n_threads: int = -1) -> npt.NDArray[np.int64]: ...
+    def get_nns_by_vectors(self, vectors: _Matrix, n: int, search_k: int = -1, include_distances: Literal[False] = False, n_threads: int = -1) -> npt.NDArray[Union[np.int64, np.uint64]]: ...
     @overload
-    def get_nns_by_vectors(self, vectors: _Matrix, n: int, search_k: int = -1, *, include_distances: Literal[True], n_threads: int = -1) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+    def get_nns_by_vectors(self, vectors: _Matrix, n: int, search_k: int = -1, *, include_distances: Literal[True], n_threads: int = -1) -> Tuple[npt.NDArray[Union[np.int64, np.uint64]], npt.NDArray[np.float32]]: ...
     @overload
-    def get_nns_by_vectors(self, vectors: _Matrix, n: int, search_k: int = -1, include_distances: bool = False, n_threads: int = -1) -> Union[npt.NDArray[np.int64], Tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]: ...
+    def get_nns_by_vectors(self, vectors: _Matrix, n: int, search_k: int = -1, include_distances: bool = False, n_threads: int = -1) -> Union[npt.NDArray[Union[np.int64, np.uint64]], Tuple[npt.NDArray[Union[np.int64, np.uint64]], npt.NDArray[np.float32]]]: ...
     def get_item_vector(self, i: int) -> List[float]:
         """The vector of item ``i``."""
     def get_distance(self, i: int, j: int) -> float:
         """The distance between items ``i`` and ``j``."""
     def get_n_items(self) -> int:
-        """The number of items: the largest id added plus one."""
+        """Annoy's item count: the largest id added plus one (``len()`` counts the items)."""
     def get_n_trees(self) -> int:
         """The number of trees (0 until built or loaded)."""
     def get_graph_degree(self) -> int:
@@ -133,7 +133,8 @@ class AnnoyIndex:
         """Prints build progress, loads and saves on standard error. Returns True."""
     def set_seed(self, seed: int) -> None:
         """Seeds the next build: the same seed and items give the same index."""
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """The number of items added."""
     def __enter__(self) -> "AnnoyIndex": ...
     def __exit__(
         self,

@@ -111,11 +111,11 @@ pub fn rank_key(metric: Metric, d: f64) -> f64 {
 }
 
 /// All (id, distance) by brute force, closest first.
-pub fn brute_force(metric: Metric, data: &[Vec<f32>], q: &[f32]) -> Vec<(u32, f64)> {
-    let mut all: Vec<(u32, f64)> = data
+pub fn brute_force(metric: Metric, data: &[Vec<f32>], q: &[f32]) -> Vec<(u64, f64)> {
+    let mut all: Vec<(u64, f64)> = data
         .iter()
         .enumerate()
-        .map(|(i, v)| (i as u32, distance(metric, q, v)))
+        .map(|(i, v)| (i as u64, distance(metric, q, v)))
         .collect();
     all.sort_by(|a, b| {
         rank_key(metric, a.1)
@@ -127,7 +127,7 @@ pub fn brute_force(metric: Metric, data: &[Vec<f32>], q: &[f32]) -> Vec<(u32, f6
 
 /// Tie-aware recall: the share of `found` whose distance is no worse than the true k-th
 /// distance (k = `k`), so equidistant items count as correct.
-pub fn recall(metric: Metric, truth: &[(u32, f64)], found_distances: &[f64], k: usize) -> f64 {
+pub fn recall(metric: Metric, truth: &[(u64, f64)], found_distances: &[f64], k: usize) -> f64 {
     let kth = rank_key(metric, truth[k.min(truth.len()) - 1].1);
     let good = found_distances
         .iter()
