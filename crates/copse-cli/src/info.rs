@@ -75,8 +75,10 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
                 "format_version": info.version,
                 "metric": info.metric.name(),
                 "dims": info.dims,
-                "items": info.n_items,
-                "present_items": info.n_present,
+                "items": index.n_items(),
+                "present_items": index.len(),
+                "max_id": index.max_id(),
+                "id_map": index.has_id_map(),
                 "trees": info.n_trees,
                 "leaf_capacity": info.leaf_capacity,
                 "graph": graph.map(|g| json!({
@@ -98,13 +100,23 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
             writeln!(out, "format version: {}", info.version)?;
             writeln!(out, "metric:         {}", info.metric)?;
             writeln!(out, "dimensions:     {}", info.dims)?;
-            writeln!(
-                out,
-                "items:          {} (ids 0 to {})",
-                info.n_items,
-                info.n_items.saturating_sub(1)
-            )?;
-            writeln!(out, "present items:  {}", info.n_present)?;
+            if index.has_id_map() {
+                writeln!(
+                    out,
+                    "items:          {} (sparse ids {} to {}, in an id map)",
+                    index.len(),
+                    index.ids().next().unwrap_or(0),
+                    index.max_id().unwrap_or(0)
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "items:          {} (ids 0 to {})",
+                    info.n_items,
+                    info.n_items.saturating_sub(1)
+                )?;
+                writeln!(out, "present items:  {}", info.n_present)?;
+            }
             writeln!(out, "trees:          {}", info.n_trees)?;
             match graph {
                 Some(g) => writeln!(
