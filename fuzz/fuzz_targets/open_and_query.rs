@@ -43,8 +43,10 @@ fuzz_target!(|input: &[u8]| {
             check(&found, 5, &in_range);
         }
         let _ = index.item_vector(id);
+        let _ = index.label(id);
         let _ = index.distance(id, 0);
     }
+    let _ = index.id_by_label("item 3 ☃");
     if index.metric() == Metric::Hamming {
         let words = vec![0xA5A5_A5A5_A5A5_A5A5u64; d.div_ceil(64).min(1 << 10)];
         if let Ok(found) = index.nns_by_bits(&words, 3, None) {

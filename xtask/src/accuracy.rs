@@ -26,7 +26,7 @@ pub fn run() -> Result<()> {
     let split = Split::new(&dataset, QUERIES, SEED);
     let truth = ground_truth(&dataset, &split, SEED)?;
     let mut builder = IndexBuilder::new(dataset.dims, dataset.metric)?.seed(SEED);
-    split.add_items(&dataset, &mut builder)?;
+    split.add_items(&dataset, &mut builder, false)?;
     let index = builder.build(TREES)?;
     let mut found = Vec::with_capacity(K);
     let mut total = 0.0;

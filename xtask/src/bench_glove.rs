@@ -102,6 +102,19 @@ pub struct BenchArgs {
     /// Keep the built indexes (target/bench-glove/`copse-<trees>.copse`).
     #[arg(long)]
     keep_index: bool,
+    /// Also build the graph index with 64-bit ids spread over [0, 2^63) (an id map) and
+    /// measure it beside the dense one, point for point.
+    #[arg(long)]
+    sparse_ids: bool,
+}
+
+/// The id the `--sparse-ids` index gives the item at position `pos`: a bijection of
+/// [0, 2^63) (an odd multiplier, then a xor-shift, both modulo 2^63), so ids are distinct and
+/// spread over the whole range.
+pub fn sparse_id(pos: usize) -> u64 {
+    const MASK: u64 = (1 << 63) - 1;
+    let x = (pos as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) & MASK;
+    x ^ (x >> 29)
 }
 
 /// One measured configuration.
@@ -255,6 +268,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             &truth,
             trees,
             None,
+            false,
             &args.search_k,
             threads,
             &args,
@@ -270,11 +284,28 @@ pub fn run(args: BenchArgs) -> Result<()> {
             &truth,
             args.graph_trees,
             Some(GraphOptions::default()),
+            false,
             &args.graph_search_k,
             threads,
             &args,
             &out_dir,
         )?;
+        if args.sparse_ids {
+            let (sparse_rows, _) = bench_copse(
+                &dataset,
+                &split,
+                &truth,
+                args.graph_trees,
+                Some(GraphOptions::default()),
+                true,
+                &args.graph_search_k,
+                threads,
+                &args,
+                &out_dir,
+            )?;
+            print_sparse_ids(&graph_rows, &sparse_rows);
+            rows.extend(sparse_rows);
+        }
         rows.extend(graph_rows);
         graph = info;
     }
@@ -363,11 +394,17 @@ impl Split {
         }
     }
 
-    /// Adds the indexed rows to `builder`, each under its position in `data`: the ids the
-    /// ground truth names.
-    pub fn add_items(&self, dataset: &Dataset, builder: &mut IndexBuilder) -> Result<()> {
+    /// Adds the indexed rows to `builder`, each under its position in `data` (the ids the
+    /// ground truth names), or with `sparse` under [`sparse_id`] of it.
+    pub fn add_items(
+        &self,
+        dataset: &Dataset,
+        builder: &mut IndexBuilder,
+        sparse: bool,
+    ) -> Result<()> {
         for (pos, &row) in self.data.iter().enumerate() {
-            builder.add_item(pos as u64, dataset.row(row))?;
+            let id = if sparse { sparse_id(pos) } else { pos as u64 };
+            builder.add_item(id, dataset.row(row))?;
         }
         Ok(())
     }
@@ -504,8 +541,25 @@ fn best_of<T>(repeats: usize, mut pass: impl FnMut() -> Result<T>) -> Result<(f6
     Ok((best, first))
 }
 
-/// Builds one copse index (a forest of `trees`, plus the graph when `graph` is set), saves and
-/// reloads it, and measures it at each of `search_ks`.
+/// The QPS of the graph index with sparse 64-bit ids over the dense one's, point for point.
+fn print_sparse_ids(dense: &[Row], sparse: &[Row]) {
+    println!("\nGraph index, 64-bit ids spread over [0, 2^63) against dense ids:");
+    for (d, s) in dense.iter().zip(sparse) {
+        println!(
+            "  search_k {:>6}: recall@10 {:.4} vs {:.4}; QPS {:.0} vs {:.0} ({:.3}x)",
+            d.search_k,
+            s.recall_10,
+            d.recall_10,
+            s.qps,
+            d.qps,
+            s.qps / d.qps
+        );
+    }
+}
+
+/// Builds one copse index (a forest of `trees`, plus the graph when `graph` is set; with
+/// `sparse`, under [`sparse_id`]s), saves and reloads it, and measures it at each of
+/// `search_ks`.
 #[allow(clippy::too_many_arguments)]
 fn bench_copse(
     dataset: &Dataset,
@@ -513,17 +567,39 @@ fn bench_copse(
     truth: &[u32],
     trees: usize,
     graph: Option<GraphOptions>,
+    sparse: bool,
     search_ks: &[usize],
     threads: usize,
     args: &BenchArgs,
     out_dir: &Path,
 ) -> Result<(Vec<Row>, Option<GraphInfo>)> {
-    let kind = if graph.is_some() { "graph" } else { "forest" };
+    let kind = match (graph.is_some(), sparse) {
+        (true, false) => "graph",
+        (true, true) => "graph-sparse",
+        (false, _) => "forest",
+    };
     let mut builder = IndexBuilder::new(dataset.dims, dataset.metric)?
         .seed(args.seed)
         .leaf_capacity(args.leaf_capacity)
         .graph(graph);
-    split.add_items(dataset, &mut builder)?;
+    split.add_items(dataset, &mut builder, sparse)?;
+    // Sparse ids back to the positions the ground truth names.
+    let mut positions: Vec<(u64, u64)> = Vec::new();
+    if sparse {
+        positions = (0..split.data.len())
+            .map(|pos| (sparse_id(pos), pos as u64))
+            .collect();
+        positions.sort_unstable();
+    }
+    let to_positions = |out: &mut Vec<Neighbor>| {
+        if sparse {
+            for n in out.iter_mut() {
+                if let Ok(at) = positions.binary_search_by_key(&n.id, |p| p.0) {
+                    n.id = positions[at].1;
+                }
+            }
+        }
+    };
     let progress = bar(trees as u64, &format!("copse: build {trees} trees"));
     let progress_in = progress.clone();
     builder.set_progress(Some(Box::new(move |p: copse::Progress| match p.stage {
@@ -542,8 +618,8 @@ fn bench_copse(
     progress.finish_and_clear();
     let peak_rss_bytes = peak_rss();
     let path = out_dir.join(match kind {
-        "graph" => format!("copse-graph-{trees}.copse"),
-        _ => format!("copse-{trees}.copse"),
+        "forest" => format!("copse-{trees}.copse"),
+        _ => format!("copse-{kind}-{trees}.copse"),
     });
     index.save(&path)?;
     let index_bytes = index.as_bytes().len() as u64;
@@ -589,6 +665,7 @@ fn bench_copse(
             let (mut r1, mut rk) = (0.0, 0.0);
             for (i, q) in queries.iter().enumerate() {
                 index.nns_by_vector_into(q, args.k, Some(search_k), &mut out)?;
+                to_positions(&mut out);
                 let t = &truth[i * TRUTH..(i + 1) * TRUTH];
                 r1 += recall(&out, t, 1);
                 rk += recall(&out, t, args.k);
@@ -611,6 +688,7 @@ fn bench_copse(
         let mut r100 = 0.0;
         for (i, q) in queries.iter().take(sample).enumerate() {
             index.nns_by_vector_into(q, TRUTH, Some(search_k.max(TRUTH)), &mut out)?;
+            to_positions(&mut out);
             r100 += recall(&out, &truth[i * TRUTH..(i + 1) * TRUTH], TRUTH);
         }
         let n = queries.len() as f64;
@@ -829,6 +907,7 @@ fn print_table(report: &Report) {
     let label = |s: &Summary| match s.kind.as_str() {
         "forest" => format!("{} forest {:>3} trees", s.library, s.trees),
         "graph" => format!("{} graph  {:>3} trees", s.library, s.trees),
+        "graph-sparse" => format!("{} graph sparse ids", s.library),
         _ if s.library == "annoy" => format!("{:<8} {:>3} trees", s.library, s.trees),
         _ => s.library.clone(),
     };

@@ -28,6 +28,7 @@ const COLORS: [RGBColor; 10] = [
 fn series_name(r: &Row) -> String {
     match (r.library.as_str(), r.kind.as_str()) {
         ("copse", "graph") => format!("copse graph ({} trees + graph, search_k sweep)", r.trees),
+        ("copse", "graph-sparse") => "copse graph, 64-bit sparse ids".to_string(),
         ("copse", _) => format!("copse forest ({} trees)", r.trees),
         ("hnswlib", _) => "hnswlib (M=16, efC=200, ef sweep)".to_string(),
         ("faiss", _) => "faiss HNSW32 (efC=200, efSearch sweep)".to_string(),

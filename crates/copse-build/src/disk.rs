@@ -20,8 +20,8 @@ use copse_format::{Metric, NodeRef, SectionKind};
 use crate::codes::{self, ItemCodes};
 use crate::tree::EncodedTree;
 use crate::{
-    BuildError, BuildOptions, Placed, Progress, TreeParts, VectorStore, build_trees, check_options,
-    section_lengths, section_plan, write_index,
+    After, BuildError, BuildOptions, Placed, Progress, TreeParts, VectorStore, build_trees,
+    check_options, section_lengths, section_plan, write_index,
 };
 
 /// Builds `options.n_trees` trees over the items of `store`, whose rows live in a file
@@ -33,6 +33,7 @@ pub fn build_on_disk(
     options: BuildOptions,
     progress: &(dyn Fn(Progress) + Sync),
     scratch_dir: &Path,
+    labels: Option<&[u8]>,
 ) -> Result<u64, BuildError> {
     check_options(&options)?;
     store.arrange()?;
@@ -48,8 +49,8 @@ pub fn build_on_disk(
 
     // Where the sections before the trees go: their lengths do not depend on the trees.
     // (The header's room does not depend on the section count, so a graph changes nothing here.)
-    let plan = section_plan(metric, false, false);
-    let lengths = section_lengths(store, &[], None);
+    let plan = section_plan(metric, false, false, false);
+    let lengths = section_lengths(store, &[], After::default());
     let offsets = copse_format::planned_offsets(&lengths);
     let offset_of = |kind: SectionKind| {
         plan.iter()
@@ -112,7 +113,10 @@ pub fn build_on_disk(
         &trees,
         items,
         codes_placed,
-        graph.as_ref(),
+        After {
+            graph: graph.as_ref(),
+            labels,
+        },
     )?;
     let len = out.stream_position().map_err(BuildError::Io)?;
     out.flush().map_err(BuildError::Io)?;

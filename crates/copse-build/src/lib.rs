@@ -201,7 +201,7 @@ fn tree_rng(seed: u64, t: usize) -> Xoshiro256PlusPlus {
 /// The sections of an index of `metric`, with or without a graph and an id map, in file
 /// order. The item codes come before the trees, so an on-disk build knows where they go before
 /// any tree exists.
-pub fn section_plan(metric: Metric, graph: bool, id_map: bool) -> Vec<SectionKind> {
+pub fn section_plan(metric: Metric, graph: bool, id_map: bool, labels: bool) -> Vec<SectionKind> {
     let mut plan = vec![SectionKind::Items];
     if metric.stores_norms() {
         plan.push(SectionKind::Norms);
@@ -222,13 +222,16 @@ pub fn section_plan(metric: Metric, graph: bool, id_map: bool) -> Vec<SectionKin
     if id_map {
         plan.push(SectionKind::IdMap);
     }
+    if labels {
+        plan.push(SectionKind::Labels);
+    }
     plan
 }
 
 /// Where the items section of a `metric` index starts (it is the first section, so its place
 /// depends only on the number of sections): on-disk builds put rows there from the start.
 pub fn items_offset(metric: Metric) -> u64 {
-    let plan = section_plan(metric, false, false);
+    let plan = section_plan(metric, false, false, false);
     copse_format::planned_offsets(&vec![0; plan.len()])[0]
 }
 
@@ -365,14 +368,24 @@ pub fn build_forest(
 }
 
 impl Forest {
-    /// Exact length of the file [`Forest::write`] produces for `store`.
-    pub fn encoded_len(&self, store: &VectorStore) -> u64 {
+    /// Exact length of the file [`Forest::write`] produces for `store` and `labels`.
+    pub fn encoded_len(&self, store: &VectorStore, labels: Option<&[u8]>) -> u64 {
         let trees: Vec<TreeParts<'_>> = self.trees.iter().map(EncodedTree::parts).collect();
-        copse_format::planned_len(&section_lengths(store, &trees, self.graph.as_ref()))
+        let after = After {
+            graph: self.graph.as_ref(),
+            labels,
+        };
+        copse_format::planned_len(&section_lengths(store, &trees, after))
     }
 
-    /// Writes the index (items from `store`, trees from `self`) to `out` in copse format v1.
-    pub fn write<W: Write + Seek>(&self, store: &VectorStore, out: W) -> Result<W, BuildError> {
+    /// Writes the index (items from `store`, trees from `self`, and a labels section encoded by
+    /// [`copse_format::encode_labels`] for the store's rows, if any) to `out`.
+    pub fn write<W: Write + Seek>(
+        &self,
+        store: &VectorStore,
+        labels: Option<&[u8]>,
+        out: W,
+    ) -> Result<W, BuildError> {
         let trees: Vec<TreeParts<'_>> = self.trees.iter().map(EncodedTree::parts).collect();
         write_index(
             out,
@@ -381,7 +394,10 @@ impl Forest {
             &trees,
             Placed::Write(store.row_bytes()),
             Placed::Write(self.codes.as_bytes()),
-            self.graph.as_ref(),
+            After {
+                graph: self.graph.as_ref(),
+                labels,
+            },
         )
     }
 }
@@ -397,6 +413,14 @@ pub(crate) struct TreeParts<'a> {
     pub packed_ids: &'a [u8],
 }
 
+/// The optional sections that follow the trees, built or encoded before the file is written.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct After<'a> {
+    pub graph: Option<&'a BuiltGraph>,
+    /// A labels section ([`copse_format::encode_labels`]).
+    pub labels: Option<&'a [u8]>,
+}
+
 /// A section's bytes: to be written, or already in the output at the offset given.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Placed<'a> {
@@ -405,14 +429,16 @@ pub(crate) enum Placed<'a> {
 }
 
 /// Each section's length, in [`section_plan`] order.
-fn section_lengths(
-    store: &VectorStore,
-    trees: &[TreeParts<'_>],
-    graph: Option<&BuiltGraph>,
-) -> Vec<u64> {
+fn section_lengths(store: &VectorStore, trees: &[TreeParts<'_>], after: After<'_>) -> Vec<u64> {
+    let After { graph, labels } = after;
     let metric = store.metric();
-    section_plan(metric, graph.is_some(), store.id_map().is_some())
-        .into_iter()
+    let plan = section_plan(
+        metric,
+        graph.is_some(),
+        store.id_map().is_some(),
+        labels.is_some(),
+    );
+    plan.into_iter()
         .map(|kind| match kind {
             SectionKind::Items => store.row_bytes().len() as u64,
             SectionKind::Norms => store.norms().len() as u64 * 4,
@@ -427,12 +453,13 @@ fn section_lengths(
             }
             SectionKind::Graph => graph.map_or(0, BuiltGraph::section_len),
             SectionKind::IdMap => store.id_map().map_or(0, |ids| ids.len() as u64 * 8),
+            SectionKind::Labels => labels.map_or(0, |l| l.len() as u64),
             _ => 0,
         })
         .collect()
 }
 
-/// Writes a whole index to `out` in copse format v1, sections in [`section_plan`] order.
+/// Writes a whole index to `out`, sections in [`section_plan`] order.
 pub(crate) fn write_index<W: Write + Seek>(
     out: W,
     store: &VectorStore,
@@ -440,8 +467,9 @@ pub(crate) fn write_index<W: Write + Seek>(
     trees: &[TreeParts<'_>],
     items: Placed<'_>,
     codes: Placed<'_>,
-    graph: Option<&BuiltGraph>,
+    after: After<'_>,
 ) -> Result<W, BuildError> {
+    let After { graph, labels } = after;
     let metric = store.metric();
     let info = IndexInfo {
         version: FORMAT_VERSION,
@@ -453,7 +481,12 @@ pub(crate) fn write_index<W: Write + Seek>(
         leaf_capacity: options.leaf_capacity,
         seed: options.seed,
     };
-    let plan = section_plan(metric, graph.is_some(), store.id_map().is_some());
+    let plan = section_plan(
+        metric,
+        graph.is_some(),
+        store.id_map().is_some(),
+        labels.is_some(),
+    );
     let mut w = IndexWriter::new(out, info, plan.len())?;
     let place = |w: &mut IndexWriter<W>, kind: SectionKind, bytes: Placed<'_>| match bytes {
         Placed::Write(bytes) => w.write_section(kind, bytes),
@@ -525,6 +558,12 @@ pub(crate) fn write_index<W: Write + Seek>(
                     BuildError::Internal("an id-map section without an id map".into())
                 })?;
                 w.write_section(kind, bytemuck::cast_slice(ids))?;
+            }
+            SectionKind::Labels => {
+                let labels = labels.ok_or_else(|| {
+                    BuildError::Internal("a labels section without labels".into())
+                })?;
+                w.write_section(kind, labels)?;
             }
             other => {
                 return Err(BuildError::Internal(format!(

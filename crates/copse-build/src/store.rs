@@ -35,6 +35,10 @@ pub struct VectorStore {
     n_items: usize,
     n_present: usize,
     ids: Ids,
+    /// The largest id added.
+    max_id: Option<u64>,
+    /// True while the rows are in the order [`VectorStore::arrange`] puts them.
+    arranged: bool,
 }
 
 /// How rows relate to ids.
@@ -162,6 +166,8 @@ impl VectorStore {
             n_items: 0,
             n_present: 0,
             ids: Ids::Dense,
+            max_id: None,
+            arranged: true,
         })
     }
 
@@ -249,14 +255,7 @@ impl VectorStore {
 
     /// The largest id added, if any.
     pub fn max_id(&self) -> Option<u64> {
-        match &self.ids {
-            Ids::Dense => {
-                let word = self.present.iter().rposition(|&w| w != 0)?;
-                let top = 63 - u64::from(self.present[word].leading_zeros());
-                Some(word as u64 * 64 + top)
-            }
-            Ids::Mapped { ids, .. } => ids.iter().copied().max(),
-        }
+        self.max_id
     }
 
     /// The id of each row, ascending, if the store keeps an id map (after [`VectorStore::arrange`];
@@ -312,12 +311,16 @@ impl VectorStore {
         ids.try_reserve(1)
             .and_then(|()| rows.try_reserve(1))
             .map_err(|_| BuildError::OutOfMemory { id })?;
-        ids.push(id);
-        rows.insert(id, row);
+        // The row first: if it cannot be had, the map is left as it was.
         self.grow(row).map_err(|e| match e {
             BuildError::OutOfMemory { .. } => BuildError::OutOfMemory { id },
             other => other,
         })?;
+        if let Ids::Mapped { ids, rows } = &mut self.ids {
+            ids.push(id);
+            rows.insert(id, row);
+        }
+        self.arranged = false;
         Ok(row)
     }
 
@@ -374,7 +377,11 @@ impl VectorStore {
     /// row `i` as id `i` again, without a map. The same items give the same rows, whatever
     /// the order they were added in.
     pub fn arrange(&mut self) -> Result<(), BuildError> {
+        if self.arranged {
+            return Ok(());
+        }
         let Ids::Mapped { ids, .. } = &self.ids else {
+            self.arranged = true;
             return Ok(());
         };
         let n = ids.len();
@@ -412,6 +419,7 @@ impl VectorStore {
                 ids: sorted,
             };
         }
+        self.arranged = true;
         Ok(())
     }
 
@@ -490,7 +498,7 @@ impl VectorStore {
                 if let Some(norm) = norm {
                     self.norms[row as usize] = norm;
                 }
-                self.mark_present(row);
+                self.mark_present(row, id);
             }
             Element::Bits => {
                 let mut words = vec![0u64; self.row_len];
@@ -510,7 +518,7 @@ impl VectorStore {
         let row = self.row_for(id)?;
         let (at, len) = (row as usize * self.row_len, self.row_len);
         self.words_mut()[at..at + len].copy_from_slice(words);
-        self.mark_present(row);
+        self.mark_present(row, id);
         Ok(())
     }
 
@@ -536,7 +544,9 @@ impl VectorStore {
         self.put_words(id, words)
     }
 
-    fn mark_present(&mut self, row: u32) {
+    /// Records that `row` holds item `id`.
+    fn mark_present(&mut self, row: u32, id: u64) {
+        self.max_id = self.max_id.max(Some(id));
         let (word, bit) = (row as usize / 64, row as usize % 64);
         if self.present[word] >> bit & 1 == 0 {
             self.present[word] |= 1 << bit;

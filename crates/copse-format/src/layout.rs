@@ -114,13 +114,16 @@ pub enum SectionKind {
     /// strictly ascending), and `n_present = n_items` (no holes). Without it, row `i` is id
     /// `i`. Only in format version 2.
     IdMap,
+    /// An optional string per item, unique, looked up both ways (see `labels.rs`). Optional:
+    /// readers that do not know it skip it and lose only the labels.
+    Labels,
     /// A kind this reader does not know (skipped).
     Unknown(u32),
 }
 
 impl SectionKind {
     /// Every kind this version writes, in file order.
-    pub const KNOWN: [SectionKind; 11] = [
+    pub const KNOWN: [SectionKind; 12] = [
         SectionKind::Items,
         SectionKind::Norms,
         SectionKind::Present,
@@ -132,6 +135,7 @@ impl SectionKind {
         SectionKind::AnnoyNodes,
         SectionKind::Graph,
         SectionKind::IdMap,
+        SectionKind::Labels,
     ];
 
     /// The code the section table stores.
@@ -148,6 +152,7 @@ impl SectionKind {
             SectionKind::AnnoyNodes => 10,
             SectionKind::Graph => 11,
             SectionKind::IdMap => 12,
+            SectionKind::Labels => 13,
             SectionKind::Unknown(code) => code,
         }
     }
@@ -174,6 +179,7 @@ impl SectionKind {
             SectionKind::AnnoyNodes => "annoy-nodes",
             SectionKind::Graph => "graph",
             SectionKind::IdMap => "id-map",
+            SectionKind::Labels => "labels",
             SectionKind::Unknown(_) => "unknown",
         }
     }

@@ -18,6 +18,7 @@ compile_error!(
 
 mod encode;
 mod error;
+mod labels;
 mod layout;
 mod metric;
 mod reader;
@@ -25,6 +26,7 @@ mod writer;
 
 pub use encode::{encode_item_code, pack_ids, unpack_ids};
 pub use error::FormatError;
+pub use labels::{Labels, encode_labels, labels_len};
 pub use layout::{
     DENSE_VERSION, EMPTY_SLOT, FORMAT_VERSION, GraphHeader, Header, IndexInfo, LEAF_FLAG, MAGIC,
     MAX_DEGREE, NodeRef, OLDEST_VERSION, SECTION_ALIGN, SectionEntry, SectionKind, SplitNode,

@@ -11,8 +11,8 @@ use crate::layout::{
     FORMAT_VERSION, Header, LEAF_FLAG, MAGIC, OLDEST_VERSION, SECTION_ALIGN, SectionEntry,
 };
 use crate::{
-    EMPTY_SLOT, Element, FormatError, GraphHeader, IndexInfo, MAX_DEGREE, Metric, SectionKind,
-    SplitNode, TreeEntry, item_code_stride, packed_ids_len, split_stride,
+    EMPTY_SLOT, Element, FormatError, GraphHeader, IndexInfo, Labels, MAX_DEGREE, Metric,
+    SectionKind, SplitNode, TreeEntry, item_code_stride, packed_ids_len, split_stride,
 };
 
 /// More section-table entries than any version needs: a bound on what open reads.
@@ -43,6 +43,7 @@ struct Sections {
     graph: Range<usize>,
     graph_header: GraphHeader,
     id_map: Range<usize>,
+    labels: Range<usize>,
 }
 
 impl<B: AsRef<[u8]>> IndexFile<B> {
@@ -89,6 +90,7 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
         self.verify_checksums()?;
         let view = self.view();
         check_id_map(view.ids)?;
+        view.labels.verify()?;
         check_graph(&view.graph, |row| view.is_present(u64::from(row)))
     }
 
@@ -150,6 +152,13 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
                 n_edges: s.graph_header.n_edges,
             },
             ids: cast(data, &s.id_map),
+            // Parsed at open; cannot fail here (an empty range gives no labels).
+            labels: match data.get(s.labels.clone()) {
+                Some(bytes) if !bytes.is_empty() => {
+                    Labels::parse(bytes, self.info.n_items).unwrap_or_default()
+                }
+                _ => Labels::default(),
+            },
         }
     }
 }
@@ -307,6 +316,8 @@ pub struct View<'a> {
     /// The user id of each row, ascending (empty when row `i` is id `i`). Everything inside
     /// the file (trees, graph, the searches) works on rows; ids are for the caller.
     pub ids: &'a [u64],
+    /// The items' labels (empty if the file has none), by row.
+    pub labels: Labels<'a>,
 }
 
 /// The quantized items of [`SectionKind::ItemCodes`].
@@ -764,6 +775,14 @@ fn locate_sections(
             sized(SectionKind::IdMap, range, info.n_items.checked_mul(8))?
         }
     };
+    let labels = match take(SectionKind::Labels) {
+        None => 0..0,
+        Some(range) => {
+            let bytes = data.get(range.clone()).unwrap_or(&[]);
+            Labels::parse(bytes, info.n_items)?;
+            range
+        }
+    };
     let item_codes = if info.metric.stores_codes() {
         sized(
             SectionKind::ItemCodes,
@@ -787,6 +806,7 @@ fn locate_sections(
         graph,
         graph_header,
         id_map,
+        labels,
     })
 }
 

@@ -21,6 +21,7 @@ pub(crate) fn to_py(error: Error) -> PyErr {
             PyValueError::new_err(message)
         }
         Error::AlreadyBuilt => PyRuntimeError::new_err(message),
+        Error::DuplicateLabel { .. } => PyValueError::new_err(message),
         Error::WrongKind(_) => PyTypeError::new_err(message),
         Error::Io { path, source } => os_error(&path, &source),
         Error::Mismatch { .. } | Error::Format(_) => PyOSError::new_err(message),

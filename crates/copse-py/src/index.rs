@@ -365,13 +365,25 @@ impl AnnoyIndex {
         self.metric.name()
     }
 
-    /// Adds item `i` (a non-negative integer) with vector `vector`.
-    fn add_item(&self, i: &Bound<'_, PyAny>, vector: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Adds item `i` (an integer in [0, 2**64)) with vector `vector`, and optionally a `label`
+    /// (a str the index stores: `get_item_label(i)` gives it back, `get_id_by_label(label)`
+    /// finds `i`). Labels are unique: one that names another item is a ValueError.
+    #[pyo3(signature = (i, vector, label = None))]
+    fn add_item(
+        &self,
+        i: &Bound<'_, PyAny>,
+        vector: &Bound<'_, PyAny>,
+        label: Option<&str>,
+    ) -> PyResult<()> {
         let id = convert::item_id(i)?;
         let vector = convert::vector(vector, self.f)?;
         let mut state = self.lock();
         match &mut state.phase {
-            Phase::Adding(builder) => builder.add_item(id, vector.as_slice()).map_err(to_py),
+            Phase::Adding(builder) => match label {
+                Some(label) => builder.add_item_with_label(id, vector.as_slice(), label),
+                None => builder.add_item(id, vector.as_slice()),
+            }
+            .map_err(to_py),
             Phase::Building { .. } => Err(busy()),
             Phase::Built { .. } => Err(errors::state(
                 "You can't add an item to a built index: call unbuild() first \
@@ -385,12 +397,31 @@ impl AnnoyIndex {
     }
 
     /// Adds the rows of a 2-D array as items `ids` (or, with `ids=None`, as items
-    /// `get_n_items()`, `get_n_items() + 1`, ...). Either every row is added or none is (but
-    /// for an I/O error partway through an on-disk build).
-    #[pyo3(signature = (ids, vectors))]
-    fn add_items(&self, ids: &Bound<'_, PyAny>, vectors: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// `get_n_items()`, `get_n_items() + 1`, ...), with `labels` (a sequence of str or None, one
+    /// per row) if given. Either every row is added or none is (but for an I/O error partway
+    /// through an on-disk build).
+    #[pyo3(signature = (ids, vectors, labels = None))]
+    fn add_items(
+        &self,
+        ids: &Bound<'_, PyAny>,
+        vectors: &Bound<'_, PyAny>,
+        labels: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let matrix = convert::matrix(vectors, self.f, "vectors")?;
         let rows = matrix.shape()[0];
+        let labels = match labels {
+            Some(labels) if !labels.is_none() => {
+                let labels: Vec<Option<String>> = labels.extract()?;
+                if labels.len() != rows {
+                    return Err(PyValueError::new_err(format!(
+                        "{} labels for {rows} vectors: give one label (or None) per row",
+                        labels.len()
+                    )));
+                }
+                Some(labels)
+            }
+            _ => None,
+        };
         let given = if ids.is_none() {
             None
         } else {
@@ -460,11 +491,25 @@ impl AnnoyIndex {
         // memory fails before any row is added (ids that would leave too many holes go to the
         // id map instead, which grows by one row an item). It is added again in its turn, so
         // that of repeated ids the last row still wins.
+        // Labels are checked before anything is added (unique against the items' other labels
+        // and within the batch), then set after the rows, as one step.
+        let pairs: Vec<(u64, &str)> = match &labels {
+            Some(labels) => ids
+                .iter()
+                .zip(labels)
+                .filter_map(|(&id, label)| label.as_deref().map(|l| (id, l)))
+                .collect(),
+            None => Vec::new(),
+        };
+        builder.check_labels(&pairs).map_err(to_py)?;
         if let Some((at, &id)) = ids.iter().enumerate().max_by_key(|&(_, id)| *id) {
             builder.add_item(id, rows[at]).map_err(to_py)?;
         }
         for (&id, row) in ids.iter().zip(rows) {
             builder.add_item(id, row).map_err(to_py)?;
+        }
+        if !pairs.is_empty() {
+            builder.set_labels(&pairs).map_err(to_py)?;
         }
         Ok(())
     }
@@ -905,6 +950,35 @@ impl AnnoyIndex {
             }
         };
         Ok(f64::from(distance))
+    }
+
+    /// The label of item `i`, or None if it has none.
+    fn get_item_label(&self, i: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+        let id = convert::item_id(i)?;
+        let state = self.lock();
+        match &state.phase {
+            Phase::Adding(builder) => {
+                builder.item_vector(id).map_err(to_py)?;
+                Ok(builder.label(id).map(str::to_owned))
+            }
+            Phase::Building { .. } => Err(busy()),
+            Phase::Built { index, .. } | Phase::Loaded { index, .. } => index
+                .label(id)
+                .map(|label| label.map(str::to_owned))
+                .map_err(to_py),
+        }
+    }
+
+    /// The id of the item labelled `label`, or None if no item has that label.
+    fn get_id_by_label(&self, label: &str) -> PyResult<Option<u64>> {
+        let state = self.lock();
+        match &state.phase {
+            Phase::Adding(builder) => Ok(builder.id_by_label(label)),
+            Phase::Building { .. } => Err(busy()),
+            Phase::Built { index, .. } | Phase::Loaded { index, .. } => {
+                Ok(index.id_by_label(label))
+            }
+        }
     }
 
     /// Annoy's item count: the largest id added plus one. With sparse ids this is not the

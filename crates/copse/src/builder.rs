@@ -1,5 +1,6 @@
 //! [`IndexBuilder`]: collect items, then build a forest into an [`Index`].
 
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,9 @@ type ProgressFn = Box<dyn Fn(Progress) + Send + Sync>;
 /// grow with the number of items, never with the largest id.
 pub struct IndexBuilder {
     store: VectorStore,
+    /// Each labelled item's label, and each label's item (labels are unique).
+    labels: HashMap<u64, String>,
+    label_ids: HashMap<String, u64>,
     seed: u64,
     leaf_capacity: usize,
     graph: Option<GraphOptions>,
@@ -67,6 +71,8 @@ impl IndexBuilder {
     pub fn new(dims: usize, metric: Metric) -> Result<Self, Error> {
         Ok(IndexBuilder {
             store: VectorStore::new(dims, metric)?,
+            labels: HashMap::new(),
+            label_ids: HashMap::new(),
             seed: copse_build::DEFAULT_SEED,
             leaf_capacity: copse_build::DEFAULT_LEAF_CAPACITY,
             graph: None,
@@ -168,6 +174,144 @@ impl IndexBuilder {
         Ok(self.store.add(id, vector)?)
     }
 
+    /// Adds item `id` (or replaces it) with a label, which the index stores: a string that
+    /// [`crate::Index::label`] gives back and [`crate::Index::id_by_label`] finds the item by.
+    /// Labels are unique: a label another item has is an error, and nothing is added.
+    pub fn add_item_with_label(
+        &mut self,
+        id: u64,
+        vector: &[f32],
+        label: &str,
+    ) -> Result<(), Error> {
+        self.check_label(id, label)?;
+        self.add_item(id, vector)?;
+        self.set_label_unchecked(id, label);
+        Ok(())
+    }
+
+    /// Gives added item `id` a label (replacing its label, if it had one); see
+    /// [`IndexBuilder::add_item_with_label`].
+    pub fn set_label(&mut self, id: u64, label: &str) -> Result<(), Error> {
+        if self.built {
+            return Err(Error::AlreadyBuilt);
+        }
+        if self.store.row_of(id).is_none() {
+            return Err(Error::ItemMissing { id });
+        }
+        self.check_label(id, label)?;
+        self.set_label_unchecked(id, label);
+        Ok(())
+    }
+
+    /// Gives items labels as one step, either all or none: a later pair for the same id wins,
+    /// and a label may move from one item to another when that item gets a new one here.
+    /// Every id must have been added.
+    pub fn set_labels(&mut self, labels: &[(u64, &str)]) -> Result<(), Error> {
+        if self.built {
+            return Err(Error::AlreadyBuilt);
+        }
+        if let Some(&(id, _)) = labels
+            .iter()
+            .find(|(id, _)| self.store.row_of(*id).is_none())
+        {
+            return Err(Error::ItemMissing { id });
+        }
+        let last = self.check_labels(labels)?;
+        for &id in last.keys() {
+            if let Some(old) = self.labels.remove(&id) {
+                self.label_ids.remove(&old);
+            }
+        }
+        for (id, label) in last {
+            self.set_label_unchecked(id, label);
+        }
+        Ok(())
+    }
+
+    /// Checks that [`IndexBuilder::set_labels`] with `labels` would leave every label unique
+    /// (the ids need not be added yet); returns each id's final label.
+    pub fn check_labels<'a>(
+        &self,
+        labels: &[(u64, &'a str)],
+    ) -> Result<HashMap<u64, &'a str>, Error> {
+        let mut last: HashMap<u64, &str> = HashMap::with_capacity(labels.len());
+        for &(id, label) in labels {
+            last.insert(id, label);
+        }
+        let mut owner: HashMap<&str, u64> = HashMap::with_capacity(last.len());
+        for &(id, label) in labels {
+            if last.get(&id) != Some(&label) {
+                continue;
+            }
+            let duplicate = |other: u64| Error::DuplicateLabel {
+                label: label.to_owned(),
+                id,
+                other,
+            };
+            if let Some(&other) = owner.get(label).filter(|&&other| other != id) {
+                return Err(duplicate(other));
+            }
+            owner.insert(label, id);
+            // Another item's label is free to take only if that item gets a new one here.
+            if let Some(&other) = self.label_ids.get(label)
+                && other != id
+                && !last.contains_key(&other)
+            {
+                return Err(duplicate(other));
+            }
+        }
+        Ok(last)
+    }
+
+    /// Fails if `label` names an item other than `id`.
+    pub fn check_label(&self, id: u64, label: &str) -> Result<(), Error> {
+        match self.label_ids.get(label) {
+            Some(&other) if other != id => Err(Error::DuplicateLabel {
+                label: label.to_owned(),
+                id,
+                other,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn set_label_unchecked(&mut self, id: u64, label: &str) {
+        if let Some(old) = self.labels.insert(id, label.to_owned()) {
+            self.label_ids.remove(&old);
+        }
+        self.label_ids.insert(label.to_owned(), id);
+    }
+
+    /// The label of item `id`, if it has one.
+    pub fn label(&self, id: u64) -> Option<&str> {
+        self.labels.get(&id).map(String::as_str)
+    }
+
+    /// The item labelled `label`, if any.
+    pub fn id_by_label(&self, label: &str) -> Option<u64> {
+        self.label_ids.get(label).copied()
+    }
+
+    /// The labels section for the store's rows, if any item has a label (the rows must be
+    /// arranged first: the section is by row).
+    fn encoded_labels(&self) -> Result<Option<Vec<u8>>, Error> {
+        if self.labels.is_empty() {
+            return Ok(None);
+        }
+        let ids = self.store.id_map();
+        let label = |row: usize| {
+            let id = ids.map_or(row as u64, |ids| ids[row]);
+            if !self.store.is_present(row as u32) {
+                return None;
+            }
+            self.labels.get(&id).map(String::as_str)
+        };
+        Ok(Some(copse_format::encode_labels(
+            self.store.n_items(),
+            label,
+        )?))
+    }
+
     /// Adds hamming item `id` from packed words (bit `i` is bit `i % 64` of word `i / 64`).
     pub fn add_item_bits(&mut self, id: u64, words: &[u64]) -> Result<(), Error> {
         if self.built {
@@ -249,6 +393,7 @@ impl IndexBuilder {
         };
         if self.on_disk.is_some() {
             self.detach_from_built_file()?;
+            self.store.arrange()?;
             // Out of `self` while the build borrows `self` mutably; put back whatever happens.
             let callback = self.progress.take();
             let progress: &(dyn Fn(Progress) + Sync) = match &callback {
@@ -263,12 +408,14 @@ impl IndexBuilder {
             Some(f) => f.as_ref(),
             None => &|_| {},
         };
+        self.store.arrange()?;
+        let labels = self.encoded_labels()?;
         let forest = copse_build::build_forest(&mut self.store, options, progress)?;
         // Written straight into the memory the index will live in.
-        let len = usize::try_from(forest.encoded_len(&self.store))
+        let len = usize::try_from(forest.encoded_len(&self.store, labels.as_deref()))
             .map_err(|_| Error::Build(copse_build::BuildError::TooLarge("index".into())))?;
         let mut buffer = crate::storage::Storage::anonymous(len)?;
-        forest.write(&self.store, Cursor::new(&mut buffer[..]))?;
+        forest.write(&self.store, labels.as_deref(), Cursor::new(&mut buffer[..]))?;
         let index = Index::open(crate::storage::Storage::seal(buffer)?)?;
         self.built = true;
         Ok(index)
@@ -284,7 +431,12 @@ impl IndexBuilder {
             .as_mut()
             .ok_or_else(|| Error::Build(copse_build::BuildError::Internal("not on disk".into())))?;
         let dir = on_disk.dir().to_path_buf();
-        copse_build::build_on_disk(&mut self.store, options, progress, &dir)?;
+        let labels = self.encoded_labels()?;
+        let on_disk = self
+            .on_disk
+            .as_mut()
+            .ok_or_else(|| Error::Build(copse_build::BuildError::Internal("not on disk".into())))?;
+        copse_build::build_on_disk(&mut self.store, options, progress, &dir, labels.as_deref())?;
         let temp = on_disk
             .temp
             .take()

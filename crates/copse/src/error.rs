@@ -41,6 +41,16 @@ pub enum Error {
         /// The id asked for.
         id: u64,
     },
+    /// A label already names another item (labels are unique, so a label finds one item).
+    #[error("label {label:?} already names item {other}, so it cannot name item {id}")]
+    DuplicateLabel {
+        /// The label.
+        label: String,
+        /// The item it was given to.
+        id: u64,
+        /// The item it names.
+        other: u64,
+    },
     /// Items cannot be added to, or the forest rebuilt from, a builder that has been built;
     /// call `unbuild` first.
     #[error("the index is already built; call unbuild() to add items or build again")]

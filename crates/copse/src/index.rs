@@ -354,6 +354,30 @@ impl Index {
         }
     }
 
+    /// The label of item `id`, if it has one ([`crate::IndexBuilder::add_item_with_label`]).
+    /// Borrowed from the mapped file.
+    pub fn label(&self, id: u64) -> Result<Option<&str>, Error> {
+        self.check_item(id)?;
+        let Some(view) = self.copse_view() else {
+            return Ok(None);
+        };
+        let row = Index::row(&view, id)? as u32;
+        Ok(view.labels.label(row)?)
+    }
+
+    /// The item labelled `label`, if any.
+    pub fn id_by_label(&self, label: &str) -> Option<u64> {
+        let view = self.copse_view()?;
+        let row = view.labels.row_of(label)?;
+        // A corrupt section could name a hole; only items are answers.
+        view.is_present(u64::from(row)).then(|| view.id_of(row))
+    }
+
+    /// Number of labelled items.
+    pub fn n_labels(&self) -> usize {
+        self.copse_view().map_or(0, |view| view.labels.len())
+    }
+
     /// The largest item id, if the index holds any item.
     pub fn max_id(&self) -> Option<u64> {
         match self.copse_view() {

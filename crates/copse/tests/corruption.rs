@@ -22,7 +22,7 @@ fn dims(metric: Metric) -> usize {
 /// A small valid index: 60 ids with holes, 3 trees, small leaves (so there are splits); with a
 /// graph for angular, euclidean and hamming, without for manhattan and dot, so that both
 /// layouts are corrupted. Angular and dot have sparse 64-bit ids (an id map), the others dense
-/// ones.
+/// ones; angular and euclidean have labels.
 fn small_index(metric: Metric) -> Vec<u8> {
     let d = dims(metric);
     let mut r = rng(metric as u64 + 1);
@@ -49,7 +49,13 @@ fn small_index(metric: Metric) -> Vec<u8> {
         } else {
             v
         };
-        b.add_item(id_of(metric, i as u64), &v).unwrap();
+        let id = id_of(metric, i as u64);
+        // Labels (every third item) in the angular and euclidean indexes.
+        if matches!(metric, Metric::Angular | Metric::Euclidean) && i % 3 == 0 {
+            b.add_item_with_label(id, &v, &format!("item {i} ☃")).unwrap();
+        } else {
+            b.add_item(id, &v).unwrap();
+        }
     }
     b.build_with_threads(3, 1).unwrap().as_bytes().to_vec()
 }
@@ -104,6 +110,8 @@ fn exercise(bytes: &[u8], metric: Metric) {
             check(&found, 7, &in_range);
         }
         let _ = index.item_vector(id);
+        let _ = index.label(id);
+        let _ = index.id_by_label(&format!("item {} ☃", id % 64));
         let _ = index.distance(id, 1);
         let _ = index.contains(id);
         if metric == Metric::Hamming {
