@@ -1,5 +1,5 @@
-//! `copse build`: read vectors (and labels), build a forest (and a graph), save the index and
-//! its labels.
+//! `copse build`: read vectors (and labels), build a forest (and a graph), and save the index
+//! with its labels inside.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use crate::output::human_bytes;
 pub struct BuildArgs {
     /// Input vectors: .npy (float or integer, C or Fortran order), .fvecs, .bvecs, or word-vector
     /// text (GloVe: a label then the numbers per line; word2vec text: the same after a
-    /// "count dims" line). Text labels are saved to INDEX.labels.
+    /// "count dims" line). Text labels are stored in the index (they must be unique).
     pub input: PathBuf,
     /// Where to write the index.
     #[arg(short, long, value_name = "INDEX")]
@@ -28,7 +28,7 @@ pub struct BuildArgs {
     #[arg(long, value_enum)]
     pub input_format: Option<InputFormat>,
     /// A file of labels, one per line, for the vectors of a .npy, .fvecs or .bvecs input
-    /// (saved to INDEX.labels).
+    /// (stored in the index; they must be unique).
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
     /// Distance: angular (or its alias cosine), euclidean, manhattan, dot or hamming (values
@@ -233,6 +233,16 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             "{} labels for {id} vectors",
             names.len()
         );
+        // Into the index, where labels are unique: a repeated one names the lines.
+        let pairs: Vec<(u64, &str)> = (0..).zip(names.iter().map(String::as_str)).collect();
+        builder.set_labels(&pairs).map_err(|e| match &e {
+            copse::Error::DuplicateLabel { label, id, other } => anyhow!(
+                "{}: label {label:?} is on rows {other} and {id} (counting from 0); labels \
+                 must be unique",
+                args.labels.as_deref().unwrap_or(&args.input).display()
+            ),
+            _ => anyhow!("{e}"),
+        })?;
     }
 
     // One bar: the trees, then (with --graph) the graph's passes over the items.
@@ -258,15 +268,13 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             .save(&args.output)
             .map_err(|e| anyhow!("{}", crate::error::index_error(&args.output, &e)))?;
     }
+    // The labels are in the index: a side file an earlier build left at this path would
+    // name the wrong items (and hide that the index has none).
     let side = labels::side_path(&args.output);
-    match &names {
-        Some(names) => labels::write(&side, names)?,
-        // Labels of an earlier index at this path would now name the wrong items.
-        None => match std::fs::remove_file(&side) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => bail!("{}: cannot remove stale labels: {e}", side.display()),
-        },
+    match std::fs::remove_file(&side) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("{}: cannot remove stale labels: {e}", side.display()),
     }
 
     if !args.quiet {
@@ -279,10 +287,9 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             ),
             None => String::new(),
         };
-        let labelled = if names.is_some() {
-            format!(", labels in {}", side.display())
-        } else {
-            String::new()
+        let labelled = match index.n_labels() {
+            0 => String::new(),
+            n => format!(", {n} labels"),
         };
         writeln!(
             std::io::stdout(),

@@ -57,11 +57,14 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
         Ok(level) => level.name().to_owned(),
         Err(e) => format!("unusable ({e})"),
     };
+    // The index's own labels, else an older build's side file.
     let side = labels::side_path(&args.index);
-    let label_count = if side.exists() {
-        Some(labels::read(&side)?.len())
+    let (label_count, label_source) = if index.n_labels() > 0 {
+        (Some(index.n_labels()), None)
+    } else if side.exists() {
+        (Some(labels::read(&side)?.len()), Some(&side))
     } else {
-        None
+        (None, None)
     };
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -90,7 +93,10 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
                 "file_bytes": file_size,
                 "sections": sections,
                 "simd": simd,
-                "labels": label_count.map(|n| json!({"path": side.display().to_string(), "count": n})),
+                "labels": label_count.map(|n| match label_source {
+                    Some(side) => json!({"path": side.display().to_string(), "count": n}),
+                    None => json!({"in_index": true, "count": n}),
+                }),
             });
             serde_json::to_writer_pretty(&mut out, &value)?;
             writeln!(out)?;
@@ -137,7 +143,10 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
             )?;
             writeln!(out, "simd level:     {simd}")?;
             match label_count {
-                Some(n) => writeln!(out, "labels:         {n} in {}", side.display())?,
+                Some(n) => match label_source {
+                    Some(side) => writeln!(out, "labels:         {n} in {}", side.display())?,
+                    None => writeln!(out, "labels:         {n} in the index")?,
+                },
                 None => writeln!(out, "labels:         none")?,
             }
             writeln!(out, "sections:")?;

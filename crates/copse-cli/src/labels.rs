@@ -1,11 +1,13 @@
-//! Labels: the side file `INDEX.labels` (one label per line, the item id is the line number from
-//! 0) that word-vector inputs and `--labels` produce, and that queries read.
+//! Labels: the index's own (`copse build` stores the labels of word-vector inputs and of
+//! `--labels` in the index), or a labels file (one label per line, the item id is the line
+//! number from 0) given to `copse query --labels`, or the side file `INDEX.labels` that builds
+//! before labels went into the index wrote, which queries still read.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow, ensure};
+use copse::Index;
 
 /// Where the labels of the index at `index` live: the index's path with `.labels` appended.
 pub fn side_path(index: &Path) -> PathBuf {
@@ -31,75 +33,74 @@ pub fn read(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Writes `labels` to `path` atomically (a temporary file renamed over it).
-pub fn write(path: &Path, labels: &[String]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let fail = |e: std::io::Error| anyhow!("{}: {e}", path.display());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".copse-labels-")
-        .tempfile_in(dir)
-        .map_err(fail)?;
-    {
-        let mut out = std::io::BufWriter::new(tmp.as_file_mut());
-        for label in labels {
-            ensure!(
-                !label.contains('\n'),
-                "label {label:?} contains a line break"
-            );
-            out.write_all(label.as_bytes()).map_err(fail)?;
-            out.write_all(b"\n").map_err(fail)?;
-        }
-        out.flush().map_err(fail)?;
-    }
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
-}
-
-/// Labels for an open index: from `explicit` if given, else from the side file if it exists.
-/// Their number must match the index's item count.
-pub fn for_index(index: &Path, explicit: Option<&Path>, n_items: u64) -> Result<Option<Labels>> {
-    let path = match explicit {
+/// Labels for an open index: from `explicit` if given, else the index's own, else (an index
+/// built before labels went into the file) the side file if it exists. A file's label count
+/// must match the index's item count.
+pub fn for_index<'a>(
+    path: &Path,
+    explicit: Option<&Path>,
+    index: &'a Index,
+) -> Result<Option<Labels<'a>>> {
+    let file = match explicit {
         Some(p) => p.to_owned(),
+        None if index.n_labels() > 0 => return Ok(Some(Labels::InIndex(index))),
         None => {
-            let side = side_path(index);
+            let side = side_path(path);
             if !side.exists() {
                 return Ok(None);
             }
             side
         }
     };
-    let names = read(&path)?;
+    let names = read(&file)?;
+    let n_items = index.n_items();
     ensure!(
         names.len() as u64 == n_items,
         "{}: {} labels, but the index has {n_items} items",
-        path.display(),
+        file.display(),
         names.len()
     );
-    Ok(Some(Labels { path, names }))
+    Ok(Some(Labels::File { path: file, names }))
 }
 
-/// The labels of an index's items.
-pub struct Labels {
-    /// Where they came from.
-    pub path: PathBuf,
-    /// Label of item `i` at `i`.
-    pub names: Vec<String>,
+/// The labels of an index's items: its own, or a labels file's.
+pub enum Labels<'a> {
+    /// The labels section of the index.
+    InIndex(&'a Index),
+    /// A labels file.
+    File {
+        /// Where it is.
+        path: PathBuf,
+        /// Label of item `i` at `i`.
+        names: Vec<String>,
+    },
 }
 
-impl Labels {
-    /// The id of the first item labelled `label`.
+impl Labels<'_> {
+    /// The id of the item labelled `label` (for a file, the first).
     pub fn id_of(&self, label: &str) -> Option<u64> {
-        self.names.iter().position(|n| n == label).map(|i| i as u64)
+        match self {
+            Labels::InIndex(index) => index.id_by_label(label),
+            Labels::File { names, .. } => names.iter().position(|n| n == label).map(|i| i as u64),
+        }
     }
 
-    /// The label of item `id`.
+    /// The label of item `id` ("" if it has none).
     pub fn name(&self, id: u64) -> &str {
-        usize::try_from(id)
-            .ok()
-            .and_then(|id| self.names.get(id))
-            .map_or("", String::as_str)
+        match self {
+            Labels::InIndex(index) => index.label(id).ok().flatten().unwrap_or(""),
+            Labels::File { names, .. } => usize::try_from(id)
+                .ok()
+                .and_then(|id| names.get(id))
+                .map_or("", String::as_str),
+        }
+    }
+
+    /// Where the labels are, for messages.
+    pub fn source(&self) -> String {
+        match self {
+            Labels::InIndex(_) => "the index".to_string(),
+            Labels::File { path, .. } => path.display().to_string(),
+        }
     }
 }

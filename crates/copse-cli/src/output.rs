@@ -66,7 +66,7 @@ pub fn human_bytes(n: u64) -> String {
 pub fn write_table(
     out: &mut impl Write,
     results: &[QueryResult],
-    labels: Option<&Labels>,
+    labels: Option<&Labels<'_>>,
 ) -> std::io::Result<()> {
     let many = results.len() > 1;
     let rows = results.iter().flat_map(|r| r.neighbors.iter());
@@ -111,7 +111,7 @@ pub fn write_table(
 pub fn write_jsonl(
     out: &mut impl Write,
     results: &[QueryResult],
-    labels: Option<&Labels>,
+    labels: Option<&Labels<'_>>,
 ) -> std::io::Result<()> {
     for (q, result) in results.iter().enumerate() {
         let mut object = Map::new();

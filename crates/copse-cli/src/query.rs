@@ -26,8 +26,8 @@ pub struct QueryArgs {
     /// Neighbours of this item id (repeat for more).
     #[arg(long, value_name = "ID")]
     pub item: Vec<u64>,
-    /// Neighbours of the item with this label (the first, if several have it; repeat for more);
-    /// needs INDEX.labels or --labels.
+    /// Neighbours of the item with this label (repeat for more); needs an index with labels,
+    /// or --labels (with a labels file, the first item that has it).
     #[arg(long, value_name = "LABEL")]
     pub label: Vec<String>,
     /// Neighbours of this vector, comma-separated (repeat for more).
@@ -55,7 +55,7 @@ pub struct QueryArgs {
     /// Prefix of the .npy outputs (PREFIX.ids.npy, PREFIX.distances.npy); --format npy only.
     #[arg(long, value_name = "PREFIX")]
     pub out: Option<PathBuf>,
-    /// Labels file to use instead of INDEX.labels.
+    /// Labels file to use instead of the index's labels (or INDEX.labels).
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
 }
@@ -129,7 +129,7 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         _ => {}
     }
     let index = open_index(&args.index, false)?;
-    let labels = labels::for_index(&args.index, args.labels.as_deref(), index.n_items())?;
+    let labels = labels::for_index(&args.index, args.labels.as_deref(), &index)?;
     let k = args.k as usize;
     let dims = index.dims();
 
@@ -137,14 +137,15 @@ pub fn run(args: &QueryArgs) -> Result<()> {
     for label in &args.label {
         let Some(labels) = &labels else {
             bail!(
-                "--label needs labels, and {} does not exist (build from word-vector text or \
-                 with --labels, or pass --labels FILE)",
+                "--label needs labels: {} has none and {} does not exist (build from \
+                 word-vector text or with --labels, or pass --labels FILE)",
+                args.index.display(),
                 labels::side_path(&args.index).display()
             );
         };
         let id = labels
             .id_of(label)
-            .ok_or_else(|| anyhow!("unknown label {label:?} (not in {})", labels.path.display()))?;
+            .ok_or_else(|| anyhow!("unknown label {label:?} (not in {})", labels.source()))?;
         items.push(QuerySource::Label(label.clone(), id));
     }
     let pool = pool(args.threads)?;

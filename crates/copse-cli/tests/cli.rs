@@ -654,11 +654,17 @@ fn glove_and_word2vec_text_keep_labels_and_match_npy_with_labels() {
             std::fs::read(&index).unwrap(),
             std::fs::read(&from_npy).unwrap()
         );
-        let side = std::fs::read_to_string(path(&dir, "text.copse.labels")).unwrap();
-        assert_eq!(side.lines().collect::<Vec<_>>(), names);
+        // The labels are in the index (identical bytes), not in a side file.
+        assert!(!path(&dir, "text.copse.labels").exists());
     }
-    let side = std::fs::read_to_string(path(&dir, "npy.copse.labels")).unwrap();
-    assert_eq!(side.lines().collect::<Vec<_>>(), names);
+    assert!(!path(&dir, "npy.copse.labels").exists());
+    let info: serde_json::Value = serde_json::from_str(&ok(copse()
+        .arg("info")
+        .arg(&from_npy)
+        .args(["--format", "json"])))
+    .unwrap();
+    assert_eq!(info["labels"]["count"], 250);
+    assert_eq!(info["labels"]["in_index"], true);
 
     // A label query is the query of its item, and every neighbour carries its own label.
     let by_label = jsonl(&ok(copse().arg("query").arg(&from_npy).args([
@@ -731,8 +737,15 @@ fn labels_can_come_from_a_file_at_query_time_and_stale_ones_are_removed() {
         &["--labels", labels_file.to_str().unwrap()],
     );
     let side = path(&dir, "x.copse.labels");
-    assert!(side.exists());
-    // Rebuilding without labels must not leave the old ones next to the new index.
+    assert!(!side.exists(), "the labels are in the index");
+    let lines = jsonl(&ok(copse()
+        .arg("query")
+        .arg(&index)
+        .args(["--label", "word5", "--format", "jsonl", "-k", "1"])));
+    assert_eq!(lines[0]["item"], 5);
+    // An index built before labels went into the file kept them in a side file, which
+    // queries still read; a rebuild at that path removes it (it would name the wrong items).
+    std::fs::write(&side, names.join("\n")).unwrap();
     let index2 = build_npy(&dir, "x", &data, dims, &[]);
     assert_eq!(index, index2);
     assert!(!side.exists());
@@ -741,6 +754,14 @@ fn labels_can_come_from_a_file_at_query_time_and_stale_ones_are_removed() {
         2,
         &["--label needs labels", "x.copse.labels"],
     );
+    std::fs::write(&side, names.join("\n")).unwrap();
+    let lines = jsonl(&ok(copse()
+        .arg("query")
+        .arg(&index)
+        .args(["--label", "word7", "--format", "jsonl", "-k", "1"])));
+    assert_eq!(lines[0]["item"], 7);
+    assert_eq!(lines[0]["neighbors"][0]["label"], "word7");
+    std::fs::remove_file(&side).unwrap();
     let lines = jsonl(&ok(copse()
         .arg("query")
         .arg(&index)
@@ -785,7 +806,7 @@ fn on_disk_builds_write_the_same_index_and_leave_no_temporary_files() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["d.copse", "d.copse.labels"]);
+    assert_eq!(files, ["d.copse"]);
     let lines = jsonl(&ok(copse().arg("query").arg(&on_disk).args([
         "--label",
         "word9",
@@ -814,7 +835,7 @@ fn on_disk_builds_write_the_same_index_and_leave_no_temporary_files() {
         &["line 2"],
     );
     assert_eq!(std::fs::read(&on_disk).unwrap(), before);
-    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 2);
+    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 1);
     fails(
         copse()
             .arg("build")
@@ -2085,4 +2106,30 @@ fn bad_graph_degrees_are_usage_errors() {
         assert!(mean > 0.0 && mean <= most, "{degree}: {mean}");
         ok(copse().arg("verify").arg(&out));
     }
+}
+
+#[test]
+fn a_repeated_label_fails_the_build_and_names_the_rows() {
+    let (n, dims) = (10, 3);
+    let data = random_data(3, n, dims);
+    let dir = TempDir::new().unwrap();
+    let mut names = words(n);
+    names[7] = names[2].clone();
+    let labels_file = path(&dir, "dup");
+    std::fs::write(&labels_file, names.join("\n")).unwrap();
+    let npy = path(&dir, "d.npy");
+    write_npy(&npy, &data, &[n as u64, dims as u64], false);
+    let out = path(&dir, "d.copse");
+    fails(
+        copse()
+            .arg("build")
+            .arg(&npy)
+            .arg("-o")
+            .arg(&out)
+            .arg("--labels")
+            .arg(&labels_file),
+        2,
+        &["rows 2 and 7", "unique"],
+    );
+    assert!(!out.exists());
 }

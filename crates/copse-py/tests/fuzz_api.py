@@ -338,7 +338,7 @@ state_dicts = st.fixed_dictionaries({"index": byte_data, "seed": int_args, "verb
 
 # Each method: (valid, fuzzed) strategies for each positional argument.
 METHODS = {
-    "add_item": [(item, int_args), (vector, vectors)],
+    "add_item": [(item, int_args), (vector, vectors), (st.sampled_from([None, "x", "", "ü"]), junk)],
     "add_items": [(st.none(), id_lists), (matrix, matrices)],
     "build": [(st.integers(1, 3), int_args), (threads, int_args), (st.booleans(), flags)],
     "unbuild": [],
@@ -356,6 +356,8 @@ METHODS = {
         (threads, int_args),
     ],
     "get_item_vector": [(item, int_args)],
+    "get_item_label": [(item, int_args)],
+    "get_id_by_label": [(st.sampled_from(["", "x", "item 0", "日本"]), junk)],
     "get_distance": [(item, int_args), (item, int_args)],
     "get_n_items": [],
     "get_n_trees": [],

@@ -52,7 +52,8 @@ fn small_index(metric: Metric) -> Vec<u8> {
         let id = id_of(metric, i as u64);
         // Labels (every third item) in the angular and euclidean indexes.
         if matches!(metric, Metric::Angular | Metric::Euclidean) && i % 3 == 0 {
-            b.add_item_with_label(id, &v, &format!("item {i} ☃")).unwrap();
+            b.add_item_with_label(id, &v, &format!("item {i} ☃"))
+                .unwrap();
         } else {
             b.add_item(id, &v).unwrap();
         }

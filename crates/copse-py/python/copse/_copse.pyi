@@ -37,19 +37,26 @@ class AnnoyIndex:
     @property
     def metric(self) -> str:
         """The metric's name (read-only)."""
-    def add_item(self, i: int, vector: _Vector) -> None:
-        """Adds item ``i`` (a non-negative integer) with ``vector``.
+    def add_item(self, i: int, vector: _Vector, label: Optional[str] = None) -> None:
+        """Adds item ``i`` (an integer in [0, 2**64)) with ``vector``, and optionally a ``label``
+        stored in the index (unique: ``get_id_by_label(label)`` finds ``i``).
 
-        ``IndexError`` for a negative id or a vector of the wrong length, ``TypeError`` for
-        values that are not numbers, ``ValueError`` for NaN or infinity, ``RuntimeError`` once
-        built (call ``unbuild()`` first) or loaded.
+        ``IndexError`` for a negative id or a vector of the wrong length, ``OverflowError`` for
+        an id from 2**64 on, ``TypeError`` for values that are not numbers, ``ValueError`` for
+        NaN or infinity or a label another item has, ``RuntimeError`` once built (call
+        ``unbuild()`` first) or loaded.
         """
-    def add_items(self, ids: Optional[Union[Sequence[int], npt.NDArray[np.integer[Any]]]], vectors: _Matrix) -> None:
-        """Adds the rows of a 2-D array as items ``ids``.
+    def add_items(self, ids: Optional[Union[Sequence[int], npt.NDArray[np.integer[Any]]]], vectors: _Matrix, labels: Optional[Sequence[Optional[str]]] = None) -> None:
+        """Adds the rows of a 2-D array as items ``ids``, with ``labels`` (one str or None per
+        row) if given.
 
         With ``ids=None`` the rows become items ``get_n_items()``, ``get_n_items() + 1``, ...
-        Every row is checked before any is added.
+        Every row and label is checked before any is added.
         """
+    def get_item_label(self, i: int) -> Optional[str]:
+        """The label of item ``i``, or None if it has none."""
+    def get_id_by_label(self, label: str) -> Optional[int]:
+        """The id of the item labelled ``label``, or None."""
     def build(self, n_trees: int, n_jobs: int = -1, graph: bool = False) -> bool:
         """Builds ``n_trees`` trees (-1: about as many as Annoy would; at most 65536) on
         ``n_jobs`` threads (-1: all cores; at most 1024). With ``graph=True``, also builds a
