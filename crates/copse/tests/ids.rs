@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{METRICS, brute_force, clustered, clustered_bits, distance, rng};
+use common::{METRICS, brute_force, clustered, clustered_bits, distance, reseal, rng};
 use copse::{Error, GraphOptions, Index, IndexBuilder, Metric, SectionKind};
 use copse_format::{Header, SectionEntry};
 use rand::RngExt;
@@ -209,25 +209,6 @@ fn replacing_an_item_keeps_one_row_in_either_layout() {
     let found = index.nns_by_vector(&[5.0, 5.1], 2, None).unwrap();
     assert_eq!(found[0].id, 1 << 50);
     assert_eq!(found[1].id, 7);
-}
-
-/// Rewrites the section checksums and the header checksum of `bytes`, so that a deliberate
-/// change reaches the checks behind them.
-fn reseal(bytes: &mut [u8]) {
-    let header: Header = bytemuck::pod_read_unaligned(&bytes[..size_of::<Header>()]);
-    let entry_size = size_of::<SectionEntry>();
-    for i in 0..header.n_sections as usize {
-        let at = size_of::<Header>() + i * entry_size;
-        let mut entry: SectionEntry = bytemuck::pod_read_unaligned(&bytes[at..at + entry_size]);
-        let range = entry.offset as usize..(entry.offset + entry.len) as usize;
-        entry.checksum = xxhash_rust::xxh3::xxh3_64(&bytes[range]);
-        bytes[at..at + entry_size].copy_from_slice(bytemuck::bytes_of(&entry));
-    }
-    let len = header.header_len as usize;
-    let checksum_at = core::mem::offset_of!(Header, checksum);
-    bytes[checksum_at..checksum_at + 8].fill(0);
-    let checksum = xxhash_rust::xxh3::xxh3_64(&bytes[..len]);
-    bytes[checksum_at..checksum_at + 8].copy_from_slice(&checksum.to_le_bytes());
 }
 
 fn id_map_range(bytes: &[u8]) -> std::ops::Range<usize> {

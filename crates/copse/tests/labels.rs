@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{clustered, rng};
+use common::{clustered, reseal, rng};
 use copse::{Error, Index, IndexBuilder, Metric, SectionKind};
 use copse_format::{Header, SectionEntry};
 use rand::RngExt;
@@ -127,24 +127,6 @@ fn an_index_without_labels_has_no_section_and_answers_none() {
     assert_eq!(index.label(0).unwrap(), None);
     assert_eq!(index.id_by_label(""), None);
     assert_eq!(index.n_labels(), 0);
-}
-
-/// Rewrites the section checksums and the header checksum of `bytes`.
-fn reseal(bytes: &mut [u8]) {
-    let header: Header = bytemuck::pod_read_unaligned(&bytes[..size_of::<Header>()]);
-    let entry_size = size_of::<SectionEntry>();
-    for i in 0..header.n_sections as usize {
-        let at = size_of::<Header>() + i * entry_size;
-        let mut entry: SectionEntry = bytemuck::pod_read_unaligned(&bytes[at..at + entry_size]);
-        let range = entry.offset as usize..(entry.offset + entry.len) as usize;
-        entry.checksum = xxhash_rust::xxh3::xxh3_64(&bytes[range]);
-        bytes[at..at + entry_size].copy_from_slice(bytemuck::bytes_of(&entry));
-    }
-    let len = header.header_len as usize;
-    let checksum_at = core::mem::offset_of!(Header, checksum);
-    bytes[checksum_at..checksum_at + 8].fill(0);
-    let checksum = xxhash_rust::xxh3::xxh3_64(&bytes[..len]);
-    bytes[checksum_at..checksum_at + 8].copy_from_slice(&checksum.to_le_bytes());
 }
 
 #[test]

@@ -169,3 +169,23 @@ pub fn with_peak_rss_anon<T>(f: impl FnOnce() -> T) -> (T, u64) {
     sampler.join().unwrap();
     (out, peak.load(Ordering::Relaxed))
 }
+
+/// Rewrites the section checksums and the header checksum of `bytes`, so that a deliberate
+/// change to a section reaches the checks behind the checksums.
+pub fn reseal(bytes: &mut [u8]) {
+    use copse_format::{Header, SectionEntry};
+    let header: Header = bytemuck::pod_read_unaligned(&bytes[..size_of::<Header>()]);
+    let entry_size = size_of::<SectionEntry>();
+    for i in 0..header.n_sections as usize {
+        let at = size_of::<Header>() + i * entry_size;
+        let mut entry: SectionEntry = bytemuck::pod_read_unaligned(&bytes[at..at + entry_size]);
+        let range = entry.offset as usize..(entry.offset + entry.len) as usize;
+        entry.checksum = xxhash_rust::xxh3::xxh3_64(&bytes[range]);
+        bytes[at..at + entry_size].copy_from_slice(bytemuck::bytes_of(&entry));
+    }
+    let len = header.header_len as usize;
+    let checksum_at = core::mem::offset_of!(Header, checksum);
+    bytes[checksum_at..checksum_at + 8].fill(0);
+    let checksum = xxhash_rust::xxh3::xxh3_64(&bytes[..len]);
+    bytes[checksum_at..checksum_at + 8].copy_from_slice(&checksum.to_le_bytes());
+}
