@@ -18,6 +18,7 @@
 use copse_distance::{Kernels, prefetch};
 use copse_format::{EMPTY_SLOT, View};
 
+use crate::filter::{All, Allow};
 use crate::metric::{Prepared, QueryMetric};
 use crate::walk::{Plan, Prefetch, Ranked, Scratch, emit, gather, keep_best, shortlist_len};
 use crate::{Neighbor, QueryError};
@@ -44,11 +45,14 @@ pub(crate) fn default_search_k(n: usize) -> usize {
 }
 
 /// The `plan.n` nearest by a best-first beam search of the graph, started from the items of
-/// the first leaves the tree walk reaches, into `out`.
+/// the first leaves the tree walk reaches, into `out`. With a filter, the beam still goes
+/// through every item (the way to the allowed ones may pass others), and the allowed items
+/// scored on the way are the results.
 #[inline(always)]
-pub(crate) fn search<K: Kernels, M: QueryMetric>(
+pub(crate) fn search<K: Kernels, M: QueryMetric, A: Allow>(
     k: K,
     plan: Plan<'_>,
+    allow: A,
     s: &mut Scratch,
     out: &mut Vec<Neighbor>,
 ) -> Result<(), QueryError> {
@@ -69,15 +73,21 @@ pub(crate) fn search<K: Kernels, M: QueryMetric>(
     } else {
         ef.min(search_k)
     };
-    gather::<K, M>(k, view, q, entry, s, prefetch_kind)?;
+    gather::<K, M, All>(k, view, q, entry, All, s, prefetch_kind)?;
     s.candidates.retain(|&id| view.is_present(u64::from(id)));
     s.scores.clear();
     s.scores.resize(s.candidates.len(), 0.0);
     score::<K, M>(k, view, q, rough, &s.candidates, &mut s.scores)?;
     let mut scored = s.candidates.len();
     s.beam.clear();
+    s.found.clear();
+    s.found_scores.clear();
     for (&score, &id) in s.scores.iter().zip(&s.candidates) {
         s.beam.offer(ef, Ranked { score, id });
+        if !A::ALL && allow.allows(id) {
+            s.found.push(id);
+            s.found_scores.push(score);
+        }
     }
 
     let graph = view.graph;
@@ -123,16 +133,26 @@ pub(crate) fn search<K: Kernels, M: QueryMetric>(
         scored += s.shortlist.len();
         for (&score, &id) in s.scores.iter().zip(&s.shortlist) {
             s.beam.offer(ef, Ranked { score, id });
+            if !A::ALL && allow.allows(id) {
+                s.found.push(id);
+                s.found_scores.push(score);
+            }
         }
     }
 
-    // The beam holds the best found. Scored from the codes, the best of them are re-ranked
-    // exactly; otherwise their scores are exact already.
+    // The beam holds the best found (filtered: `found` holds every allowed item scored).
+    // Scored from the codes, the best of them are re-ranked exactly; otherwise their scores
+    // are exact already.
     s.shortlist.clear();
     s.scores.clear();
-    for r in s.beam.entries.drain(..) {
-        s.shortlist.push(r.ranked.id);
-        s.scores.push(r.ranked.score);
+    if A::ALL {
+        for r in s.beam.entries.drain(..) {
+            s.shortlist.push(r.ranked.id);
+            s.scores.push(r.ranked.score);
+        }
+    } else {
+        std::mem::swap(&mut s.shortlist, &mut s.found);
+        std::mem::swap(&mut s.scores, &mut s.found_scores);
     }
     if rough {
         keep_best(&s.scores, &s.shortlist, shortlist_len(n), &mut s.best);

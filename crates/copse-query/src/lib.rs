@@ -14,12 +14,14 @@
 //! results, never a crash or an endless loop. This crate never builds anything.
 
 mod beam;
+mod filter;
 mod metric;
 mod walk;
 
 use copse_distance::DistanceError;
 use copse_format::{Metric, View};
 
+pub use filter::RowFilter;
 pub use walk::Scratch;
 
 /// A result: an item and its distance to the query, in Annoy's convention for the metric
@@ -134,6 +136,23 @@ pub fn search(
     scratch: &mut Scratch,
     out: &mut Vec<Neighbor>,
 ) -> Result<(), QueryError> {
+    search_filtered(view, query, n, search_k, None, scratch, out)
+}
+
+/// [`search`] returning only rows `filter` allows (all rows without one): up to `n` of them,
+/// fewer only when fewer are allowed. The filter applies inside the search (see `filter.rs`):
+/// few allowed rows are scanned exactly; otherwise the graph or the trees are searched with
+/// `search_k` scaled by the allowed share, so each way finds about as many allowed candidates
+/// as an unfiltered search finds candidates.
+pub fn search_filtered(
+    view: &View<'_>,
+    query: Query<'_>,
+    n: usize,
+    search_k: Option<usize>,
+    filter: Option<&RowFilter<'_>>,
+    scratch: &mut Scratch,
+    out: &mut Vec<Neighbor>,
+) -> Result<(), QueryError> {
     out.clear();
     metric::check_query(view, query)?;
     if n == 0 {
@@ -151,6 +170,7 @@ pub fn search(
         query,
         n,
         search_k,
+        filter,
         scratch,
         out,
     })??;

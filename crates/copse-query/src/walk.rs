@@ -7,6 +7,7 @@ use std::collections::BinaryHeap;
 use copse_distance::{Kernels, WithKernels, prefetch, prefetch_lines, prefetch_row};
 use copse_format::{ItemRows, Metric, NodeRef, TreeEntry, View};
 
+use crate::filter::{All, Allow, RowFilter};
 use crate::metric::{self, Prepared, QueryMetric};
 use crate::{Neighbor, Query, QueryError};
 
@@ -26,6 +27,9 @@ pub struct Scratch {
     pub(crate) best: BinaryHeap<Ranked>,
     /// Graph search: the beam.
     pub(crate) beam: crate::beam::Beam,
+    /// Filtered graph search: the allowed items scored, and their scores.
+    pub(crate) found: Vec<u32>,
+    pub(crate) found_scores: Vec<f32>,
     /// The query's i8 code, for metrics scored from the item codes ([`Prepared::codes`]).
     query_codes: Vec<i8>,
 }
@@ -113,6 +117,7 @@ pub(crate) struct SearchOp<'a, 'v> {
     pub query: Query<'a>,
     pub n: usize,
     pub search_k: usize,
+    pub filter: Option<&'a RowFilter<'a>>,
     pub scratch: &'a mut Scratch,
     pub out: &'a mut Vec<Neighbor>,
 }
@@ -270,6 +275,7 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
         query,
         n,
         search_k,
+        filter,
         scratch: s,
         out,
     } = op;
@@ -312,7 +318,7 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
         search_k,
         prefetch: prefetch_kind,
     };
-    let result = search_planned::<K, M>(k, plan, s, out);
+    let result = search_planned::<K, M>(k, plan, filter, s, out);
     s.query_codes = query_codes;
     result
 }
@@ -332,6 +338,50 @@ pub(crate) struct Plan<'a> {
 fn search_planned<K: Kernels, M: QueryMetric>(
     k: K,
     plan: Plan<'_>,
+    filter: Option<&RowFilter<'_>>,
+    s: &mut Scratch,
+    out: &mut Vec<Neighbor>,
+) -> Result<(), QueryError> {
+    let n_items = usize::try_from(plan.view.info.n_items)
+        .map_err(|_| QueryError::Corrupt("item count exceeds memory"))?;
+    s.begin(n_items);
+    if let Some(filter) = filter {
+        return crate::filter::search::<K, M>(k, plan, filter, s, out);
+    }
+    if !plan.view.graph.is_empty() {
+        return crate::beam::search::<K, M, _>(k, plan, All, s, out);
+    }
+    forest::<K, M, _>(k, plan, All, s, out)
+}
+
+/// The forest search: the tree walk gathers `plan.search_k` candidates (the rows `allow`
+/// allows), then they are ranked.
+#[inline(always)]
+pub(crate) fn forest<K: Kernels, M: QueryMetric, A: Allow>(
+    k: K,
+    plan: Plan<'_>,
+    allow: A,
+    s: &mut Scratch,
+    out: &mut Vec<Neighbor>,
+) -> Result<(), QueryError> {
+    gather::<K, M, A>(
+        k,
+        plan.view,
+        plan.query,
+        plan.search_k,
+        allow,
+        s,
+        plan.prefetch,
+    )?;
+    rank::<K, M>(k, plan, s, out)
+}
+
+/// Scores `s.candidates` and emits the best `plan.n`: from the item codes first where the
+/// metric has them (then exactly for a shortlist of the best), else exactly.
+#[inline(always)]
+pub(crate) fn rank<K: Kernels, M: QueryMetric>(
+    k: K,
+    plan: Plan<'_>,
     s: &mut Scratch,
     out: &mut Vec<Neighbor>,
 ) -> Result<(), QueryError> {
@@ -339,17 +389,9 @@ fn search_planned<K: Kernels, M: QueryMetric>(
         view,
         query: prepared,
         n,
-        search_k,
         prefetch: prefetch_kind,
+        ..
     } = plan;
-    let n_items = usize::try_from(view.info.n_items)
-        .map_err(|_| QueryError::Corrupt("item count exceeds memory"))?;
-    s.begin(n_items);
-    if !view.graph.is_empty() {
-        return crate::beam::search::<K, M>(k, plan, s, out);
-    }
-    gather::<K, M>(k, view, prepared, search_k, s, prefetch_kind)?;
-
     // Holes never come out of a valid file's leaves; a corrupt one must not return them either.
     s.candidates.retain(|&id| view.is_present(u64::from(id)));
     if matches!(prefetch_kind, Prefetch::Codes) && s.candidates.len() > shortlist_len(n) {
@@ -377,13 +419,15 @@ fn search_planned<K: Kernels, M: QueryMetric>(
 
 /// The tree walk: gathers leaf ids into `s.candidates` (each once, in the order found) until
 /// `search_k` ids, counting repeats as Annoy does, have been seen or the trees are exhausted,
-/// prefetching what scoring will read for each.
+/// prefetching what scoring will read for each. With a filter, only the rows it allows are
+/// gathered and counted.
 #[inline(always)]
-pub(crate) fn gather<K: Kernels, M: QueryMetric>(
+pub(crate) fn gather<K: Kernels, M: QueryMetric, A: Allow>(
     k: K,
     view: &View<'_>,
     prepared: &Prepared<'_>,
     search_k: usize,
+    allow: A,
     s: &mut Scratch,
     prefetch_kind: Prefetch<'_>,
 ) -> Result<(), QueryError> {
@@ -418,8 +462,13 @@ pub(crate) fn gather<K: Kernels, M: QueryMetric>(
                     let ids = view
                         .leaf(tree, leaf)
                         .ok_or(QueryError::Corrupt("leaf out of range"))?;
-                    gathered += ids.len();
+                    if A::ALL {
+                        gathered += ids.len();
+                    }
                     for id in ids {
+                        if !A::ALL && !allow.allows(id) {
+                            continue;
+                        }
                         let word = s
                             .visited
                             .get_mut(id as usize / 64)
@@ -430,6 +479,9 @@ pub(crate) fn gather<K: Kernels, M: QueryMetric>(
                             s.candidates.push(id);
                             // Start loading what scoring will read for it.
                             prefetch_kind.item(view, id);
+                            if !A::ALL {
+                                gathered += 1;
+                            }
                         }
                     }
                     break;

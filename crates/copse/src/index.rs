@@ -8,7 +8,7 @@ use copse_annoy::{AnnoyTrees, AnnoyView};
 use copse_format::{
     FormatError, IndexFile, IndexInfo, IndexWriter, MAGIC, Metric, SectionKind, View,
 };
-use copse_query::{Neighbor, Query, Scratch};
+use copse_query::{Neighbor, Query, RowFilter, Scratch};
 
 use crate::Error;
 use crate::storage::Storage;
@@ -20,6 +20,27 @@ pub struct GraphStats {
     pub degree: usize,
     /// Edges over all items (the mean out-degree is this over the present items).
     pub n_edges: u64,
+}
+
+/// An allow-list for the filtered searches of one index ([`Index::filter`]): a bit per item,
+/// reusable across queries and threads.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    rows: Vec<u64>,
+    allowed: usize,
+    key: u64,
+}
+
+impl Filter {
+    /// Number of items the filter allows.
+    pub fn len(&self) -> usize {
+        self.allowed
+    }
+
+    /// True if the filter allows no item.
+    pub fn is_empty(&self) -> bool {
+        self.allowed == 0
+    }
 }
 
 /// How to open an index file.
@@ -585,10 +606,163 @@ impl Index {
         search_k: Option<usize>,
         out: &mut Vec<Neighbor>,
     ) -> Result<(), Error> {
+        self.search_filtered(view, query, n, search_k, None, out)
+    }
+
+    fn search_filtered(
+        &self,
+        view: &View<'_>,
+        query: Query<'_>,
+        n: usize,
+        search_k: Option<usize>,
+        filter: Option<&Filter>,
+        out: &mut Vec<Neighbor>,
+    ) -> Result<(), Error> {
+        let rows = match filter {
+            Some(filter) => {
+                self.check_filter(filter)?;
+                Some(RowFilter::new(&filter.rows, filter.allowed))
+            }
+            None => None,
+        };
         let mut scratch = self.take_scratch();
-        let result = copse_query::search(view, query, n, search_k, &mut scratch, out);
+        let result = copse_query::search_filtered(
+            view,
+            query,
+            n,
+            search_k,
+            rows.as_ref(),
+            &mut scratch,
+            out,
+        );
         self.return_scratch(scratch);
         Ok(result?)
+    }
+
+    /// An allow-list for filtered searches of this index ([`Index::nns_by_vector_filtered`]):
+    /// the items of `ids`; ids that are not items are left out. Build it once and reuse it
+    /// across queries; it holds a bit per item of the index (49 KB for 390,000 items).
+    pub fn filter(&self, ids: impl IntoIterator<Item = u64>) -> Filter {
+        let (n_rows, key) = match self.copse_view() {
+            Some(view) => (view.info.n_items as usize, self.filter_key()),
+            None => (0, 0),
+        };
+        let mut rows = vec![0u64; n_rows.div_ceil(64)];
+        let mut allowed = 0;
+        if let Some(view) = self.copse_view() {
+            for id in ids {
+                if let Some(row) = view.row_of(id) {
+                    let (word, bit) = (row as usize / 64, 1u64 << (row % 64));
+                    if rows[word] & bit == 0 {
+                        rows[word] |= bit;
+                        allowed += 1;
+                    }
+                }
+            }
+        }
+        Filter { rows, allowed, key }
+    }
+
+    /// What ties a filter to the index it was made for: the header's checksum (the same for
+    /// every copy of a file, different for any other file).
+    fn filter_key(&self) -> u64 {
+        let bytes = self.as_bytes();
+        let at = core::mem::offset_of!(copse_format::Header, checksum);
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    }
+
+    fn check_filter(&self, filter: &Filter) -> Result<(), Error> {
+        if self.copse_view().is_none() {
+            return Err(Error::WrongKind(
+                "filtered search needs copse's own trees: convert an Annoy index with \
+                 to_copse() first"
+                    .into(),
+            ));
+        }
+        if filter.key != self.filter_key() {
+            return Err(Error::WrongKind(
+                "this filter was made for another index (make it with this index's filter())"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `n` items nearest to `vector` among those `filter` allows, nearest first (fewer
+    /// only when fewer are allowed). The filter applies inside the search: few allowed items
+    /// are scanned exactly, more are searched through the graph or the trees with `search_k`
+    /// scaled by the allowed share.
+    pub fn nns_by_vector_filtered(
+        &self,
+        vector: &[f32],
+        n: usize,
+        search_k: Option<usize>,
+        filter: &Filter,
+    ) -> Result<Vec<Neighbor>, Error> {
+        let mut out = Vec::with_capacity(n.min(1024));
+        self.nns_by_vector_filtered_into(vector, n, search_k, filter, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Index::nns_by_vector_filtered`] into a caller's buffer (cleared first).
+    pub fn nns_by_vector_filtered_into(
+        &self,
+        vector: &[f32],
+        n: usize,
+        search_k: Option<usize>,
+        filter: &Filter,
+        out: &mut Vec<Neighbor>,
+    ) -> Result<(), Error> {
+        out.clear();
+        self.check_filter(filter)?;
+        let Some(view) = self.copse_view() else {
+            return Ok(());
+        };
+        if view.info.metric == Metric::Hamming {
+            if vector.len() != view.info.dims {
+                return Err(Error::WrongDimensions {
+                    expected: view.info.dims,
+                    found: vector.len(),
+                });
+            }
+            let words = pack_bits(vector)?;
+            return self.search_filtered(
+                &view,
+                Query::Bits(&words),
+                n,
+                search_k,
+                Some(filter),
+                out,
+            );
+        }
+        self.search_filtered(&view, Query::F32(vector), n, search_k, Some(filter), out)
+    }
+
+    /// The `n` items nearest to item `id` among those `filter` allows (`id` itself only if
+    /// allowed).
+    pub fn nns_by_item_filtered(
+        &self,
+        id: u64,
+        n: usize,
+        search_k: Option<usize>,
+        filter: &Filter,
+    ) -> Result<Vec<Neighbor>, Error> {
+        self.check_item(id)?;
+        self.check_filter(filter)?;
+        let Some(view) = self.copse_view() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(n.min(1024));
+        let at = Index::row(&view, id)?;
+        let query = match view.info.metric {
+            Metric::Hamming => Query::Bits(view.item_bits(at).unwrap_or(&[])),
+            _ => Query::F32(view.item_f32(at).unwrap_or(&[])),
+        };
+        self.search_filtered(&view, query, n, search_k, Some(filter), &mut out)?;
+        Ok(out)
     }
 
     fn take_scratch(&self) -> Scratch {

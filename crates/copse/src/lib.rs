@@ -51,4 +51,4 @@ pub use copse_distance::Level as SimdLevel;
 pub use copse_format::{FormatError, IndexInfo, MAX_DEGREE, Metric, SectionKind};
 pub use copse_query::{Neighbor, QueryError};
 pub use error::Error;
-pub use index::{GraphStats, Index, LoadOptions};
+pub use index::{Filter, GraphStats, Index, LoadOptions};
