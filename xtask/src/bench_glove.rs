@@ -106,6 +106,14 @@ pub struct BenchArgs {
     /// measure it beside the dense one, point for point.
     #[arg(long)]
     sparse_ids: bool,
+    /// Filtered search: for each share, an allow-list of that share of the items drawn at
+    /// random, and the graph index's search_k sweep restricted to it, against a filtered
+    /// brute-force truth (e.g. --filters 0.5,0.1,0.01,0.001).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    filters: Vec<f64>,
+    /// Queries of the filtered sweeps (the first this many).
+    #[arg(long, default_value_t = 1000)]
+    filter_queries: usize,
 }
 
 /// The id the `--sparse-ids` index gives the item at position `pos`: a bijection of
@@ -305,6 +313,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             )?;
             print_sparse_ids(&graph_rows, &sparse_rows);
             rows.extend(sparse_rows);
+        }
+        if !args.filters.is_empty() {
+            let points: Vec<(f64, f64)> = graph_rows.iter().map(|r| (r.recall_10, r.qps)).collect();
+            bench_filters(&dataset, &split, &args, qps_at_recall(&points, 0.95))?;
         }
         rows.extend(graph_rows);
         graph = info;
@@ -539,6 +551,95 @@ fn best_of<T>(repeats: usize, mut pass: impl FnMut() -> Result<T>) -> Result<(f6
         best = best.min(start.elapsed().as_secs_f64());
     }
     Ok((best, first))
+}
+
+/// Filtered search on the graph index: for each of `args.filters`, an allow-list of that share
+/// of the items (drawn with the run's seed), its brute-force truth for the first
+/// `args.filter_queries` queries, and the search_k sweep; prints recall@10 and one-thread QPS
+/// at each point, and the QPS at recall 0.95 against the unfiltered index's (`unfiltered`).
+fn bench_filters(
+    dataset: &Dataset,
+    split: &Split,
+    args: &BenchArgs,
+    unfiltered: Option<f64>,
+) -> Result<()> {
+    use rand::{RngExt, SeedableRng};
+    let mut builder = IndexBuilder::new(dataset.dims, dataset.metric)?
+        .seed(args.seed)
+        .leaf_capacity(args.leaf_capacity)
+        .graph(Some(GraphOptions::default()));
+    split.add_items(dataset, &mut builder, false)?;
+    let index = builder.build_with_threads(args.graph_trees, args.threads)?;
+    let n_queries = args.filter_queries.min(split.queries.len());
+    let queries: Vec<&[f32]> = split.queries[..n_queries]
+        .iter()
+        .map(|&q| dataset.row(q))
+        .collect();
+    let flat_queries: Vec<f32> = queries.iter().flat_map(|q| q.iter()).copied().collect();
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(args.seed ^ 0xF1_17E5);
+    let k = args.k;
+    println!(
+        "\nFiltered search, graph index ({} trees), {n_queries} queries, k = {k}; unfiltered \
+         QPS at recall@10 0.95: {}",
+        args.graph_trees,
+        unfiltered.map_or("not reached".into(), |q| format!("{q:.0}"))
+    );
+    for &share in &args.filters {
+        let allowed: Vec<usize> = (0..split.data.len())
+            .filter(|_| rng.random::<f64>() < share)
+            .collect();
+        if allowed.len() < k {
+            println!("  share {share}: {} allowed, fewer than k; skipped", allowed.len());
+            continue;
+        }
+        let filter = index.filter(allowed.iter().map(|&p| p as u64));
+        let data: Vec<f32> = allowed
+            .iter()
+            .flat_map(|&p| dataset.row(split.data[p]).iter())
+            .copied()
+            .collect();
+        let bar = bar(n_queries as u64, &format!("filtered truth, share {share}"));
+        let truth: Vec<u32> =
+            truth::exact_neighbors(dataset.metric, &data, &flat_queries, dataset.dims, k, &bar)?
+                .into_iter()
+                .map(|i| allowed[i as usize] as u32)
+                .collect();
+        bar.finish_and_clear();
+        let mut points = Vec::new();
+        let mut out = Vec::with_capacity(k);
+        for &search_k in &args.graph_search_k {
+            let (seconds, hits) = best_of(args.repeats, || {
+                let mut hits = 0.0;
+                for (i, q) in queries.iter().enumerate() {
+                    index.nns_by_vector_filtered_into(q, k, Some(search_k), &filter, &mut out)?;
+                    hits += recall(&out, &truth[i * k..(i + 1) * k], k);
+                }
+                Ok(hits)
+            })?;
+            let (r, qps) = (hits / n_queries as f64, n_queries as f64 / seconds);
+            println!("  share {share}: search_k {search_k:>6}: recall@10 {r:.4}, QPS {qps:.0}");
+            points.push((r, qps));
+        }
+        // Where every point is past 0.95 (an exact scan), the fastest of them: a QPS at a
+        // recall of at least 0.95.
+        let at = qps_at_recall(&points, 0.95).or_else(|| {
+            points
+                .iter()
+                .filter(|p| p.0 >= 0.95)
+                .map(|p| p.1)
+                .max_by(f64::total_cmp)
+        });
+        println!(
+            "  share {share} ({} allowed): QPS at recall@10 0.95: {}{}",
+            allowed.len(),
+            at.map_or("not reached".into(), |q| format!("{q:.0}")),
+            match (at, unfiltered) {
+                (Some(a), Some(u)) => format!(" = {:.2}x unfiltered", a / u),
+                _ => String::new(),
+            }
+        );
+    }
+    Ok(())
 }
 
 /// The QPS of the graph index with sparse 64-bit ids over the dense one's, point for point.
