@@ -589,7 +589,10 @@ fn bench_filters(
             .filter(|_| rng.random::<f64>() < share)
             .collect();
         if allowed.len() < k {
-            println!("  share {share}: {} allowed, fewer than k; skipped", allowed.len());
+            println!(
+                "  share {share}: {} allowed, fewer than k; skipped",
+                allowed.len()
+            );
             continue;
         }
         let filter = index.filter(allowed.iter().map(|&p| p as u64));

@@ -55,9 +55,43 @@ pub struct QueryArgs {
     /// Prefix of the .npy outputs (PREFIX.ids.npy, PREFIX.distances.npy); --format npy only.
     #[arg(long, value_name = "PREFIX")]
     pub out: Option<PathBuf>,
+    /// Return only these items: a file of ids, one per line (text) or an integer .npy. The
+    /// filter applies inside the search; results hold as many allowed items as exist.
+    #[arg(long, value_name = "FILE")]
+    pub filter: Option<PathBuf>,
     /// Labels file to use instead of the index's labels (or INDEX.labels).
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
+}
+
+/// The ids of a `--filter` file: an integer .npy (any shape), or text with one id per line
+/// (blank lines skipped).
+fn read_filter(path: &Path) -> Result<Vec<u64>> {
+    if input::InputFormat::from_path(path) == input::InputFormat::Npy {
+        let ids = input::read_ids(path)?;
+        return ids
+            .data
+            .iter()
+            .map(|&id| {
+                u64::try_from(id).map_err(|_| anyhow!("{}: id {id} is negative", path.display()))
+            })
+            .collect();
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(at, line)| {
+            line.trim().parse::<u64>().map_err(|e| {
+                anyhow!(
+                    "{}: line {}: {:?} is not an id: {e}",
+                    path.display(),
+                    at + 1,
+                    line
+                )
+            })
+        })
+        .collect()
 }
 
 /// Opens the index at `path`, with errors that name it.
@@ -149,6 +183,18 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         items.push(QuerySource::Label(label.clone(), id));
     }
     let pool = pool(args.threads)?;
+    let filter = match &args.filter {
+        Some(path) => Some(index.filter(read_filter(path)?)),
+        None => None,
+    };
+    let search_item = |id: u64| match &filter {
+        Some(filter) => index.nns_by_item_filtered(id, k, args.search_k, filter),
+        None => index.nns_by_item(id, k, args.search_k),
+    };
+    let search_vector = |v: &[f32]| match &filter {
+        Some(filter) => index.nns_by_vector_filtered(v, k, args.search_k, filter),
+        None => index.nns_by_vector(v, k, args.search_k),
+    };
 
     let results: Vec<QueryResult> = if !items.is_empty() {
         items
@@ -158,9 +204,8 @@ pub fn run(args: &QueryArgs) -> Result<()> {
                     QuerySource::Item(id) | QuerySource::Label(_, id) => id,
                     QuerySource::Vector => 0,
                 };
-                let neighbors = index
-                    .nns_by_item(id, k, args.search_k)
-                    .map_err(|e| anyhow!("{}", index_error(&args.index, &e)))?;
+                let neighbors =
+                    search_item(id).map_err(|e| anyhow!("{}", index_error(&args.index, &e)))?;
                 Ok(QueryResult { source, neighbors })
             })
             .collect::<Result<_>>()?
@@ -197,11 +242,7 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         let found: Vec<Vec<Neighbor>> = pool.install(|| {
             (0..matrix.rows)
                 .into_par_iter()
-                .map(|i| {
-                    index
-                        .nns_by_vector(matrix.row(i), k, args.search_k)
-                        .map_err(|e| anyhow!("query {i}: {e}"))
-                })
+                .map(|i| search_vector(matrix.row(i)).map_err(|e| anyhow!("query {i}: {e}")))
                 .collect::<Result<_>>()
         })?;
         found

@@ -2133,3 +2133,55 @@ fn a_repeated_label_fails_the_build_and_names_the_rows() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn a_filter_file_keeps_only_its_items_exactly() {
+    let (n, dims) = (300, 5);
+    let data = random_data(31, n, dims);
+    let dir = TempDir::new().unwrap();
+    let index = build_npy(&dir, "f", &data, dims, &[]);
+    // Multiples of 3, in a text file (with a blank line and an id that is not an item).
+    let allowed: Vec<usize> = (0..n).filter(|i| i % 3 == 0).collect();
+    let filter_file = path(&dir, "allow.txt");
+    let text: Vec<String> = allowed.iter().map(|i| i.to_string()).collect();
+    std::fs::write(&filter_file, text.join("\n") + "\n\n999999\n").unwrap();
+    let query = &data[7 * dims..][..dims];
+    let vector: Vec<String> = query.iter().map(|x| x.to_string()).collect();
+    let lines = jsonl(&ok(copse()
+        .arg("query")
+        .arg(&index)
+        .args([
+            "--vector",
+            &vector.join(","),
+            "-k",
+            "6",
+            "--search-k",
+            "100000",
+        ])
+        .args(["--format", "jsonl", "--filter"])
+        .arg(&filter_file)));
+    let (found, _) = neighbors(&lines[0]);
+    // The oracle: brute force over the allowed items alone.
+    let kept: Vec<f32> = allowed
+        .iter()
+        .flat_map(|&i| data[i * dims..][..dims].iter().copied())
+        .collect();
+    let truth = brute_force("angular", &kept, dims, query);
+    assert_eq!(found.len(), 6);
+    for (&(id, d), &(j, want)) in found.iter().zip(&truth) {
+        assert_eq!(id as usize % 3, 0, "item {id} is not allowed");
+        assert!((f64::from(d) - want).abs() <= 2e-3 * (1.0 + want.abs()));
+        let _ = j;
+    }
+    // A bad line is an error naming the file and the line.
+    std::fs::write(&filter_file, "1\nx\n").unwrap();
+    fails(
+        copse()
+            .arg("query")
+            .arg(&index)
+            .args(["--item", "1", "--filter"])
+            .arg(&filter_file),
+        2,
+        &["allow.txt", "line 2"],
+    );
+}

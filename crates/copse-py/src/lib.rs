@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _copse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<index::AnnoyIndex>()?;
+    m.add_class::<index::IdFilter>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

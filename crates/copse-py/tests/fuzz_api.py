@@ -357,6 +357,7 @@ METHODS = {
     ],
     "get_item_vector": [(item, int_args)],
     "get_item_label": [(item, int_args)],
+    "make_filter": [(st.just([0, 1, 2]), id_lists)],
     "get_id_by_label": [(st.sampled_from(["", "x", "item 0", "日本"]), junk)],
     "get_distance": [(item, int_args), (item, int_args)],
     "get_n_items": [],
@@ -511,4 +512,4 @@ def test_deserialize_from_the_class(data, prefault):
 
 def test_module_level_names():
     assert isinstance(copse.__version__, str)
-    assert copse.__all__ == ["AnnoyIndex", "__version__"]
+    assert copse.__all__ == ["AnnoyIndex", "IdFilter", "__version__"]

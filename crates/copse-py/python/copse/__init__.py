@@ -5,6 +5,6 @@ arguments, defaults, return types and exceptions), with a numpy batch API on top
 ``add_items`` and ``get_nns_by_vectors``.
 """
 
-from ._copse import AnnoyIndex, __version__
+from ._copse import AnnoyIndex, IdFilter, __version__
 
-__all__ = ["AnnoyIndex", "__version__"]
+__all__ = ["AnnoyIndex", "IdFilter", "__version__"]
