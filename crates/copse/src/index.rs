@@ -514,6 +514,17 @@ impl Index {
         if let Some(annoy) = self.backing.annoy() {
             return Ok(annoy.nns_by_item(id, n, search_k)?);
         }
+        self.copse_nns_by_item(id, n, search_k, None)
+    }
+
+    /// The search by item on copse's own trees, filtered or not (`id` checked first).
+    fn copse_nns_by_item(
+        &self,
+        id: u64,
+        n: usize,
+        search_k: Option<usize>,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Neighbor>, Error> {
         let Some(view) = self.copse_view() else {
             return Ok(Vec::new());
         };
@@ -523,8 +534,33 @@ impl Index {
             Metric::Hamming => Query::Bits(view.item_bits(at).unwrap_or(&[])),
             _ => Query::F32(view.item_f32(at).unwrap_or(&[])),
         };
-        self.search(&view, query, n, search_k, &mut out)?;
+        self.search_filtered(&view, query, n, search_k, filter, &mut out)?;
         Ok(out)
+    }
+
+    /// The search by vector on copse's own trees, filtered or not, into `out`.
+    fn copse_nns_by_vector(
+        &self,
+        vector: &[f32],
+        n: usize,
+        search_k: Option<usize>,
+        filter: Option<&Filter>,
+        out: &mut Vec<Neighbor>,
+    ) -> Result<(), Error> {
+        let Some(view) = self.copse_view() else {
+            return Ok(());
+        };
+        if view.info.metric == Metric::Hamming {
+            if vector.len() != view.info.dims {
+                return Err(Error::WrongDimensions {
+                    expected: view.info.dims,
+                    found: vector.len(),
+                });
+            }
+            let words = pack_bits(vector)?;
+            return self.search_filtered(&view, Query::Bits(&words), n, search_k, filter, out);
+        }
+        self.search_filtered(&view, Query::F32(vector), n, search_k, filter, out)
     }
 
     /// The `n` items nearest to `vector` (floats; 0/1 values for hamming).
@@ -564,20 +600,7 @@ impl Index {
             out.extend(found);
             return Ok(());
         }
-        let Some(view) = self.copse_view() else {
-            return Ok(());
-        };
-        if view.info.metric == Metric::Hamming {
-            if vector.len() != view.info.dims {
-                return Err(Error::WrongDimensions {
-                    expected: view.info.dims,
-                    found: vector.len(),
-                });
-            }
-            let words = pack_bits(vector)?;
-            return self.search(&view, Query::Bits(&words), n, search_k, out);
-        }
-        self.search(&view, Query::F32(vector), n, search_k, out)
+        self.copse_nns_by_vector(vector, n, search_k, None, out)
     }
 
     /// The `n` items nearest to a packed bit vector (hamming).
@@ -594,21 +617,11 @@ impl Index {
             return Ok(Vec::new());
         };
         let mut out = Vec::with_capacity(n.min(1024));
-        self.search(&view, Query::Bits(words), n, search_k, &mut out)?;
+        self.search_filtered(&view, Query::Bits(words), n, search_k, None, &mut out)?;
         Ok(out)
     }
 
-    fn search(
-        &self,
-        view: &View<'_>,
-        query: Query<'_>,
-        n: usize,
-        search_k: Option<usize>,
-        out: &mut Vec<Neighbor>,
-    ) -> Result<(), Error> {
-        self.search_filtered(view, query, n, search_k, None, out)
-    }
-
+    /// A search of copse's own trees (and graph), with `filter` if given.
     fn search_filtered(
         &self,
         view: &View<'_>,
@@ -718,27 +731,7 @@ impl Index {
     ) -> Result<(), Error> {
         out.clear();
         self.check_filter(filter)?;
-        let Some(view) = self.copse_view() else {
-            return Ok(());
-        };
-        if view.info.metric == Metric::Hamming {
-            if vector.len() != view.info.dims {
-                return Err(Error::WrongDimensions {
-                    expected: view.info.dims,
-                    found: vector.len(),
-                });
-            }
-            let words = pack_bits(vector)?;
-            return self.search_filtered(
-                &view,
-                Query::Bits(&words),
-                n,
-                search_k,
-                Some(filter),
-                out,
-            );
-        }
-        self.search_filtered(&view, Query::F32(vector), n, search_k, Some(filter), out)
+        self.copse_nns_by_vector(vector, n, search_k, Some(filter), out)
     }
 
     /// The `n` items nearest to item `id` among those `filter` allows (`id` itself only if
@@ -752,17 +745,7 @@ impl Index {
     ) -> Result<Vec<Neighbor>, Error> {
         self.check_item(id)?;
         self.check_filter(filter)?;
-        let Some(view) = self.copse_view() else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::with_capacity(n.min(1024));
-        let at = Index::row(&view, id)?;
-        let query = match view.info.metric {
-            Metric::Hamming => Query::Bits(view.item_bits(at).unwrap_or(&[])),
-            _ => Query::F32(view.item_f32(at).unwrap_or(&[])),
-        };
-        self.search_filtered(&view, query, n, search_k, Some(filter), &mut out)?;
-        Ok(out)
+        self.copse_nns_by_item(id, n, search_k, Some(filter))
     }
 
     fn take_scratch(&self) -> Scratch {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{METRICS, clustered, clustered_bits, distance, rank_key, rng};
+use common::{METRICS, brute_force, clustered, clustered_bits, rank_key, rng};
 use copse::{Error, GraphOptions, Index, IndexBuilder, Metric};
 use rand::RngExt;
 
@@ -39,16 +39,11 @@ fn oracle(
     allowed: &[bool],
     q: &[f32],
 ) -> Vec<(u64, f64)> {
-    let mut all: Vec<(u64, f64)> = (0..rows.len())
-        .filter(|&j| allowed[j])
-        .map(|j| (ids[j], distance(metric, q, &rows[j])))
-        .collect();
-    all.sort_by(|a, b| {
-        rank_key(metric, a.1)
-            .total_cmp(&rank_key(metric, b.1))
-            .then(a.0.cmp(&b.0))
-    });
-    all
+    brute_force(metric, rows, q)
+        .into_iter()
+        .filter(|&(row, _)| allowed[row as usize])
+        .map(|(row, d)| (ids[row as usize], d))
+        .collect()
 }
 
 /// Share of `found` no worse than the oracle's k-th allowed distance (ties count).
