@@ -73,6 +73,32 @@ pub enum Error {
         /// Dimensions of the index.
         found_dims: usize,
     },
+    /// Another handle, in this process or another, has the collection open for writing.
+    #[error(
+        "{path}: another writer has the collection open (one writer at a time; open it read-only to search)"
+    )]
+    Locked {
+        /// The collection's lock file.
+        path: PathBuf,
+    },
+    /// A collection's manifest or segment files are missing, corrupt, or disagree.
+    #[error("{path}: {reason}")]
+    Collection {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `add` of an id the collection already has (`upsert` replaces items), or an id twice in
+    /// one batch.
+    #[error("item {id} is already in the collection or the batch (upsert replaces an item)")]
+    DuplicateId {
+        /// The id.
+        id: u64,
+    },
+    /// A change to a collection opened read-only.
+    #[error("the collection is open read-only")]
+    ReadOnly,
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

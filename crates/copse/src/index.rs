@@ -679,6 +679,11 @@ impl Index {
     /// What ties a filter to the index it was made for: the header's checksum (the same for
     /// every copy of a file, different for any other file).
     fn filter_key(&self) -> u64 {
+        self.header_checksum()
+    }
+
+    /// The header's checksum (0 for a raw Annoy file), which identifies the file.
+    pub(crate) fn header_checksum(&self) -> u64 {
         let bytes = self.as_bytes();
         let at = core::mem::offset_of!(copse_format::Header, checksum);
         bytes
@@ -844,10 +849,13 @@ pub(crate) fn unpack_bits(words: &[u64], dims: usize) -> Vec<f32> {
         .collect()
 }
 
+/// How the temporary files of [`save_atomically`] begin.
+pub(crate) const TEMP_PREFIX: &str = ".copse-save-";
+
 /// Writes a file atomically: `write` fills a temporary file in `path`'s directory, which is
 /// synced and then renamed over `path`. On any failure the temporary file is removed and
 /// `path` is untouched.
-fn save_atomically(
+pub(crate) fn save_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<(), Error> {
@@ -857,7 +865,7 @@ fn save_atomically(
     };
     let io = |e| Error::io(path, e);
     let mut tmp = tempfile::Builder::new()
-        .prefix(".copse-save-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(io)?;
     write(tmp.as_file_mut()).map_err(io)?;

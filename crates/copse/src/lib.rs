@@ -37,11 +37,16 @@
 struct ReadmeExample;
 
 mod builder;
+mod collection;
 mod error;
 mod index;
 mod storage;
 
 pub use builder::IndexBuilder;
+pub use collection::{
+    Collection, CollectionFilter, CollectionOptions, LOCK_FILE, MANIFEST_FILE, SegmentInfo,
+    Snapshot,
+};
 pub use copse_annoy::AnnoyError;
 pub use copse_build::{
     BuildError, DEFAULT_LEAF_CAPACITY, DEFAULT_SEED, GraphOptions, MAX_THREADS, MAX_TREES,

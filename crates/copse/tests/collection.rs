@@ -1,0 +1,582 @@
+//! Collections against a brute-force oracle over the live items: adds, deletes, upserts,
+//! commits, compactions and reopenings in any order (proptest), readers during commits, one
+//! writer at a time, and damaged manifests and segments.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use copse::{Collection, CollectionOptions, Error, GraphOptions, Metric, Snapshot};
+use proptest::prelude::*;
+use rand::RngExt;
+
+/// Enough candidates that a forest over a few hundred items is searched exhaustively.
+const EXHAUSTIVE: Option<usize> = Some(1 << 20);
+
+/// A vector for `id` at `version` (distinct for every pair; 0/1 values for hamming).
+fn vector(metric: Metric, dims: usize, id: u64, version: u64) -> Vec<f32> {
+    let mut rng = common::rng(id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ version);
+    (0..dims)
+        .map(|_| {
+            let x: f32 = rng.random_range(-1.0..1.0);
+            if metric == Metric::Hamming {
+                f32::from(x > 0.0)
+            } else {
+                x
+            }
+        })
+        .collect()
+}
+
+fn flat(items: &[(u64, Vec<f32>)]) -> (Vec<u64>, Vec<f32>) {
+    (
+        items.iter().map(|(id, _)| *id).collect(),
+        items.iter().flat_map(|(_, v)| v.iter().copied()).collect(),
+    )
+}
+
+/// The `k` nearest live items by brute force, in f64: (id, distance), closest first.
+fn brute_force(
+    metric: Metric,
+    live: &BTreeMap<u64, Vec<f32>>,
+    q: &[f32],
+    k: usize,
+) -> Vec<(u64, f64)> {
+    let mut all: Vec<(u64, f64)> = live
+        .iter()
+        .map(|(&id, v)| (id, common::distance(metric, q, v)))
+        .collect();
+    all.sort_by(|a, b| {
+        common::rank_key(metric, a.1)
+            .total_cmp(&common::rank_key(metric, b.1))
+            .then(a.0.cmp(&b.0))
+    });
+    all.truncate(k);
+    all
+}
+
+/// The snapshot holds exactly `live`, and exhaustive searches (plain, filtered, by item)
+/// give the brute-force answer.
+fn check(snapshot: &Snapshot, live: &BTreeMap<u64, Vec<f32>>, queries: &[Vec<f32>]) {
+    let metric = snapshot.metric();
+    assert_eq!(snapshot.len(), live.len() as u64);
+    let ids: BTreeSet<u64> = snapshot.ids().collect();
+    assert_eq!(ids, live.keys().copied().collect::<BTreeSet<_>>());
+    for (&id, v) in live {
+        assert!(snapshot.contains(id));
+        assert_eq!(&snapshot.item_vector(id).unwrap(), v, "item {id}");
+    }
+    let k = 5;
+    let agree = |found: &[copse::Neighbor], truth: &[(u64, f64)], what: &str| {
+        assert_eq!(found.len(), truth.len(), "{what}: {found:?} vs {truth:?}");
+        for (f, t) in found.iter().zip(truth) {
+            let tolerance = 1e-4 * t.1.abs().max(1.0);
+            assert!(
+                (f64::from(f.distance) - t.1).abs() <= tolerance,
+                "{what}: {found:?} vs {truth:?}"
+            );
+        }
+    };
+    for q in queries {
+        let found = snapshot.nns_by_vector(q, k, EXHAUSTIVE).unwrap();
+        agree(&found, &brute_force(metric, live, q, k), "plain");
+        // Each id found is at the distance reported (equidistant items may swap places).
+        for f in &found {
+            let d = common::distance(metric, q, &live[&f.id]);
+            assert!((d - f64::from(f.distance)).abs() <= 1e-4 * d.abs().max(1.0));
+        }
+        // Every other live item allowed.
+        let allowed: BTreeMap<u64, Vec<f32>> = live
+            .iter()
+            .filter(|(id, _)| *id % 2 == 0)
+            .map(|(&id, v)| (id, v.clone()))
+            .collect();
+        let filter = snapshot.filter(allowed.keys().copied().chain([u64::MAX - 3]));
+        assert_eq!(filter.len(), allowed.len() as u64);
+        let found = snapshot
+            .nns_by_vector_filtered(q, k, EXHAUSTIVE, &filter)
+            .unwrap();
+        agree(&found, &brute_force(metric, &allowed, q, k), "filtered");
+    }
+    if let Some((&id, v)) = live.iter().next() {
+        let found = snapshot.nns_by_item(id, k, EXHAUSTIVE).unwrap();
+        agree(&found, &brute_force(metric, live, v, k), "by item");
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(Vec<u64>),
+    Upsert(Vec<u64>),
+    Delete(Vec<u64>),
+    Commit,
+    Compact,
+    Reopen,
+    Rollback,
+}
+
+fn ids() -> impl Strategy<Value = Vec<u64>> {
+    let id = prop_oneof![
+        6 => 0u64..40,
+        1 => (0u64..4).prop_map(|k| u64::MAX - k),
+        1 => (0u64..4).prop_map(|k| (1 << 40) + k),
+    ];
+    proptest::collection::vec(id, 0..12)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => ids().prop_map(Op::Add),
+        2 => ids().prop_map(Op::Upsert),
+        3 => ids().prop_map(Op::Delete),
+        3 => Just(Op::Commit),
+        1 => Just(Op::Compact),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Rollback),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Any interleaving gives, after each step, what the model says was committed.
+    #[test]
+    fn any_interleaving_matches_the_model(
+        metric_at in 0usize..5,
+        graph in any::<bool>(),
+        ops in proptest::collection::vec(op(), 1..28),
+    ) {
+        let metric = Metric::ALL[metric_at];
+        let dims = if metric == Metric::Hamming { 70 } else { 6 };
+        let dir = tempfile::tempdir().unwrap();
+        let options = CollectionOptions::new(dims, metric)
+            .n_trees(3)
+            .graph(graph.then(|| GraphOptions::with_degree(8)))
+            .seed(7);
+        let mut c = Collection::create(dir.path(), options).unwrap();
+        let queries: Vec<Vec<f32>> = (0..3).map(|i| vector(metric, dims, 1000 + i, 99)).collect();
+        let mut committed: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
+        let mut working = committed.clone();
+        let mut version = 0u64;
+        for op in ops {
+            version += 1;
+            match op {
+                Op::Add(ids) | Op::Upsert(ids) if ids.is_empty() => {}
+                Op::Add(ids) => {
+                    let items: Vec<(u64, Vec<f32>)> =
+                        ids.iter().map(|&id| (id, vector(metric, dims, id, version))).collect();
+                    let (flat_ids, vectors) = flat(&items);
+                    let unique = ids.iter().collect::<BTreeSet<_>>().len() == ids.len();
+                    let fresh = ids.iter().all(|id| !working.contains_key(id));
+                    match c.add(&flat_ids, &vectors) {
+                        Ok(()) => {
+                            prop_assert!(unique && fresh);
+                            working.extend(items);
+                        }
+                        Err(Error::DuplicateId { id }) => {
+                            prop_assert!(!unique || !fresh);
+                            prop_assert!(ids.contains(&id));
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                Op::Upsert(ids) => {
+                    let items: Vec<(u64, Vec<f32>)> =
+                        ids.iter().map(|&id| (id, vector(metric, dims, id, version))).collect();
+                    let (flat_ids, vectors) = flat(&items);
+                    let unique = ids.iter().collect::<BTreeSet<_>>().len() == ids.len();
+                    match c.upsert(&flat_ids, &vectors) {
+                        Ok(()) => {
+                            prop_assert!(unique);
+                            working.extend(items);
+                        }
+                        Err(Error::DuplicateId { .. }) => prop_assert!(!unique),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                Op::Delete(ids) => {
+                    let expected = ids
+                        .iter()
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .filter(|id| working.contains_key(id))
+                        .count();
+                    prop_assert_eq!(c.delete(&ids).unwrap(), expected);
+                    for id in &ids {
+                        working.remove(id);
+                    }
+                }
+                Op::Commit => {
+                    let before = c.generation();
+                    let changed = c.n_pending() > 0;
+                    let after = c.commit().unwrap();
+                    prop_assert_eq!(after, before + u64::from(changed));
+                    committed = working.clone();
+                }
+                Op::Compact => {
+                    c.compact().unwrap();
+                    committed = working.clone();
+                    let segments = c.segments();
+                    prop_assert!(segments.len() <= 1);
+                    prop_assert!(segments.iter().all(|s| s.n_deleted == 0));
+                    c.verify().unwrap();
+                }
+                Op::Reopen => {
+                    drop(c);
+                    c = Collection::open(dir.path()).unwrap();
+                    working = committed.clone();
+                }
+                Op::Rollback => {
+                    c.rollback().unwrap();
+                    working = committed.clone();
+                }
+            }
+            check(&c, &committed, &queries);
+        }
+        // A reader opening now sees the same, and the writer's files all verify.
+        let reader = Collection::open_readonly(dir.path()).unwrap();
+        check(&reader, &committed, &queries);
+        reader.verify().unwrap();
+        // Only the live segments, the manifest and the lock remain.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut expected: Vec<String> = reader
+            .segments()
+            .iter()
+            .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
+            .chain(["LOCK".to_string(), "MANIFEST".to_string()])
+            .collect();
+        expected.sort();
+        prop_assert_eq!(names, expected);
+    }
+}
+
+/// Items for the tests below: `n` gaussian vectors with ids spread over 64 bits.
+fn items(n: usize, seed: u64, dims: usize) -> Vec<(u64, Vec<f32>)> {
+    let mut rng = common::rng(seed);
+    common::gaussian(&mut rng, n, dims)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1, v))
+        .collect()
+}
+
+#[test]
+fn one_writer_at_a_time_and_readers_are_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer =
+        Collection::create(dir.path(), CollectionOptions::new(4, Metric::Euclidean)).unwrap();
+    assert!(matches!(
+        Collection::open(dir.path()),
+        Err(Error::Locked { .. })
+    ));
+    assert!(matches!(
+        Collection::create(dir.path(), CollectionOptions::new(4, Metric::Euclidean)),
+        Err(Error::Locked { .. })
+    ));
+    let mut reader = Collection::open_readonly(dir.path()).unwrap();
+    assert!(!reader.is_writer());
+    assert!(matches!(reader.add(&[1], &[0.0; 4]), Err(Error::ReadOnly)));
+    assert!(matches!(reader.delete(&[1]), Err(Error::ReadOnly)));
+    assert!(matches!(reader.commit(), Err(Error::ReadOnly)));
+    assert!(matches!(reader.compact(), Err(Error::ReadOnly)));
+
+    // The reader keeps its snapshot until it refreshes.
+    writer.add(&[1, 2], &[0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]).unwrap();
+    assert_eq!(writer.len(), 0, "uncommitted items are not searched");
+    assert_eq!(writer.commit().unwrap(), 1);
+    assert_eq!(writer.len(), 2);
+    assert_eq!(reader.len(), 0);
+    assert_eq!(reader.refresh().unwrap(), 1);
+    assert_eq!(reader.len(), 2);
+
+    // Dropping the writer releases the lock.
+    drop(writer);
+    let writer = Collection::open(dir.path()).unwrap();
+    assert_eq!(writer.len(), 2);
+    // An existing collection is not created over.
+    drop(writer);
+    let again = Collection::create(dir.path(), CollectionOptions::new(4, Metric::Euclidean));
+    assert!(matches!(again, Err(Error::Collection { .. })), "{again:?}");
+}
+
+#[test]
+fn bad_arguments_are_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Collection::create(dir.path(), CollectionOptions::new(3, Metric::Angular)).unwrap();
+    assert!(matches!(
+        c.add(&[1, 2], &[0.0; 5]),
+        Err(Error::WrongDimensions { .. })
+    ));
+    assert!(matches!(
+        c.add(&[1, 2], &[0.0, 1.0, 2.0, 3.0, f32::NAN, 5.0]),
+        Err(Error::NotFinite { .. })
+    ));
+    assert!(matches!(
+        c.add(&[1, 1], &[1.0; 6]),
+        Err(Error::DuplicateId { id: 1 })
+    ));
+    assert_eq!(c.n_pending(), 0);
+    c.add(&[1], &[1.0, 2.0, 3.0]).unwrap();
+    assert!(matches!(
+        c.add(&[2, 1], &[1.0; 6]),
+        Err(Error::DuplicateId { id: 1 })
+    ));
+    assert_eq!(c.n_pending(), 1);
+    c.commit().unwrap();
+    assert!(matches!(
+        c.nns_by_vector(&[1.0, 2.0], 3, None),
+        Err(Error::WrongDimensions { .. })
+    ));
+    assert!(matches!(
+        c.nns_by_vector(&[1.0, f32::INFINITY, 0.0], 3, None),
+        Err(Error::NotFinite { .. })
+    ));
+    assert!(matches!(
+        c.nns_by_item(7, 3, None),
+        Err(Error::ItemMissing { id: 7 })
+    ));
+    assert!(matches!(c.item_vector(7), Err(Error::ItemMissing { id: 7 })));
+    assert!(c.nns_by_vectors(&[1.0; 4], 1, None, None, 1).is_err());
+    // A filter from another generation is refused.
+    let filter = c.filter([1]);
+    c.add(&[2], &[3.0, 2.0, 1.0]).unwrap();
+    c.commit().unwrap();
+    let stale = c.nns_by_vector_filtered(&[1.0, 2.0, 3.0], 1, None, &filter);
+    assert!(matches!(stale, Err(Error::WrongKind(_))), "{stale:?}");
+    // Bad options.
+    let other = tempfile::tempdir().unwrap();
+    assert!(Collection::create(other.path(), CollectionOptions::new(0, Metric::Angular)).is_err());
+    assert!(
+        Collection::create(
+            other.path(),
+            CollectionOptions::new(3, Metric::Angular).n_trees(0)
+        )
+        .is_err()
+    );
+}
+
+/// Batches give each query's own answer; graph segments find the true neighbours.
+#[test]
+fn graph_segments_batches_and_recall() {
+    let dims = 16;
+    let data = items(3000, 5, dims);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c =
+        Collection::create(dir.path(), CollectionOptions::new(dims, Metric::Angular)).unwrap();
+    for chunk in data.chunks(1000) {
+        let (ids, vectors) = flat(chunk);
+        c.add(&ids, &vectors).unwrap();
+        c.commit().unwrap();
+    }
+    let deleted: Vec<u64> = data.iter().step_by(10).map(|(id, _)| *id).collect();
+    assert_eq!(c.delete(&deleted).unwrap(), deleted.len());
+    c.commit().unwrap();
+    assert_eq!(c.segments().len(), 3);
+    let live: BTreeMap<u64, Vec<f32>> = data
+        .iter()
+        .filter(|(id, _)| !deleted.contains(id))
+        .cloned()
+        .collect();
+    let queries: Vec<Vec<f32>> = items(50, 77, dims).into_iter().map(|(_, v)| v).collect();
+    let flat_queries: Vec<f32> = queries.iter().flatten().copied().collect();
+    for snapshot_state in ["segments", "compacted"] {
+        if snapshot_state == "compacted" {
+            c.compact().unwrap();
+            assert_eq!(c.segments().len(), 1);
+        }
+        let batch = c.nns_by_vectors(&flat_queries, 10, None, None, 2).unwrap();
+        let mut recall = 0.0;
+        for (q, found) in queries.iter().zip(&batch) {
+            assert_eq!(found, &c.nns_by_vector(q, 10, None).unwrap());
+            assert!(found.iter().all(|n| live.contains_key(&n.id)));
+            let truth = brute_force(Metric::Angular, &live, q, 10);
+            let distances: Vec<f64> = found.iter().map(|n| f64::from(n.distance)).collect();
+            recall += common::recall(Metric::Angular, &truth, &distances, 10);
+        }
+        recall /= queries.len() as f64;
+        assert!(recall >= 0.95, "{snapshot_state}: recall {recall}");
+    }
+}
+
+/// Readers refreshing while the writer commits and compacts always see a whole commit: the
+/// live set the script gives for the generation they read, every item found by an exact query.
+#[test]
+fn readers_see_whole_commits_during_commits_and_compactions() {
+    let dims = 8;
+    let metric = Metric::Euclidean;
+    let dir = tempfile::tempdir().unwrap();
+    let options = CollectionOptions::new(dims, metric).n_trees(4).graph(None);
+    let mut writer = Collection::create(dir.path(), options).unwrap();
+
+    // The script: step s adds 40 items, deletes every third of the previous step's, and every
+    // fourth step compacts. states[g] is the live set after generation g.
+    let steps = 24u64;
+    let mut states = vec![BTreeMap::new()];
+    for s in 1..=steps {
+        let mut next: BTreeMap<u64, Vec<f32>> = states.last().unwrap().clone();
+        for i in 0..40 {
+            let id = s * 1000 + i;
+            next.insert(id, vector(metric, dims, id, 0));
+        }
+        next.retain(|id, _| !(id / 1000 == s - 1 && id % 3 == 0));
+        states.push(next);
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (states, done, path) = (&states, &done, dir.path());
+                scope.spawn(move || {
+                    let mut reader = Collection::open_readonly(path).unwrap();
+                    let mut rng = common::rng(r);
+                    let mut seen = BTreeSet::new();
+                    let mut held = Vec::new();
+                    while !done.load(Ordering::Relaxed) {
+                        let g = reader.refresh().unwrap();
+                        seen.insert(g);
+                        let expected = &states[g as usize];
+                        let ids: BTreeSet<u64> = reader.ids().collect();
+                        assert!(ids.iter().eq(expected.keys()), "generation {g}");
+                        if let Some((&id, v)) = expected.iter().nth(rng.random_range(
+                            0..expected.len().max(1),
+                        )) {
+                            let found = reader.nns_by_vector(v, 1, EXHAUSTIVE).unwrap();
+                            assert_eq!((found[0].id, found[0].distance), (id, 0.0));
+                        }
+                        // Old snapshots keep answering after their files are replaced.
+                        held.push(reader.snapshot());
+                        if held.len() > 8 {
+                            let old = held.remove(0);
+                            let expected = &states[old.generation() as usize];
+                            if let Some((&id, v)) = expected.iter().next() {
+                                let found = old.nns_by_vector(v, 1, EXHAUSTIVE).unwrap();
+                                assert_eq!(found[0].id, id);
+                            }
+                        }
+                    }
+                    seen.len()
+                })
+            })
+            .collect();
+        for s in 1..=steps {
+            let state = &states[s as usize];
+            let before = &states[s as usize - 1];
+            let added: Vec<(u64, Vec<f32>)> = state
+                .iter()
+                .filter(|(id, _)| !before.contains_key(id))
+                .map(|(&id, v)| (id, v.clone()))
+                .collect();
+            let gone: Vec<u64> = before
+                .keys()
+                .filter(|id| !state.contains_key(id))
+                .copied()
+                .collect();
+            let (ids, vectors) = flat(&added);
+            writer.add(&ids, &vectors).unwrap();
+            writer.delete(&gone).unwrap();
+            let g = if s % 4 == 0 {
+                writer.compact().unwrap()
+            } else {
+                writer.commit().unwrap()
+            };
+            assert_eq!(g, s);
+        }
+        done.store(true, Ordering::Relaxed);
+        for r in readers {
+            let seen = r.join().unwrap();
+            assert!(seen >= 2, "a reader saw {seen} generations");
+        }
+    });
+    check(&writer, &states[steps as usize], &[vector(metric, dims, 1, 1)]);
+}
+
+/// A damaged or missing manifest or segment gives a clear error naming the file.
+#[test]
+fn damaged_collections_give_clear_errors() {
+    let dims = 5;
+    let make = |dir: &std::path::Path| {
+        let mut c = Collection::create(
+            dir,
+            CollectionOptions::new(dims, Metric::Euclidean)
+                .n_trees(2)
+                .graph(None),
+        )
+        .unwrap();
+        for part in items(60, 3, dims).chunks(30) {
+            let (ids, vectors) = flat(part);
+            c.add(&ids, &vectors).unwrap();
+            c.commit().unwrap();
+        }
+        c.segments()
+    };
+    let expect_error = |dir: &std::path::Path, needle: &str| {
+        for result in [
+            Collection::open_readonly(dir).map(|_| ()),
+            Collection::open(dir).map(|_| ()),
+        ] {
+            let err = result.expect_err("damaged collection opened");
+            let text = err.to_string();
+            assert!(text.contains(needle), "{text:?} lacks {needle:?}");
+        }
+    };
+
+    // Every flipped byte and every truncation of the manifest.
+    let dir = tempfile::tempdir().unwrap();
+    make(dir.path());
+    let manifest = dir.path().join("MANIFEST");
+    let good = std::fs::read(&manifest).unwrap();
+    for at in (0..good.len()).step_by(3) {
+        let mut bad = good.clone();
+        bad[at] ^= 0x40;
+        std::fs::write(&manifest, &bad).unwrap();
+        expect_error(dir.path(), "MANIFEST");
+    }
+    std::fs::write(&manifest, &good[..good.len() - 1]).unwrap();
+    expect_error(dir.path(), "checksum");
+    std::fs::remove_file(&manifest).unwrap();
+    expect_error(dir.path(), "no manifest");
+    std::fs::write(&manifest, &good).unwrap();
+    Collection::open(dir.path()).unwrap();
+
+    // A missing segment.
+    let segments = make(tempfile::tempdir().unwrap().path());
+    let dir = tempfile::tempdir().unwrap();
+    let segments_here = make(dir.path());
+    assert_eq!(segments.len(), 2);
+    let first = &segments_here[0].path;
+    let saved = std::fs::read(first).unwrap();
+    std::fs::remove_file(first).unwrap();
+    expect_error(dir.path(), "missing");
+    // Another valid index in its place.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = items(30, 4, dims);
+    let mut b = copse::IndexBuilder::new(dims, Metric::Euclidean).unwrap();
+    for (id, v) in &other {
+        b.add_item(*id, v).unwrap();
+    }
+    let other_path = other_dir.path().join("x.copse");
+    b.build(2).unwrap().save(&other_path).unwrap();
+    std::fs::copy(&other_path, first).unwrap();
+    expect_error(dir.path(), "not the segment the manifest names");
+    // A truncated segment.
+    std::fs::write(first, &saved[..saved.len() / 2]).unwrap();
+    assert!(Collection::open_readonly(dir.path()).is_err());
+    // A segment whose body is corrupt opens (opening reads the header only) and fails verify.
+    let mut corrupt = saved.clone();
+    let at = corrupt.len() - 9;
+    corrupt[at] ^= 0xff;
+    std::fs::write(first, &corrupt).unwrap();
+    let opened = Collection::open_readonly(dir.path()).unwrap();
+    let err = opened.verify().unwrap_err().to_string();
+    assert!(err.contains("seg-"), "{err}");
+    std::fs::write(first, &saved).unwrap();
+    Collection::open_readonly(dir.path())
+        .unwrap()
+        .verify()
+        .unwrap();
+}
