@@ -158,9 +158,7 @@ proptest! {
         let queries: Vec<Vec<f32>> = (0..3).map(|i| vector(metric, dims, 1000 + i, 99)).collect();
         let mut committed: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
         let mut working = committed.clone();
-        let mut version = 0u64;
-        for op in ops {
-            version += 1;
+        for (version, op) in (1u64..).zip(ops) {
             match op {
                 Op::Add(ids) | Op::Upsert(ids) if ids.is_empty() => {}
                 Op::Add(ids) => {
@@ -286,7 +284,9 @@ fn one_writer_at_a_time_and_readers_are_read_only() {
     assert!(matches!(reader.compact(), Err(Error::ReadOnly)));
 
     // The reader keeps its snapshot until it refreshes.
-    writer.add(&[1, 2], &[0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]).unwrap();
+    writer
+        .add(&[1, 2], &[0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+        .unwrap();
     assert_eq!(writer.len(), 0, "uncommitted items are not searched");
     assert_eq!(writer.commit().unwrap(), 1);
     assert_eq!(writer.len(), 2);
@@ -340,7 +340,10 @@ fn bad_arguments_are_errors_and_change_nothing() {
         c.nns_by_item(7, 3, None),
         Err(Error::ItemMissing { id: 7 })
     ));
-    assert!(matches!(c.item_vector(7), Err(Error::ItemMissing { id: 7 })));
+    assert!(matches!(
+        c.item_vector(7),
+        Err(Error::ItemMissing { id: 7 })
+    ));
     assert!(c.nns_by_vectors(&[1.0; 4], 1, None, None, 1).is_err());
     // A filter from another generation is refused.
     let filter = c.filter([1]);
@@ -442,9 +445,10 @@ fn readers_see_whole_commits_during_commits_and_compactions() {
                         let expected = &states[g as usize];
                         let ids: BTreeSet<u64> = reader.ids().collect();
                         assert!(ids.iter().eq(expected.keys()), "generation {g}");
-                        if let Some((&id, v)) = expected.iter().nth(rng.random_range(
-                            0..expected.len().max(1),
-                        )) {
+                        if let Some((&id, v)) = expected
+                            .iter()
+                            .nth(rng.random_range(0..expected.len().max(1)))
+                        {
                             let found = reader.nns_by_vector(v, 1, EXHAUSTIVE).unwrap();
                             assert_eq!((found[0].id, found[0].distance), (id, 0.0));
                         }
@@ -492,7 +496,11 @@ fn readers_see_whole_commits_during_commits_and_compactions() {
             assert!(seen >= 2, "a reader saw {seen} generations");
         }
     });
-    check(&writer, &states[steps as usize], &[vector(metric, dims, 1, 1)]);
+    check(
+        &writer,
+        &states[steps as usize],
+        &[vector(metric, dims, 1, 1)],
+    );
 }
 
 /// A damaged or missing manifest or segment gives a clear error naming the file.

@@ -824,16 +824,16 @@ impl Collection {
     pub fn compact(&mut self) -> Result<u64, Error> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         let snapshot = Arc::clone(&self.snapshot);
-        let tidy = snapshot.segments.len() <= 1
-            && snapshot.segments.iter().all(|s| s.deleted.is_empty());
+        let tidy =
+            snapshot.segments.len() <= 1 && snapshot.segments.iter().all(|s| s.deleted.is_empty());
         if tidy && writer.pending.is_empty() {
             return Ok(snapshot.generation());
         }
         let mut items: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
         for s in &snapshot.segments {
             for id in s.index.ids() {
-                let gone = s.deleted.binary_search(&id).is_ok()
-                    || writer.pending.deletes.contains(&id);
+                let gone =
+                    s.deleted.binary_search(&id).is_ok() || writer.pending.deletes.contains(&id);
                 if !gone {
                     items.insert(id, s.index.item_vector(id)?);
                 }
