@@ -7,7 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use copse::{Collection, CollectionOptions, Error, GraphOptions, Metric, Snapshot};
+use copse::{Collection, CollectionOptions, Error, GraphOptions, MergePolicy, Metric, Snapshot};
 use proptest::prelude::*;
 use rand::RngExt;
 
@@ -114,6 +114,7 @@ enum Op {
     Compact,
     Reopen,
     Rollback,
+    WaitForMerges,
 }
 
 fn ids() -> impl Strategy<Value = Vec<u64>> {
@@ -134,17 +135,19 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Compact),
         1 => Just(Op::Reopen),
         1 => Just(Op::Rollback),
+        1 => Just(Op::WaitForMerges),
     ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// Any interleaving gives, after each step, what the model says was committed.
     #[test]
     fn any_interleaving_matches_the_model(
         metric_at in 0usize..5,
         graph in any::<bool>(),
+        merge_floor in proptest::option::of(1u64..20),
         ops in proptest::collection::vec(op(), 1..28),
     ) {
         let metric = Metric::ALL[metric_at];
@@ -155,6 +158,11 @@ proptest! {
             .graph(graph.then(|| GraphOptions::with_degree(8)))
             .seed(7);
         let mut c = Collection::create(dir.path(), options).unwrap();
+        let policy = match merge_floor {
+            Some(floor) => MergePolicy::default().floor(floor),
+            None => MergePolicy::never(),
+        };
+        c.set_merge_policy(policy).unwrap();
         let queries: Vec<Vec<f32>> = (0..3).map(|i| vector(metric, dims, 1000 + i, 99)).collect();
         let mut committed: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
         let mut working = committed.clone();
@@ -209,7 +217,8 @@ proptest! {
                     let before = c.generation();
                     let changed = c.n_pending() > 0;
                     let after = c.commit().unwrap();
-                    prop_assert_eq!(after, before + u64::from(changed));
+                    // Installing a finished merge may add a generation of its own.
+                    prop_assert!(after >= before + u64::from(changed));
                     committed = working.clone();
                 }
                 Op::Compact => {
@@ -223,7 +232,29 @@ proptest! {
                 Op::Reopen => {
                     drop(c);
                     c = Collection::open(dir.path()).unwrap();
+                    c.set_merge_policy(policy).unwrap();
                     working = committed.clone();
+                }
+                Op::WaitForMerges => {
+                    c.wait_for_merges().unwrap();
+                    // No tier (sizes within a factor 2 above the floor) holds two segments.
+                    if let Some(floor) = merge_floor {
+                        let tier = |live: u64| {
+                            let (mut tier, mut bound) = (0, floor);
+                            while live > bound {
+                                tier += 1;
+                                bound *= 2;
+                            }
+                            tier
+                        };
+                        let tiers: Vec<u32> = c
+                            .segments()
+                            .iter()
+                            .map(|s| tier(s.n_items - s.n_deleted))
+                            .collect();
+                        let distinct: BTreeSet<u32> = tiers.iter().copied().collect();
+                        prop_assert_eq!(distinct.len(), tiers.len(), "{:?}", tiers);
+                    }
                 }
                 Op::Rollback => {
                     c.rollback().unwrap();
@@ -233,6 +264,8 @@ proptest! {
             check(&c, &committed, &queries);
         }
         // A reader opening now sees the same, and the writer's files all verify.
+        c.wait_for_merges().unwrap();
+        check(&c, &committed, &queries);
         let reader = Collection::open_readonly(dir.path()).unwrap();
         check(&reader, &committed, &queries);
         reader.verify().unwrap();
@@ -371,6 +404,7 @@ fn graph_segments_batches_and_recall() {
     let dir = tempfile::tempdir().unwrap();
     let mut c =
         Collection::create(dir.path(), CollectionOptions::new(dims, Metric::Angular)).unwrap();
+    c.set_merge_policy(MergePolicy::never()).unwrap();
     for chunk in data.chunks(1000) {
         let (ids, vectors) = flat(chunk);
         c.add(&ids, &vectors).unwrap();
@@ -415,9 +449,13 @@ fn readers_see_whole_commits_during_commits_and_compactions() {
     let dir = tempfile::tempdir().unwrap();
     let options = CollectionOptions::new(dims, metric).n_trees(4).graph(None);
     let mut writer = Collection::create(dir.path(), options).unwrap();
+    writer
+        .set_merge_policy(MergePolicy::default().floor(50))
+        .unwrap();
 
     // The script: step s adds 40 items, deletes every third of the previous step's, and every
-    // fourth step compacts. states[g] is the live set after generation g.
+    // fourth step compacts. states[s] is the live set after step s, which each commit stores
+    // as its user data (merges add generations of their own).
     let steps = 24u64;
     let mut states = vec![BTreeMap::new()];
     for s in 1..=steps {
@@ -439,10 +477,18 @@ fn readers_see_whole_commits_during_commits_and_compactions() {
                     let mut rng = common::rng(r);
                     let mut seen = BTreeSet::new();
                     let mut held = Vec::new();
+                    let step = |s: &Snapshot| {
+                        let data = s.user_data();
+                        if data.is_empty() {
+                            0
+                        } else {
+                            u64::from_le_bytes(data.try_into().unwrap())
+                        }
+                    };
                     while !done.load(Ordering::Relaxed) {
                         let g = reader.refresh().unwrap();
                         seen.insert(g);
-                        let expected = &states[g as usize];
+                        let expected = &states[step(&reader) as usize];
                         let ids: BTreeSet<u64> = reader.ids().collect();
                         assert!(ids.iter().eq(expected.keys()), "generation {g}");
                         if let Some((&id, v)) = expected
@@ -456,7 +502,7 @@ fn readers_see_whole_commits_during_commits_and_compactions() {
                         held.push(reader.snapshot());
                         if held.len() > 8 {
                             let old = held.remove(0);
-                            let expected = &states[old.generation() as usize];
+                            let expected = &states[step(&old) as usize];
                             if let Some((&id, v)) = expected.iter().next() {
                                 let found = old.nns_by_vector(v, 1, EXHAUSTIVE).unwrap();
                                 assert_eq!(found[0].id, id);
@@ -483,13 +529,13 @@ fn readers_see_whole_commits_during_commits_and_compactions() {
             let (ids, vectors) = flat(&added);
             writer.add(&ids, &vectors).unwrap();
             writer.delete(&gone).unwrap();
-            let g = if s % 4 == 0 {
-                writer.compact().unwrap()
-            } else {
-                writer.commit().unwrap()
-            };
-            assert_eq!(g, s);
+            writer.commit_with_data(&s.to_le_bytes()).unwrap();
+            if s % 4 == 0 {
+                writer.compact().unwrap();
+                assert_eq!(writer.segments().len(), 1);
+            }
         }
+        writer.wait_for_merges().unwrap();
         done.store(true, Ordering::Relaxed);
         for r in readers {
             let seen = r.join().unwrap();
@@ -515,6 +561,7 @@ fn damaged_collections_give_clear_errors() {
                 .graph(None),
         )
         .unwrap();
+        c.set_merge_policy(MergePolicy::never()).unwrap();
         for part in items(60, 3, dims).chunks(30) {
             let (ids, vectors) = flat(part);
             c.add(&ids, &vectors).unwrap();
@@ -587,4 +634,60 @@ fn damaged_collections_give_clear_errors() {
         .unwrap()
         .verify()
         .unwrap();
+}
+
+/// The background merges keep one segment per tier, carry over the deletes and upserts made
+/// while they ran, and keep every item findable.
+#[test]
+fn merges_keep_few_segments_and_every_change() {
+    let dims = 8;
+    let metric = Metric::Euclidean;
+    let dir = tempfile::tempdir().unwrap();
+    let options = CollectionOptions::new(dims, metric).n_trees(4).graph(None);
+    let mut c = Collection::create(dir.path(), options).unwrap();
+    c.set_merge_policy(MergePolicy::default().floor(100))
+        .unwrap();
+    let mut live: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
+    let mut max_segments = 0;
+    for step in 0..32u64 {
+        let added: Vec<(u64, Vec<f32>)> = (0..100)
+            .map(|i| (step * 100 + i, vector(metric, dims, step * 100 + i, 0)))
+            .collect();
+        let (ids, vectors) = flat(&added);
+        c.add(&ids, &vectors).unwrap();
+        live.extend(added);
+        // Deletes and upserts of older items, likely while a merge of them runs.
+        if step > 0 {
+            let gone: Vec<u64> = (0..10).map(|i| (step - 1) * 100 + i * 7).collect();
+            c.delete(&gone).unwrap();
+            for id in &gone {
+                live.remove(id);
+            }
+            let changed: Vec<(u64, Vec<f32>)> = (0..5)
+                .map(|i| ((step - 1) * 100 + 1 + i * 13, vector(metric, dims, i, step)))
+                .collect();
+            let (ids, vectors) = flat(&changed);
+            c.upsert(&ids, &vectors).unwrap();
+            live.extend(changed);
+        }
+        c.commit().unwrap();
+        max_segments = max_segments.max(c.segments().len());
+        check(&c, &live, &[vector(metric, dims, 5, 5)]);
+    }
+    c.wait_for_merges().unwrap();
+    check(&c, &live, &[vector(metric, dims, 5, 5)]);
+    // 3,200 items in tiers of 100, 200, 400, ...: one segment per tier at most.
+    let sizes: Vec<u64> = c
+        .segments()
+        .iter()
+        .map(|s| s.n_items - s.n_deleted)
+        .collect();
+    assert!(sizes.len() <= 6, "{sizes:?}");
+    assert!(max_segments <= 12, "{max_segments} segments at once");
+    drop(c);
+    check(
+        &Collection::open_readonly(dir.path()).unwrap(),
+        &live,
+        &[vector(metric, dims, 5, 5)],
+    );
 }

@@ -14,6 +14,7 @@
 //! | seed | 8 |
 //! | graph: degree (0: no graph), candidates, rounds, search beam, α (f32 bits) | 5 × 4 |
 //! | generation, next segment number | 8 + 8 |
+//! | user data length, user data | 4 + len |
 //! | segment count | 4 |
 //! | per segment: number, items, header checksum, deleted count, deleted ids (ascending) | 8 × (4 + deleted) |
 //! | xxh3-64 of everything before | 8 |
@@ -58,6 +59,8 @@ pub(crate) struct Manifest {
     pub generation: u64,
     /// The number the next segment gets.
     pub next_segment: u64,
+    /// The caller's bytes, given at the last commit that gave any (merges keep them).
+    pub user_data: Vec<u8>,
     /// Oldest first: an id lives in at most one segment, so the order only breaks ties.
     pub segments: Vec<SegmentEntry>,
 }
@@ -97,6 +100,8 @@ impl Manifest {
         put32(&mut out, graph.map_or(0, |g| g.alpha.to_bits()));
         put64(&mut out, self.generation);
         put64(&mut out, self.next_segment);
+        put32(&mut out, self.user_data.len() as u32);
+        out.extend_from_slice(&self.user_data);
         put32(&mut out, self.segments.len() as u32);
         for s in &self.segments {
             put64(&mut out, s.number);
@@ -158,6 +163,8 @@ impl Manifest {
         });
         let generation = r.u64()?;
         let next_segment = r.u64()?;
+        let user_len = r.u32()? as usize;
+        let user_data = r.take(user_len)?.to_vec();
         let n_segments = r.u32()? as usize;
         let mut segments = Vec::with_capacity(n_segments.min(body.len() / 32));
         for _ in 0..n_segments {
@@ -208,6 +215,7 @@ impl Manifest {
             },
             generation,
             next_segment,
+            user_data,
             segments,
         })
     }
@@ -265,6 +273,7 @@ mod tests {
             },
             generation: 4,
             next_segment: 9,
+            user_data: b"offset 17".to_vec(),
             segments: vec![
                 SegmentEntry {
                     number: 3,

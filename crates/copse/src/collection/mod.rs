@@ -18,6 +18,8 @@
 //! merged.
 
 mod manifest;
+mod merge;
+mod snapshot;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -25,14 +27,18 @@ use std::io::Write;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use copse_build::GraphOptions;
 use copse_format::Metric;
-use copse_query::Neighbor;
 
-use crate::index::{Filter, save_atomically};
-use crate::{Error, Index, IndexBuilder};
-use manifest::{BuildSettings, Manifest, SegmentEntry, segment_file_name, segment_number};
+use crate::index::save_atomically;
+use crate::{Error, Index};
+use manifest::{BuildSettings, Manifest, SegmentEntry, segment_number};
+pub use merge::MergePolicy;
+use merge::{Sources, build_segment};
+use snapshot::check_vector;
+pub use snapshot::{CollectionFilter, SegmentInfo, Snapshot};
 
 /// The manifest's file name inside a collection directory.
 pub const MANIFEST_FILE: &str = "MANIFEST";
@@ -92,470 +98,6 @@ impl CollectionOptions {
     }
 }
 
-/// One segment of a snapshot.
-#[derive(Debug, Clone)]
-struct Segment {
-    number: u64,
-    index: Arc<Index>,
-    /// Deleted ids, ascending.
-    deleted: Arc<Vec<u64>>,
-    /// The items not deleted, when some are.
-    live: Option<Arc<Filter>>,
-}
-
-impl Segment {
-    fn new(number: u64, index: Arc<Index>, deleted: Vec<u64>) -> Segment {
-        let live = (!deleted.is_empty()).then(|| {
-            Arc::new(index.filter(index.ids().filter(|id| deleted.binary_search(id).is_err())))
-        });
-        Segment {
-            number,
-            index,
-            deleted: Arc::new(deleted),
-            live,
-        }
-    }
-
-    fn has_live(&self, id: u64) -> bool {
-        self.index.contains(id) && self.deleted.binary_search(&id).is_err()
-    }
-
-    fn n_live(&self) -> u64 {
-        self.index.len() - self.deleted.len() as u64
-    }
-}
-
-/// What a [`Collection`] reads: the segments one manifest names, with their deletes applied.
-/// Searches may run from many threads at once. A snapshot never changes: hold one
-/// ([`Collection::snapshot`]) to keep searching it while the collection commits.
-#[derive(Debug)]
-pub struct Snapshot {
-    dir: PathBuf,
-    manifest: Manifest,
-    /// In the manifest's order.
-    segments: Vec<Segment>,
-}
-
-/// One segment as [`Snapshot::segments`] describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentInfo {
-    /// The segment's file.
-    pub path: PathBuf,
-    /// Items in the file.
-    pub n_items: u64,
-    /// Of those, how many are deleted.
-    pub n_deleted: u64,
-}
-
-/// An allow-list for the filtered searches of one snapshot ([`Snapshot::filter`]).
-#[derive(Debug, Clone)]
-pub struct CollectionFilter {
-    generation: u64,
-    /// One per segment, in the snapshot's order, deleted items already left out.
-    parts: Vec<Filter>,
-    allowed: u64,
-}
-
-impl CollectionFilter {
-    /// Number of live items the filter allows.
-    pub fn len(&self) -> u64 {
-        self.allowed
-    }
-
-    /// True if it allows no item.
-    pub fn is_empty(&self) -> bool {
-        self.allowed == 0
-    }
-}
-
-impl Snapshot {
-    /// Opens what `MANIFEST` names, reusing `previous`'s open segments where the files are the
-    /// same. A segment removed by a commit between reading the manifest and opening it sends
-    /// the open round again with the newer manifest.
-    fn open(dir: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, Error> {
-        let mut manifest = read_manifest(dir)?;
-        loop {
-            if let Some(prev) = previous
-                && prev.manifest == manifest
-            {
-                return Ok(Snapshot {
-                    dir: dir.to_path_buf(),
-                    manifest,
-                    segments: prev.segments.clone(),
-                });
-            }
-            match Snapshot::from_manifest(dir, manifest.clone(), previous, None) {
-                Err(Error::Io { path, source })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    // Removed by a commit since the manifest was read, or really missing.
-                    let now = read_manifest(dir)?;
-                    if now.generation <= manifest.generation {
-                        return Err(Error::Collection {
-                            path,
-                            reason: "segment file named by the manifest is missing".into(),
-                        });
-                    }
-                    manifest = now;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Opens `manifest`'s segments (`fresh` is a just-built segment, already open).
-    fn from_manifest(
-        dir: &Path,
-        manifest: Manifest,
-        previous: Option<&Snapshot>,
-        fresh: Option<(u64, Arc<Index>)>,
-    ) -> Result<Snapshot, Error> {
-        let mut segments = Vec::with_capacity(manifest.segments.len());
-        for entry in &manifest.segments {
-            let path = dir.join(segment_file_name(entry.number));
-            let reused = previous
-                .and_then(|p| p.segments.iter().find(|s| s.number == entry.number))
-                .map(|s| Arc::clone(&s.index));
-            let index = match (reused, &fresh) {
-                (Some(index), _) => index,
-                (None, Some((number, index))) if *number == entry.number => Arc::clone(index),
-                (None, _) => Arc::new(Index::load(&path)?),
-            };
-            check_segment(&path, entry, &index, &manifest)?;
-            let unchanged = previous.and_then(|p| {
-                p.segments
-                    .iter()
-                    .find(|s| s.number == entry.number && *s.deleted == entry.deleted)
-            });
-            segments.push(match unchanged {
-                Some(s) => s.clone(),
-                None => Segment::new(entry.number, index, entry.deleted.clone()),
-            });
-        }
-        Ok(Snapshot {
-            dir: dir.to_path_buf(),
-            manifest,
-            segments,
-        })
-    }
-
-    /// Dimensions of every vector.
-    pub fn dims(&self) -> usize {
-        self.manifest.dims
-    }
-
-    /// The metric.
-    pub fn metric(&self) -> Metric {
-        self.manifest.metric
-    }
-
-    /// Commits so far: each commit and compaction that changed something adds one.
-    pub fn generation(&self) -> u64 {
-        self.manifest.generation
-    }
-
-    /// Live items (added, not deleted).
-    pub fn len(&self) -> u64 {
-        self.segments.iter().map(Segment::n_live).sum()
-    }
-
-    /// True if there is no live item.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The segments, oldest first.
-    pub fn segments(&self) -> Vec<SegmentInfo> {
-        self.segments
-            .iter()
-            .map(|s| SegmentInfo {
-                path: self.dir.join(segment_file_name(s.number)),
-                n_items: s.index.len(),
-                n_deleted: s.deleted.len() as u64,
-            })
-            .collect()
-    }
-
-    /// The ids of the live items (segment by segment, each ascending).
-    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.segments.iter().flat_map(|s| {
-            s.index
-                .ids()
-                .filter(move |id| s.deleted.binary_search(id).is_err())
-        })
-    }
-
-    /// True if `id` is a live item.
-    pub fn contains(&self, id: u64) -> bool {
-        self.segment_of(id).is_some()
-    }
-
-    /// The segment holding live item `id`.
-    fn segment_of(&self, id: u64) -> Option<&Segment> {
-        self.segments.iter().rev().find(|s| s.has_live(id))
-    }
-
-    /// The vector of live item `id` (bits as 0.0/1.0 for hamming).
-    pub fn item_vector(&self, id: u64) -> Result<Vec<f32>, Error> {
-        match self.segment_of(id) {
-            Some(s) => s.index.item_vector(id),
-            None => Err(Error::ItemMissing { id }),
-        }
-    }
-
-    /// Checks every segment file in full (checksums, references) and that each agrees with
-    /// the manifest.
-    pub fn verify(&self) -> Result<(), Error> {
-        for s in &self.segments {
-            let path = self.dir.join(segment_file_name(s.number));
-            s.index.verify().map_err(|e| Error::Collection {
-                path,
-                reason: e.to_string(),
-            })?;
-        }
-        Ok(())
-    }
-
-    /// An allow-list of `ids` (those that are live items; others are left out) for this
-    /// snapshot's filtered searches.
-    pub fn filter(&self, ids: impl IntoIterator<Item = u64>) -> CollectionFilter {
-        let mut per_segment: Vec<Vec<u64>> = vec![Vec::new(); self.segments.len()];
-        for id in ids {
-            if let Some(at) = self.segments.iter().rposition(|s| s.has_live(id)) {
-                per_segment[at].push(id);
-            }
-        }
-        let parts: Vec<Filter> = self
-            .segments
-            .iter()
-            .zip(per_segment)
-            .map(|(s, ids)| s.index.filter(ids))
-            .collect();
-        let allowed = parts.iter().map(|f| f.len() as u64).sum();
-        CollectionFilter {
-            generation: self.generation(),
-            parts,
-            allowed,
-        }
-    }
-
-    /// The `n` live items nearest to `vector`, nearest first, each segment searched with
-    /// `search_k` (default: each segment's own default for `n`).
-    pub fn nns_by_vector(
-        &self,
-        vector: &[f32],
-        n: usize,
-        search_k: Option<usize>,
-    ) -> Result<Vec<Neighbor>, Error> {
-        self.search(vector, n, search_k, None)
-    }
-
-    /// [`Snapshot::nns_by_vector`] among the items `filter` allows.
-    pub fn nns_by_vector_filtered(
-        &self,
-        vector: &[f32],
-        n: usize,
-        search_k: Option<usize>,
-        filter: &CollectionFilter,
-    ) -> Result<Vec<Neighbor>, Error> {
-        self.search(vector, n, search_k, Some(filter))
-    }
-
-    /// The `n` live items nearest to live item `id` (itself first).
-    pub fn nns_by_item(
-        &self,
-        id: u64,
-        n: usize,
-        search_k: Option<usize>,
-    ) -> Result<Vec<Neighbor>, Error> {
-        let vector = self.item_vector(id)?;
-        self.search(&vector, n, search_k, None)
-    }
-
-    /// [`Snapshot::nns_by_item`] among the items `filter` allows (`id` itself only if allowed).
-    pub fn nns_by_item_filtered(
-        &self,
-        id: u64,
-        n: usize,
-        search_k: Option<usize>,
-        filter: &CollectionFilter,
-    ) -> Result<Vec<Neighbor>, Error> {
-        let vector = self.item_vector(id)?;
-        self.search(&vector, n, search_k, Some(filter))
-    }
-
-    /// Searches a batch: `queries` holds `queries.len() / dims` vectors back to back; the
-    /// answers come in the same order. `threads` 0 uses one per core.
-    pub fn nns_by_vectors(
-        &self,
-        queries: &[f32],
-        n: usize,
-        search_k: Option<usize>,
-        filter: Option<&CollectionFilter>,
-        threads: usize,
-    ) -> Result<Vec<Vec<Neighbor>>, Error> {
-        let dims = self.dims();
-        if dims == 0 || !queries.len().is_multiple_of(dims) {
-            return Err(Error::WrongDimensions {
-                expected: dims,
-                found: queries.len(),
-            });
-        }
-        let rows: Vec<&[f32]> = queries.chunks_exact(dims).collect();
-        let threads = match threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            t => t,
-        }
-        .clamp(1, rows.len().max(1));
-        let chunk = rows.len().div_ceil(threads).max(1);
-        let mut out: Vec<Result<Vec<Neighbor>, Error>> = Vec::with_capacity(rows.len());
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = rows
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|q| self.search(q, n, search_k, filter))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            for h in handles {
-                match h.join() {
-                    Ok(part) => out.extend(part),
-                    Err(_) => out.push(Err(Error::Query(copse_query::QueryError::Corrupt(
-                        "a search thread failed",
-                    )))),
-                }
-            }
-        });
-        out.into_iter().collect()
-    }
-
-    /// The fan-out: every segment searched (deleted items and `filter`'s exclusions filtered
-    /// inside each search), the answers merged.
-    fn search(
-        &self,
-        vector: &[f32],
-        n: usize,
-        search_k: Option<usize>,
-        filter: Option<&CollectionFilter>,
-    ) -> Result<Vec<Neighbor>, Error> {
-        check_vector(self.dims(), vector)?;
-        if let Some(f) = filter
-            && (f.generation != self.generation() || f.parts.len() != self.segments.len())
-        {
-            return Err(Error::WrongKind(format!(
-                "this filter was made for generation {} of the collection, which is at {}: \
-                 make it again with this snapshot's filter()",
-                f.generation,
-                self.generation()
-            )));
-        }
-        let mut found = Vec::new();
-        let mut part = Vec::new();
-        for (at, s) in self.segments.iter().enumerate() {
-            let allow = match filter {
-                Some(f) => Some(&f.parts[at]),
-                None => s.live.as_deref(),
-            };
-            match allow {
-                Some(f) if f.is_empty() => continue,
-                Some(f) => s
-                    .index
-                    .nns_by_vector_filtered_into(vector, n, search_k, f, &mut part)?,
-                None => s.index.nns_by_vector_into(vector, n, search_k, &mut part)?,
-            }
-            found.append(&mut part);
-        }
-        let larger_is_closer = self.metric() == Metric::Dot;
-        found.sort_by(|a, b| {
-            let by_distance = if larger_is_closer {
-                b.distance.total_cmp(&a.distance)
-            } else {
-                a.distance.total_cmp(&b.distance)
-            };
-            by_distance.then(a.id.cmp(&b.id))
-        });
-        found.truncate(n);
-        Ok(found)
-    }
-}
-
-/// A vector's length and values, checked before any segment sees it (an empty collection
-/// refuses a bad vector too).
-fn check_vector(dims: usize, vector: &[f32]) -> Result<(), Error> {
-    if vector.len() != dims {
-        return Err(Error::WrongDimensions {
-            expected: dims,
-            found: vector.len(),
-        });
-    }
-    if let Some(position) = vector.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NotFinite {
-            position,
-            value: vector[position],
-        });
-    }
-    Ok(())
-}
-
-/// Checks that an open segment is the file `entry` names and fits the collection.
-fn check_segment(
-    path: &Path,
-    entry: &SegmentEntry,
-    index: &Index,
-    manifest: &Manifest,
-) -> Result<(), Error> {
-    let bad = |reason: String| Error::Collection {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if index.header_checksum() != entry.header_checksum {
-        return Err(bad(
-            "the file is not the segment the manifest names (its header checksum differs)".into(),
-        ));
-    }
-    if index.dims() != manifest.dims || index.metric() != manifest.metric {
-        return Err(bad(format!(
-            "segment is {} with {} dimensions, the collection {} with {}",
-            index.metric(),
-            index.dims(),
-            manifest.metric,
-            manifest.dims
-        )));
-    }
-    if index.len() != entry.n_items {
-        return Err(bad(format!(
-            "segment has {} items, the manifest says {}",
-            index.len(),
-            entry.n_items
-        )));
-    }
-    if let Some(id) = entry.deleted.iter().find(|&&id| !index.contains(id)) {
-        return Err(bad(format!(
-            "the manifest deletes item {id}, which the segment does not have"
-        )));
-    }
-    Ok(())
-}
-
-/// Reads and checks `dir`'s manifest.
-fn read_manifest(dir: &Path) -> Result<Manifest, Error> {
-    let path = dir.join(MANIFEST_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::Collection {
-                path,
-                reason: "no manifest: not a copse collection (or its MANIFEST was removed)".into(),
-            });
-        }
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    Manifest::decode(&bytes).map_err(|reason| Error::Collection { path, reason })
-}
-
 /// Items waiting for the next commit.
 #[derive(Debug, Default)]
 struct Pending {
@@ -563,20 +105,52 @@ struct Pending {
     adds: BTreeMap<u64, Vec<f32>>,
     /// Committed items to delete (deleted or replaced).
     deletes: HashSet<u64>,
+    /// Bytes to store with the commit.
+    user_data: Option<Vec<u8>>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.adds.is_empty() && self.deletes.is_empty()
+        self.adds.is_empty() && self.deletes.is_empty() && self.user_data.is_none()
     }
 }
 
-/// The writer's state: the lock and the changes not yet committed.
+/// A merge building on another thread.
+#[derive(Debug)]
+struct RunningMerge {
+    sources: Sources,
+    handle: JoinHandle<Result<(SegmentEntry, Arc<Index>), Error>>,
+}
+
+/// The writer's state: the lock, the changes not yet committed, and the merge under way.
 #[derive(Debug)]
 struct Writer {
     _lock: File,
     pending: Pending,
     threads: usize,
+    policy: MergePolicy,
+    /// The number the next segment gets (merges take theirs before the manifest names them).
+    next_segment: u64,
+    merge: Option<RunningMerge>,
+}
+
+impl Writer {
+    fn new(lock: File, manifest: &Manifest) -> Writer {
+        Writer {
+            _lock: lock,
+            pending: Pending::default(),
+            threads: 0,
+            policy: MergePolicy::default(),
+            next_segment: manifest.next_segment,
+            merge: None,
+        }
+    }
+
+    fn take_number(&mut self) -> u64 {
+        let number = self.next_segment;
+        self.next_segment += 1;
+        number
+    }
 }
 
 /// A collection of static index files that takes adds, updates and deletes: see the module
@@ -587,6 +161,10 @@ struct Writer {
 /// Searches (through [`Snapshot`], which a collection derefs to) see the last commit: changes
 /// become visible to this handle at [`Collection::commit`], to other readers at their
 /// [`Collection::refresh`].
+///
+/// Segments are merged in the background as [`MergePolicy`] says: a commit starts a merge when
+/// one is due and installs one that has finished (a new generation with the same items).
+/// Dropping a writer waits for a merge under way and installs it.
 #[derive(Debug)]
 pub struct Collection {
     dir: PathBuf,
@@ -599,6 +177,14 @@ impl Deref for Collection {
 
     fn deref(&self) -> &Snapshot {
         &self.snapshot
+    }
+}
+
+impl Drop for Collection {
+    fn drop(&mut self) {
+        // A merge left running could write its file after the lock is released, under a
+        // number the next writer may also take.
+        let _ = self.finish_merge(true);
     }
 }
 
@@ -636,36 +222,31 @@ impl Collection {
             build: options.build,
             generation: 0,
             next_segment: 0,
+            user_data: Vec::new(),
             segments: Vec::new(),
         };
         write_manifest(dir, &manifest)?;
+        let writer = Writer::new(lock, &manifest);
         Ok(Collection {
             dir: dir.to_path_buf(),
             snapshot: Arc::new(Snapshot::from_manifest(dir, manifest, None, None)?),
-            writer: Some(Writer {
-                _lock: lock,
-                pending: Pending::default(),
-                threads: 0,
-            }),
+            writer: Some(writer),
         })
     }
 
     /// Opens the collection in `dir` for writing. Fails with [`Error::Locked`] while another
-    /// handle (in any process) has it open for writing. Leftovers of an interrupted commit
-    /// (files no manifest names) are removed.
+    /// handle (in any process) has it open for writing. Leftovers of an interrupted commit or
+    /// merge (files no manifest names) are removed.
     pub fn open(dir: impl AsRef<Path>) -> Result<Collection, Error> {
         let dir = dir.as_ref();
         let lock = lock(dir)?;
         let snapshot = Snapshot::open(dir, None)?;
         remove_unnamed_files(dir, &snapshot.manifest);
+        let writer = Writer::new(lock, &snapshot.manifest);
         Ok(Collection {
             dir: dir.to_path_buf(),
             snapshot: Arc::new(snapshot),
-            writer: Some(Writer {
-                _lock: lock,
-                pending: Pending::default(),
-                threads: 0,
-            }),
+            writer: Some(writer),
         })
     }
 
@@ -694,18 +275,27 @@ impl Collection {
         Arc::clone(&self.snapshot)
     }
 
-    /// Moves to the latest commit (a writer is always at its own latest). Returns the
-    /// generation now read.
+    /// Moves to the latest commit: a reader re-reads the manifest; a writer installs a merge
+    /// that has finished. Returns the generation now read.
     pub fn refresh(&mut self) -> Result<u64, Error> {
         if self.writer.is_none() {
             self.snapshot = Arc::new(Snapshot::open(&self.dir, Some(&self.snapshot))?);
+        } else {
+            self.finish_merge(false)?;
         }
         Ok(self.snapshot.generation())
     }
 
-    /// Threads that build segments (0, the default: one per core).
+    /// Threads that build segments, in commits and merges (0, the default: one per core).
     pub fn set_build_threads(&mut self, threads: usize) -> Result<(), Error> {
         self.writer_mut()?.threads = threads;
+        Ok(())
+    }
+
+    /// How this writer merges segments in the background (not stored: each writer sets its
+    /// own; the default is [`MergePolicy::default`]).
+    pub fn set_merge_policy(&mut self, policy: MergePolicy) -> Result<(), Error> {
+        self.writer_mut()?.policy = policy;
         Ok(())
     }
 
@@ -787,121 +377,222 @@ impl Collection {
 
     /// Makes the changes since the last commit durable and visible, all or nothing: the new
     /// items become a new segment file, the deletes tombstones, and the manifest naming them is
-    /// replaced atomically. Returns the new generation (unchanged if there was nothing to
-    /// commit). If it fails, the collection is as it was and the changes are still pending.
+    /// replaced atomically. Returns the generation (unchanged if there was nothing to commit
+    /// and no merge to install). If it fails, the collection is as it was and the changes are
+    /// still pending.
     pub fn commit(&mut self) -> Result<u64, Error> {
-        let threads = self.writer_mut()?.threads;
-        let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
-        if writer.pending.is_empty() {
-            return Ok(self.snapshot.generation());
-        }
-        let mut manifest = self.snapshot.manifest.clone();
-        for id in &writer.pending.deletes {
-            let at = self.snapshot.segments.iter().rposition(|s| s.has_live(*id));
-            if let Some(at) = at {
-                manifest.segments[at].deleted.push(*id);
-            }
-        }
-        for entry in &mut manifest.segments {
-            entry.deleted.sort_unstable();
-        }
-        let items = writer
-            .pending
-            .adds
-            .iter()
-            .map(|(&id, v)| (id, v.as_slice()));
-        let fresh = self.write_segment(&mut manifest, items, threads)?;
-        self.install(manifest, fresh)?;
-        if let Some(writer) = self.writer.as_mut() {
-            writer.pending = Pending::default();
-        }
+        self.writer_mut()?;
+        // A failed background merge loses nothing; the policy tries again.
+        let _ = self.finish_merge(false);
+        self.commit_pending(false)?;
+        self.start_merge();
         Ok(self.snapshot.generation())
+    }
+
+    /// [`Collection::commit`], storing `user_data` in the manifest with the changes (for
+    /// example the position in a stream the changes came from), so both commit together or
+    /// neither does. [`Snapshot::user_data`] reads it back; merges keep it.
+    pub fn commit_with_data(&mut self, user_data: &[u8]) -> Result<u64, Error> {
+        if user_data.len() > u32::MAX as usize {
+            return Err(Error::WrongKind("user data is limited to 4 GiB".into()));
+        }
+        self.writer_mut()?.pending.user_data = Some(user_data.to_vec());
+        let committed = self.commit();
+        if committed.is_err()
+            && let Some(w) = self.writer.as_mut()
+        {
+            w.pending.user_data = None;
+        }
+        committed
     }
 
     /// Commits the pending changes and merges every segment into one without the deleted
     /// items, in one new generation, so searches touch one file. Readers keep their snapshot's
     /// files until they refresh. Returns the generation (unchanged if there was nothing to do).
     pub fn compact(&mut self) -> Result<u64, Error> {
-        let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
-        let snapshot = Arc::clone(&self.snapshot);
-        let tidy =
-            snapshot.segments.len() <= 1 && snapshot.segments.iter().all(|s| s.deleted.is_empty());
-        if tidy && writer.pending.is_empty() {
-            return Ok(snapshot.generation());
-        }
-        let mut items: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
-        for s in &snapshot.segments {
-            for id in s.index.ids() {
-                let gone =
-                    s.deleted.binary_search(&id).is_ok() || writer.pending.deletes.contains(&id);
-                if !gone {
-                    items.insert(id, s.index.item_vector(id)?);
-                }
+        self.writer_mut()?;
+        // The merge under way covers part of what compaction rewrites: finish it first.
+        let _ = self.finish_merge(true);
+        self.commit_pending(true)?;
+        Ok(self.snapshot.generation())
+    }
+
+    /// Waits for background merges until the policy wants no more, installing each. Returns
+    /// the generation; a merge that failed is an error (the collection is unchanged by it).
+    pub fn wait_for_merges(&mut self) -> Result<u64, Error> {
+        self.writer_mut()?;
+        loop {
+            self.finish_merge(true)?;
+            if !self.start_merge() {
+                return Ok(self.snapshot.generation());
             }
         }
-        let threads = writer.threads;
-        items.extend(writer.pending.adds.iter().map(|(&id, v)| (id, v.clone())));
+    }
+
+    /// Commits the pending changes as one new segment plus tombstones; with `compact`, every
+    /// live item goes into that one segment instead and the others are dropped.
+    fn commit_pending(&mut self, compact: bool) -> Result<(), Error> {
+        let snapshot = Arc::clone(&self.snapshot);
+        let writer = self.writer.as_mut().ok_or(Error::ReadOnly)?;
+        let tidy =
+            snapshot.segments.len() <= 1 && snapshot.segments.iter().all(|s| s.deleted.is_empty());
+        if writer.pending.is_empty() && (!compact || tidy) {
+            return Ok(());
+        }
         let mut manifest = snapshot.manifest.clone();
-        manifest.segments.clear();
-        let all = items.iter().map(|(&id, v)| (id, v.as_slice()));
-        let fresh = self.write_segment(&mut manifest, all, threads)?;
+        let mut items: BTreeMap<u64, Vec<f32>>;
+        let added = if compact {
+            let all = Sources {
+                segments: snapshot.segments.clone(),
+            };
+            items = all.live_items()?;
+            items.retain(|id, _| !writer.pending.deletes.contains(id));
+            items.extend(writer.pending.adds.iter().map(|(&id, v)| (id, v.clone())));
+            manifest.segments.clear();
+            &items
+        } else {
+            for id in &writer.pending.deletes {
+                if let Some(at) = snapshot.segments.iter().rposition(|s| s.has_live(*id)) {
+                    manifest.segments[at].deleted.push(*id);
+                }
+            }
+            for entry in &mut manifest.segments {
+                entry.deleted.sort_unstable();
+            }
+            &writer.pending.adds
+        };
+        let mut fresh = None;
+        let number = writer.next_segment;
+        if !added.is_empty() {
+            let vectors = added.iter().map(|(&id, v)| (id, v.as_slice()));
+            let (entry, index) = build_segment(
+                &self.dir,
+                manifest.dims,
+                manifest.metric,
+                manifest.build,
+                number,
+                vectors,
+                writer.threads,
+            )?;
+            manifest.segments.push(entry);
+            fresh = Some((number, index));
+            writer.next_segment = number + 1;
+        }
+        if let Some(data) = &writer.pending.user_data {
+            manifest.user_data.clone_from(data);
+        }
         self.install(manifest, fresh)?;
         if let Some(writer) = self.writer.as_mut() {
             writer.pending = Pending::default();
         }
-        Ok(self.snapshot.generation())
+        Ok(())
     }
 
-    /// Builds `items` (if any) into a new segment file, appended to `manifest`; returns it open.
-    fn write_segment<'a>(
-        &self,
-        manifest: &mut Manifest,
-        items: impl ExactSizeIterator<Item = (u64, &'a [f32])>,
-        threads: usize,
-    ) -> Result<Option<(u64, Arc<Index>)>, Error> {
-        if items.len() == 0 {
-            return Ok(None);
+    /// Starts the merge the policy picks, if none is running; true if one started.
+    fn start_merge(&mut self) -> bool {
+        let snapshot = Arc::clone(&self.snapshot);
+        let dir = self.dir.clone();
+        let Some(writer) = self.writer.as_mut() else {
+            return false;
+        };
+        if writer.merge.is_some() {
+            return false;
         }
-        let number = manifest.next_segment;
-        let settings = manifest.build;
-        let mut builder = IndexBuilder::new(manifest.dims, manifest.metric)?
-            .seed(settings.seed ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-            .graph(settings.graph);
-        if settings.leaf_capacity > 0 {
-            builder = builder.leaf_capacity(settings.leaf_capacity);
-        }
-        for (id, vector) in items {
-            builder.add_item(id, vector)?;
-        }
-        let index = builder.build_with_threads(settings.n_trees, threads)?;
-        let path = self.dir.join(segment_file_name(number));
-        index.save(&path)?;
-        manifest.next_segment = number + 1;
-        manifest.segments.push(SegmentEntry {
-            number,
-            n_items: index.len(),
-            header_checksum: index.header_checksum(),
-            deleted: Vec::new(),
+        let Some(picked) = writer.policy.select(&snapshot.segments) else {
+            return false;
+        };
+        let sources = Sources {
+            segments: picked
+                .iter()
+                .map(|&at| snapshot.segments[at].clone())
+                .collect(),
+        };
+        let number = writer.take_number();
+        let (job, threads, manifest) = (sources.clone(), writer.threads, &snapshot.manifest);
+        let (dims, metric, settings) = (manifest.dims, manifest.metric, manifest.build);
+        let handle = std::thread::spawn(move || {
+            let items = job.live_items()?;
+            let vectors = items.iter().map(|(&id, v)| (id, v.as_slice()));
+            build_segment(&dir, dims, metric, settings, number, vectors, threads)
         });
-        Ok(Some((number, Arc::new(index))))
+        writer.merge = Some(RunningMerge { sources, handle });
+        true
+    }
+
+    /// Installs the merge under way if it has finished (or, with `wait`, once it has): its
+    /// sources are replaced by the merged segment, which inherits the deletes made since it
+    /// started. A merge whose sources a compaction replaced is dropped.
+    fn finish_merge(&mut self, wait: bool) -> Result<(), Error> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let finished = writer
+            .merge
+            .as_ref()
+            .is_some_and(|m| wait || m.handle.is_finished());
+        if !finished {
+            return Ok(());
+        }
+        let Some(merge) = writer.merge.take() else {
+            return Ok(());
+        };
+        let built = merge.handle.join().unwrap_or_else(|_| {
+            Err(Error::Query(copse_query::QueryError::Corrupt(
+                "a merge thread failed",
+            )))
+        });
+        let (mut entry, index) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                remove_unnamed_files(&self.dir, &self.snapshot.manifest);
+                return Err(e);
+            }
+        };
+        let mut manifest = self.snapshot.manifest.clone();
+        let now: Vec<Option<&SegmentEntry>> = merge
+            .sources
+            .segments
+            .iter()
+            .map(|s| manifest.segments.iter().find(|e| e.number == s.number))
+            .collect();
+        // Every source is gone (a compaction replaced them, or all their items were deleted):
+        // so is the point of the merge.
+        if now.iter().all(Option::is_none) {
+            remove_unnamed_files(&self.dir, &self.snapshot.manifest);
+            return Ok(());
+        }
+        entry.deleted = merge.sources.deleted_since(&now);
+        let numbers: HashSet<u64> = merge.sources.segments.iter().map(|s| s.number).collect();
+        manifest.segments.retain(|e| !numbers.contains(&e.number));
+        let at = manifest
+            .segments
+            .partition_point(|e| e.number < entry.number);
+        let number = entry.number;
+        manifest.segments.insert(at, entry);
+        self.install(manifest, Some((number, index)))
     }
 
     /// Commits `manifest` (one generation on from the snapshot's, with segments whose every
     /// item is deleted dropped), then moves this handle to it and removes the files it no
-    /// longer names.
+    /// longer names (unless a merge is writing one).
     fn install(
         &mut self,
         mut manifest: Manifest,
         fresh: Option<(u64, Arc<Index>)>,
     ) -> Result<(), Error> {
+        let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         manifest
             .segments
             .retain(|s| (s.deleted.len() as u64) < s.n_items);
         manifest.generation += 1;
+        manifest.next_segment = writer.next_segment;
+        let merging = writer.merge.is_some();
         write_manifest(&self.dir, &manifest)?;
         let snapshot = Snapshot::from_manifest(&self.dir, manifest, Some(&self.snapshot), fresh)?;
         self.snapshot = Arc::new(snapshot);
-        remove_unnamed_files(&self.dir, &self.snapshot.manifest);
+        if !merging {
+            remove_unnamed_files(&self.dir, &self.snapshot.manifest);
+        }
         Ok(())
     }
 }
