@@ -62,29 +62,29 @@ pub struct BenchArgs {
     search_k: Vec<usize>,
     /// Trees of the graph index (the graph search's entry points).
     #[arg(long, default_value_t = 8)]
-    graph_trees: usize,
+    pub graph_trees: usize,
     /// search_k values to query the graph index with (its beam is search_k / 24).
     #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = vec![640, 1280, 2560, 5120, 7680, 10240, 15360, 20480, 30720, 40960])]
-    graph_search_k: Vec<usize>,
+    pub graph_search_k: Vec<usize>,
     /// Do not build the graph index.
     #[arg(long)]
     no_graph: bool,
     /// Timed passes over the queries at each sweep point, for copse and every compared
     /// library; a point's QPS is the best pass.
     #[arg(long, default_value_t = 3)]
-    repeats: usize,
+    pub repeats: usize,
     /// Neighbours per query.
     #[arg(short, long, default_value_t = 10)]
-    k: usize,
+    pub k: usize,
     /// Queries: held out of the vectors, or the first this many of a dataset's own queries.
     #[arg(long, default_value_t = 10_000)]
     queries: usize,
     /// Threads for building and for the all-threads query rate (0: all cores).
     #[arg(long, default_value_t = 0)]
-    threads: usize,
+    pub threads: usize,
     /// Seed of the query hold-out and of the builds.
     #[arg(long, default_value_t = 42)]
-    seed: u64,
+    pub seed: u64,
     /// Largest number of items per leaf.
     #[arg(long, default_value_t = copse::DEFAULT_LEAF_CAPACITY)]
     leaf_capacity: usize,
@@ -114,6 +114,17 @@ pub struct BenchArgs {
     /// Queries of the filtered sweeps (the first this many).
     #[arg(long, default_value_t = 1000)]
     filter_queries: usize,
+    /// Also measure a collection: the items added in --collection-commits commits, 10%
+    /// deleted, against one index over the survivors, before and after compact(), and the
+    /// time of a commit of 1% new items.
+    #[arg(long)]
+    collection: bool,
+    /// Commits the collection's items arrive in.
+    #[arg(long, default_value_t = 10)]
+    pub collection_commits: usize,
+    /// Queries of the collection sweeps (the first this many).
+    #[arg(long, default_value_t = 2000)]
+    pub collection_queries: usize,
 }
 
 /// The id the `--sparse-ids` index gives the item at position `pos`: a bijection of
@@ -314,6 +325,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             print_sparse_ids(&graph_rows, &sparse_rows);
             rows.extend(sparse_rows);
         }
+        if args.collection {
+            crate::bench_collection::run(&dataset, &split, &args, &out_dir)?;
+        }
         if !args.filters.is_empty() {
             let points: Vec<(f64, f64)> = graph_rows.iter().map(|r| (r.recall_10, r.qps)).collect();
             bench_filters(&dataset, &split, &args, qps_at_recall(&points, 0.95))?;
@@ -422,7 +436,7 @@ impl Split {
     }
 }
 
-fn bar(len: u64, message: &str) -> ProgressBar {
+pub fn bar(len: u64, message: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template(
@@ -541,7 +555,7 @@ fn peak_rss() -> Option<u64> {
 }
 
 /// Best-of-`repeats` seconds of `pass`, and the first pass's result.
-fn best_of<T>(repeats: usize, mut pass: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
+pub fn best_of<T>(repeats: usize, mut pass: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
     let start = Instant::now();
     let first = pass()?;
     let mut best = start.elapsed().as_secs_f64();

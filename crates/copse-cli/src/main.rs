@@ -5,6 +5,7 @@
 
 mod bench;
 mod build;
+mod collection;
 mod convert;
 mod error;
 mod info;
@@ -45,6 +46,9 @@ enum Command {
     /// Convert an Annoy index file to a copse index that keeps Annoy's trees (queries answer
     /// as Annoy's on the original).
     Convert(convert::ConvertArgs),
+    /// Work with a collection: an index that takes adds, upserts and deletes after build
+    /// (a directory of segment files and a manifest).
+    Collection(collection::CollectionArgs),
 }
 
 /// The SIMD level queries will use, or why there is none.
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => info::run_verify(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Convert(args) => convert::run(&args),
+        Command::Collection(args) => collection::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

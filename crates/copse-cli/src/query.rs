@@ -66,7 +66,7 @@ pub struct QueryArgs {
 
 /// The ids of a `--filter` file: an integer .npy (any shape), or text with one id per line
 /// (blank lines skipped).
-fn read_filter(path: &Path) -> Result<Vec<u64>> {
+pub fn read_filter(path: &Path) -> Result<Vec<u64>> {
     if input::InputFormat::from_path(path) == input::InputFormat::Npy {
         let ids = input::read_ids(path)?;
         return ids
@@ -130,7 +130,7 @@ pub fn pool(threads: usize) -> Result<rayon::ThreadPool> {
 }
 
 /// Parses `--vector 0.1,0.2,...` (commas and/or spaces).
-fn parse_vector(text: &str) -> Result<Vec<f32>> {
+pub fn parse_vector(text: &str) -> Result<Vec<f32>> {
     let fields: Vec<&str> = text
         .split(|c: char| c == ',' || c.is_ascii_whitespace())
         .filter(|f| !f.is_empty())

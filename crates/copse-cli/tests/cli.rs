@@ -2185,3 +2185,190 @@ fn a_filter_file_keeps_only_its_items_exactly() {
         &["allow.txt", "line 2"],
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// copse collection
+
+/// A collection filled by add, commit (with upserts and deletes) and delete answers like brute
+/// force over the live items, before and after compact; info and verify describe it.
+#[test]
+fn collections_take_changes_and_answer_exactly() {
+    let dir = TempDir::new().unwrap();
+    let coll = path(&dir, "coll");
+    let dims = 6;
+    let data = random_data(41, 300, dims);
+    let first = path(&dir, "first.npy");
+    write_npy(&first, &data[..100 * dims], &[100, dims as u64], false);
+    let second = path(&dir, "second.npy");
+    write_npy(&second, &data[100 * dims..200 * dims], &[100, 6], false);
+    let second_ids = path(&dir, "second.ids");
+    let ids_text: String = (0..100u64).map(|i| format!("{}\n", 1000 + i)).collect();
+    std::fs::write(&second_ids, ids_text).unwrap();
+    // Items 0..100 get new vectors (the last 100 rows); items 0..10 are deleted.
+    let changed = path(&dir, "changed.npy");
+    write_npy(&changed, &data[200 * dims..], &[100, 6], false);
+    let changed_ids = path(&dir, "changed_ids.npy");
+    write_npy(
+        &changed_ids,
+        &(0..100i64).collect::<Vec<_>>(),
+        &[100],
+        false,
+    );
+    let gone = path(&dir, "gone.txt");
+    std::fs::write(&gone, (0..10).map(|i| format!("{i}\n")).collect::<String>()).unwrap();
+
+    let created = ok(copse().args(["collection", "create"]).arg(&coll).args([
+        "-f",
+        "6",
+        "--metric",
+        "euclidean",
+        "--no-graph",
+        "--trees",
+        "4",
+    ]));
+    assert!(created.contains("6 dimensions"), "{created}");
+    ok(copse().args(["collection", "add"]).arg(&coll).arg(&first));
+    ok(copse()
+        .args(["collection", "commit"])
+        .arg(&coll)
+        .arg("--add")
+        .arg(format!("{}={}", second.display(), second_ids.display()))
+        .arg("--upsert")
+        .arg(format!("{}={}", changed.display(), changed_ids.display()))
+        .arg("--delete")
+        .arg(&gone)
+        .args(["--user-data", "batch 7"]));
+    ok(copse()
+        .args(["collection", "delete"])
+        .arg(&coll)
+        .args(["1000", "1001", "5"]));
+    // An add of an existing id fails and changes nothing.
+    fails(
+        copse()
+            .args(["collection", "add"])
+            .arg(&coll)
+            .arg(&second)
+            .arg("--ids")
+            .arg(&second_ids),
+        2,
+        &["already"],
+    );
+
+    // The live items: ids 10..100 with the changed vectors, 1002..1100 with the second rows.
+    let mut live: Vec<(u64, &[f32])> = (10..100u64)
+        .map(|i| (i, &data[(200 + i as usize) * dims..][..dims]))
+        .collect();
+    live.extend((2..100u64).map(|i| (1000 + i, &data[(100 + i as usize) * dims..][..dims])));
+    let flat: Vec<f32> = live.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+    let info: Value = serde_json::from_str(&ok(copse()
+        .args(["collection", "info", "--json"])
+        .arg(&coll)))
+    .unwrap();
+    assert_eq!(info["items"].as_u64(), Some(live.len() as u64));
+    assert_eq!(info["dims"].as_u64(), Some(6));
+    assert_eq!(info["user_data"].as_str(), Some("batch 7"));
+    let text = ok(copse().args(["collection", "info"]).arg(&coll));
+    assert!(
+        text.contains("segments:") && text.contains("batch 7"),
+        "{text}"
+    );
+
+    for round in ["segments", "compacted"] {
+        if round == "compacted" {
+            let out = ok(copse().args(["collection", "compact"]).arg(&coll));
+            assert!(out.contains("1 segment"), "{out}");
+        }
+        let queries = random_data(7, 5, dims);
+        for q in queries.chunks(dims) {
+            let vector: Vec<String> = q.iter().map(|x| x.to_string()).collect();
+            let out = ok(copse()
+                .args(["collection", "query"])
+                .arg(&coll)
+                .arg("--vector")
+                .arg(vector.join(","))
+                .args(["-k", "5", "--search-k", "1000000", "--format", "jsonl"]));
+            let lines = jsonl(&out);
+            let (found, _) = neighbors(&lines[0]);
+            // Positions in `live` stand for ids in the oracle.
+            let at: Vec<(u32, f32)> = found
+                .iter()
+                .map(|&(id, d)| {
+                    let pos = live.iter().position(|(i, _)| *i == u64::from(id)).unwrap();
+                    (pos as u32, d)
+                })
+                .collect();
+            assert_exact("euclidean", &flat, dims, q, &at, 5);
+        }
+        // By item: the item itself first, at distance 0.
+        let out = ok(copse()
+            .args(["collection", "query"])
+            .arg(&coll)
+            .args(["--item", "1050", "-k", "3", "--format", "jsonl"]));
+        let (found, _) = neighbors(&jsonl(&out)[0]);
+        assert_eq!(found[0], (1050, 0.0));
+        ok(copse().args(["collection", "verify"]).arg(&coll));
+    }
+    fails(
+        copse()
+            .args(["collection", "query"])
+            .arg(&coll)
+            .args(["--item", "5"]),
+        2,
+        &["item 5"],
+    );
+}
+
+#[test]
+fn damaged_or_missing_collections_fail_clearly() {
+    let dir = TempDir::new().unwrap();
+    let coll = path(&dir, "coll");
+    fails(
+        copse().args(["collection", "info"]).arg(&coll),
+        2,
+        &["no manifest"],
+    );
+    ok(copse()
+        .args(["collection", "create"])
+        .arg(&coll)
+        .args(["-f", "3", "--no-graph"]));
+    let vectors = path(&dir, "v.npy");
+    write_npy(&vectors, &random_data(3, 40, 3), &[40, 3], false);
+    ok(copse().args(["collection", "add"]).arg(&coll).arg(&vectors));
+    fails(
+        copse()
+            .args(["collection", "create"])
+            .arg(&coll)
+            .args(["-f", "3"]),
+        2,
+        &["already exists"],
+    );
+    let segment = std::fs::read_dir(&coll)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "copse"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 0xff;
+    std::fs::write(&segment, &bytes).unwrap();
+    fails(
+        copse().args(["collection", "verify"]).arg(&coll),
+        5,
+        &["seg-", "checksum"],
+    );
+    std::fs::remove_file(&segment).unwrap();
+    fails(
+        copse()
+            .args(["collection", "query"])
+            .arg(&coll)
+            .args(["--vector", "1,2,3"]),
+        2,
+        &["missing"],
+    );
+    std::fs::write(coll.join("MANIFEST"), b"nonsense").unwrap();
+    fails(
+        copse().args(["collection", "verify"]).arg(&coll),
+        5,
+        &["MANIFEST"],
+    );
+}

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use copse::{Error, Index, Neighbor};
+use copse::{Error, Neighbor};
 use pyo3::PyErr;
 use pyo3::exceptions::PyMemoryError;
 use rayon::prelude::*;
@@ -91,41 +91,22 @@ pub(crate) fn result_buffers(queries: usize, n: usize) -> Result<(Vec<u64>, Vec<
     Ok((ids, distances))
 }
 
-/// What each query of a batch asks for.
-#[derive(Clone, Copy)]
-pub(crate) struct Ask<'a> {
-    /// Neighbours per query.
-    pub(crate) n: usize,
-    pub(crate) search_k: Option<usize>,
-    /// Only these items may be returned.
-    pub(crate) filter: Option<&'a copse::Filter>,
-}
-
-/// The `ask.n` nearest items to each `dims`-long row of `rows`, written into `ids` and
-/// `distances` (from [`result_buffers`]: `n` slots per row).
+/// The `n` nearest items to each `dims`-long row of `rows`, found by `search_one(query, n,
+/// buffer)` and written into `ids` and `distances` (from [`result_buffers`]: `n` slots per row).
 pub(crate) fn search(
-    index: &Index,
+    search_one: impl Fn(&[f32], &mut Vec<Neighbor>) -> Result<(), Error> + Sync,
     rows: &[f32],
     dims: usize,
-    ask: Ask<'_>,
+    n: usize,
     threads: &Threads,
     (ids, distances): (&mut [u64], &mut [f32]),
 ) -> Result<(), RowError> {
-    let Ask {
-        n,
-        search_k,
-        filter,
-    } = ask;
     if n == 0 || dims == 0 {
         // Nothing to fill (and chunks of zero would be meaningless).
         return Ok(());
     }
     let one = |buffer: &mut Vec<Neighbor>, (row, ((ids, distances), query)): Slot<'_>| {
-        match filter {
-            Some(filter) => index.nns_by_vector_filtered_into(query, n, search_k, filter, buffer),
-            None => index.nns_by_vector_into(query, n, search_k, buffer),
-        }
-        .map_err(|error| RowError { row, error })?;
+        search_one(query, buffer).map_err(|error| RowError { row, error })?;
         for ((id, distance), found) in ids.iter_mut().zip(distances.iter_mut()).zip(&*buffer) {
             *id = found.id;
             *distance = found.distance;

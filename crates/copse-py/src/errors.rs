@@ -2,7 +2,8 @@
 
 use copse::{BuildError, Error};
 use pyo3::exceptions::{
-    PyIndexError, PyMemoryError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
+    PyBlockingIOError, PyIndexError, PyMemoryError, PyOSError, PyPermissionError, PyRuntimeError,
+    PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 
@@ -24,7 +25,12 @@ pub(crate) fn to_py(error: Error) -> PyErr {
         Error::DuplicateLabel { .. } => PyValueError::new_err(message),
         Error::WrongKind(_) => PyTypeError::new_err(message),
         Error::Io { path, source } => os_error(&path, &source),
-        Error::Mismatch { .. } | Error::Format(_) => PyOSError::new_err(message),
+        Error::Mismatch { .. } | Error::Format(_) | Error::Collection { .. } => {
+            PyOSError::new_err(message)
+        }
+        Error::Locked { .. } => PyBlockingIOError::new_err(message),
+        Error::ReadOnly => PyPermissionError::new_err(message),
+        Error::DuplicateId { .. } => PyValueError::new_err(message),
         Error::Build(build) => match build {
             BuildError::OutOfMemory { .. } => PyMemoryError::new_err(message),
             BuildError::ZeroTrees

@@ -945,12 +945,12 @@ impl AnnoyIndex {
         let dims = self.f;
         let (mut ids, mut distances) = batch::result_buffers(queries, n)?;
         let out = (&mut ids[..], &mut distances[..]);
-        let ask = batch::Ask {
-            n,
-            search_k,
-            filter: filter.as_deref(),
+        let filter = filter.as_deref();
+        let search_one = |query: &[f32], buffer: &mut Vec<Neighbor>| match filter {
+            Some(filter) => index.nns_by_vector_filtered_into(query, n, search_k, filter, buffer),
+            None => index.nns_by_vector_into(query, n, search_k, buffer),
         };
-        py.detach(|| batch::search(&index, rows, dims, ask, &threads, out))
+        py.detach(|| batch::search(search_one, rows, dims, n, &threads, out))
             .map_err(|e| {
                 let err = to_py(e.error);
                 let message = format!("vectors[{}]: {}", e.row, err.value(py));

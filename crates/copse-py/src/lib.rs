@@ -7,17 +7,20 @@
 //! itself. Build it with maturin (`pip install ./crates/copse-py`); see `README.md`.
 
 mod batch;
+mod collection;
 mod convert;
 mod errors;
 mod index;
 
 use pyo3::prelude::*;
 
-/// The module: `AnnoyIndex` and the version.
+/// The module: `AnnoyIndex`, `Collection`, their filters and the version.
 #[pymodule]
 fn _copse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<index::AnnoyIndex>()?;
     m.add_class::<index::IdFilter>()?;
+    m.add_class::<collection::Collection>()?;
+    m.add_class::<collection::CollectionFilter>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -158,3 +158,96 @@ class AnnoyIndex:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> bool: ...
+
+class CollectionFilter:
+    """An allow-list for a collection's filtered searches, from ``Collection.make_filter``;
+    valid until the collection's next commit or refresh."""
+    def __len__(self) -> int: ...
+
+class Collection:
+    """A collection of static index files that takes adds, upserts and deletes after build.
+
+    Searches see the last commit; ``commit()`` makes changes durable and visible, all or
+    nothing. One writer at a time (another raises ``BlockingIOError``); any number of
+    ``readonly=True`` handles, each on the snapshot it opened until ``refresh()``. As a context
+    manager it commits on a clean exit, rolls back on an exception, and closes.
+    """
+    @staticmethod
+    def create(
+        path: _Path,
+        f: int,
+        metric: _Metric = "angular",
+        *,
+        n_trees: int = 8,
+        graph: bool = True,
+        seed: Optional[int] = None,
+    ) -> "Collection":
+        """Creates an empty collection in directory ``path``, open for writing."""
+    @staticmethod
+    def open(path: _Path, readonly: bool = False) -> "Collection":
+        """Opens the collection in ``path`` for writing, or read-only."""
+    @property
+    def path(self) -> str: ...
+    @property
+    def f(self) -> int: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def generation(self) -> int:
+        """Manifests written so far (each commit, compaction and merge adds one)."""
+    @property
+    def user_data(self) -> bytes:
+        """The bytes given to the last ``commit(user_data=...)``."""
+    @property
+    def writable(self) -> bool: ...
+    def __len__(self) -> int:
+        """Live items in the last commit."""
+    def __contains__(self, id: int) -> bool: ...
+    def add(self, ids: Any, vectors: Any) -> None:
+        """Adds rows of a 2-D array as items ``ids``; an existing id is a ``ValueError``."""
+    def upsert(self, ids: Any, vectors: Any) -> None:
+        """Adds rows as items ``ids``, replacing existing items."""
+    def delete(self, ids: Any) -> int:
+        """Deletes items; returns how many of ``ids`` were items."""
+    def commit(self, user_data: Optional[bytes] = None) -> int:
+        """Makes the changes durable and visible (with ``user_data``); returns the generation."""
+    def compact(self) -> int:
+        """Commits, then merges every segment into one without deleted items."""
+    def rollback(self) -> None:
+        """Drops the changes since the last commit."""
+    def refresh(self) -> int:
+        """Moves to the latest commit; returns the generation."""
+    def wait_for_merges(self) -> int:
+        """Waits for the background merges and installs them."""
+    def set_merge_policy(
+        self, factor: int = 2, floor: int = 10000, max_deleted: float = 0.3
+    ) -> None:
+        """How segments merge in the background (``factor=0``: never)."""
+    def n_pending(self) -> int:
+        """Changes waiting for ``commit()``."""
+    def close(self) -> None:
+        """Waits for a background merge and releases the lock (uncommitted changes are lost)."""
+    def search(
+        self,
+        vectors: Any,
+        n: int,
+        search_k: int = -1,
+        filter: Optional[Union["CollectionFilter", Any]] = None,
+        n_threads: int = -1,
+    ) -> Tuple[Any, Any]:
+        """(ids uint64, distances float32), each of shape (len(vectors), n); short rows are
+        padded with id 2**64 - 1 and distance NaN."""
+    def make_filter(self, ids: Any) -> CollectionFilter: ...
+    def get_item_vector(self, id: int) -> Any:
+        """The vector of live item ``id`` as a float32 array."""
+    def ids(self) -> Any:
+        """The live ids as a uint64 array."""
+    def segments(self) -> List[Dict[str, Any]]: ...
+    def verify(self) -> None: ...
+    def __enter__(self) -> "Collection": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
