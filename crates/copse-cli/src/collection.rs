@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::error::{Code, Coded, verify_code};
 use crate::input::{self, InputFormat};
 use crate::output::{self, OutputFormat, QueryResult, QuerySource};
-use crate::query::{parse_threads, parse_vector, pool, read_filter};
+use crate::query::{parse_threads, pool, query_vectors, read_filter, write_results};
 
 /// Arguments of `copse collection`.
 #[derive(Debug, clap::Args)]
@@ -407,35 +407,13 @@ fn query(a: &CollectionQueryArgs) -> Result<()> {
             })
             .collect::<Result<_>>()?
     } else {
-        let matrix = match &a.queries {
-            Some(path) => {
-                let m = input::read_matrix(path, None)?;
-                ensure!(
-                    m.dims == dims,
-                    "{}: the queries have {} dimensions, the collection {dims}",
-                    path.display(),
-                    m.dims
-                );
-                m
-            }
-            None => {
-                let mut data = Vec::new();
-                for text in &a.vector {
-                    let v = parse_vector(text)?;
-                    ensure!(
-                        v.len() == dims,
-                        "--vector has {} values, the collection has {dims} dimensions",
-                        v.len()
-                    );
-                    data.extend(v);
-                }
-                input::Matrix {
-                    rows: a.vector.len(),
-                    data,
-                    dims,
-                }
-            }
-        };
+        let matrix = query_vectors(
+            a.queries.as_deref(),
+            None,
+            &a.vector,
+            dims,
+            "the collection",
+        )?;
         let found: Vec<Vec<Neighbor>> = pool(a.threads)?.install(|| {
             (0..matrix.rows)
                 .into_par_iter()
@@ -450,23 +428,8 @@ fn query(a: &CollectionQueryArgs) -> Result<()> {
             })
             .collect()
     };
-    match a.format {
-        OutputFormat::Npy => {
-            let prefix = a.out.as_deref().context("--format npy needs --out")?;
-            let width = k.min(usize::try_from(c.len()).unwrap_or(usize::MAX));
-            output::write_npy(prefix, &results, width)
-        }
-        OutputFormat::Table | OutputFormat::Jsonl => {
-            let mut out = BufWriter::new(std::io::stdout().lock());
-            if a.format == OutputFormat::Table {
-                output::write_table(&mut out, &results, None)?;
-            } else {
-                output::write_jsonl(&mut out, &results, None)?;
-            }
-            out.flush()?;
-            Ok(())
-        }
-    }
+    let width = k.min(usize::try_from(c.len()).unwrap_or(usize::MAX));
+    write_results(a.format, a.out.as_deref(), &results, width, None)
 }
 
 fn info(a: &InfoArgs) -> Result<()> {

@@ -210,35 +210,13 @@ pub fn run(args: &QueryArgs) -> Result<()> {
             })
             .collect::<Result<_>>()?
     } else {
-        let matrix = match &args.queries {
-            Some(path) => {
-                let m = input::read_matrix(path, args.queries_format)?;
-                ensure!(
-                    m.dims == dims,
-                    "{}: the queries have {} dimensions, the index has {dims}",
-                    path.display(),
-                    m.dims
-                );
-                m
-            }
-            None => {
-                let mut data = Vec::new();
-                for text in &args.vector {
-                    let v = parse_vector(text)?;
-                    ensure!(
-                        v.len() == dims,
-                        "--vector has {} values, the index has {dims} dimensions",
-                        v.len()
-                    );
-                    data.extend(v);
-                }
-                input::Matrix {
-                    rows: args.vector.len(),
-                    data,
-                    dims,
-                }
-            }
-        };
+        let matrix = query_vectors(
+            args.queries.as_deref(),
+            args.queries_format,
+            &args.vector,
+            dims,
+            "the index",
+        )?;
         let found: Vec<Vec<Neighbor>> = pool.install(|| {
             (0..matrix.rows)
                 .into_par_iter()
@@ -254,21 +232,75 @@ pub fn run(args: &QueryArgs) -> Result<()> {
             .collect()
     };
 
-    match args.format {
+    // No query can return more neighbours than the index has items.
+    let width = k.min(usize::try_from(index.n_items()).unwrap_or(usize::MAX));
+    write_results(
+        args.format,
+        args.out.as_deref(),
+        &results,
+        width,
+        labels.as_ref(),
+    )
+}
+
+/// The query vectors: every vector of the file `queries` (in `format`), or the `--vector`
+/// texts; each must have `dims` values (`of` names what has them, for the error).
+pub fn query_vectors(
+    queries: Option<&Path>,
+    format: Option<InputFormat>,
+    vectors: &[String],
+    dims: usize,
+    of: &str,
+) -> Result<input::Matrix> {
+    if let Some(path) = queries {
+        let m = input::read_matrix(path, format)?;
+        ensure!(
+            m.dims == dims,
+            "{}: the queries have {} dimensions, {of} has {dims}",
+            path.display(),
+            m.dims
+        );
+        return Ok(m);
+    }
+    let mut data = Vec::new();
+    for text in vectors {
+        let v = parse_vector(text)?;
+        ensure!(
+            v.len() == dims,
+            "--vector has {} values, {of} has {dims} dimensions",
+            v.len()
+        );
+        data.extend(v);
+    }
+    Ok(input::Matrix {
+        rows: vectors.len(),
+        data,
+        dims,
+    })
+}
+
+/// Writes `results` as `format` says: a table or JSON lines on standard output, or `.npy`
+/// files under `out` with rows of `width`.
+pub fn write_results(
+    format: OutputFormat,
+    out: Option<&Path>,
+    results: &[QueryResult],
+    width: usize,
+    labels: Option<&labels::Labels>,
+) -> Result<()> {
+    match format {
         OutputFormat::Npy => {
-            let prefix = args.out.as_deref().context("--format npy needs --out")?;
-            // No query can return more neighbours than the index has items.
-            let width = k.min(usize::try_from(index.n_items()).unwrap_or(usize::MAX));
-            output::write_npy(prefix, &results, width)
+            let prefix = out.context("--format npy needs --out")?;
+            output::write_npy(prefix, results, width)
         }
         OutputFormat::Table | OutputFormat::Jsonl => {
-            let mut out = BufWriter::new(std::io::stdout().lock());
-            if args.format == OutputFormat::Table {
-                output::write_table(&mut out, &results, labels.as_ref())?;
+            let mut stdout = BufWriter::new(std::io::stdout().lock());
+            if format == OutputFormat::Table {
+                output::write_table(&mut stdout, results, labels)?;
             } else {
-                output::write_jsonl(&mut out, &results, labels.as_ref())?;
+                output::write_jsonl(&mut stdout, results, labels)?;
             }
-            out.flush()?;
+            stdout.flush()?;
             Ok(())
         }
     }
