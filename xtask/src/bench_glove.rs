@@ -325,15 +325,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
             print_sparse_ids(&graph_rows, &sparse_rows);
             rows.extend(sparse_rows);
         }
-        if args.collection {
-            crate::bench_collection::run(&dataset, &split, &args, &out_dir)?;
-        }
         if !args.filters.is_empty() {
             let points: Vec<(f64, f64)> = graph_rows.iter().map(|r| (r.recall_10, r.qps)).collect();
             bench_filters(&dataset, &split, &args, qps_at_recall(&points, 0.95))?;
         }
         rows.extend(graph_rows);
         graph = info;
+    }
+    if args.collection {
+        crate::bench_collection::run(&dataset, &split, &args, &out_dir)?;
     }
     let mut versions = BTreeMap::new();
     if !args.compare.is_empty() {

@@ -72,8 +72,8 @@ impl MergePolicy {
         tier
     }
 
-    /// The positions of the segments to merge next, if any: the lowest tier holding `factor`
-    /// segments, all of them; else the most deleted segment past `max_deleted`, alone.
+    /// The positions of the segments to merge next, if any: the `factor` smallest of the
+    /// lowest tier holding that many; else the most deleted segment past `max_deleted`, alone.
     pub(super) fn select(&self, segments: &[Segment]) -> Option<Vec<usize>> {
         if self.factor < 2 {
             return None;
@@ -82,7 +82,12 @@ impl MergePolicy {
         for (at, s) in segments.iter().enumerate() {
             tiers.entry(self.tier(s.n_live())).or_default().push(at);
         }
-        if let Some((_, full)) = tiers.into_iter().find(|(_, t)| t.len() >= self.factor) {
+        // Exactly `factor` of them, the smallest: a merge then lands in the next tier, so
+        // segment sizes stay powers of the factor (the fewest segments for the items).
+        if let Some((_, mut full)) = tiers.into_iter().find(|(_, t)| t.len() >= self.factor) {
+            full.sort_by_key(|&at| (segments[at].n_live(), at));
+            full.truncate(self.factor);
+            full.sort_unstable();
             return Some(full);
         }
         segments
