@@ -94,7 +94,9 @@ impl Snapshot {
     /// the open round again with the newer manifest.
     pub(super) fn open(dir: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, Error> {
         let mut manifest = read_manifest(dir)?;
-        loop {
+        // Each round follows a newer commit; a writer committing faster than a reader can open
+        // its segments would keep it here, so the rounds are bounded.
+        for _ in 0..1000 {
             if let Some(prev) = previous
                 && prev.manifest == manifest
             {
@@ -121,6 +123,10 @@ impl Snapshot {
                 other => return other,
             }
         }
+        Err(Error::Collection {
+            path: dir.join(MANIFEST_FILE),
+            reason: "the collection changed faster than its segments could be opened".into(),
+        })
     }
 
     /// Opens `manifest`'s segments (`fresh` is a just-built segment, already open).
