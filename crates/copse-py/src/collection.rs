@@ -418,6 +418,12 @@ impl Collection {
         Ok(Array1::from_vec(vector).into_pyarray(py))
     }
 
+    /// The distance between live items `i` and `j`, in the metric's convention.
+    fn get_distance(&self, i: &Bound<'_, PyAny>, j: &Bound<'_, PyAny>) -> PyResult<f32> {
+        let (i, j) = (convert::item_id(i)?, convert::item_id(j)?);
+        self.current().distance(i, j).map_err(to_py)
+    }
+
     /// The ids of the live items, as a uint64 array.
     fn ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
         let ids: Vec<u64> = self.current().ids().collect();

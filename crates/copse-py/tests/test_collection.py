@@ -60,6 +60,9 @@ def test_changes_match_the_oracle(tmp_path, metric):
         for k in list(live)[::50]:
             assert k in c
             np.testing.assert_array_equal(c.get_item_vector(k), live[k])
+            other = list(live)[-1]
+            want = oracle_distances(metric, np.array([live[other]]), live[k])[0]
+            assert c.get_distance(k, other) == pytest.approx(want, rel=1e-3, abs=1e-3)
         queries = make_data(metric, 20, f, seed=11)
         found, dist, keys, kept = exact_search(c, live, queries, 10)
         assert found.dtype == np.uint64 and dist.dtype == np.float32

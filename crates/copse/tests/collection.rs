@@ -102,6 +102,19 @@ fn check(snapshot: &Snapshot, live: &BTreeMap<u64, Vec<f32>>, queries: &[Vec<f32
     if let Some((&id, v)) = live.iter().next() {
         let found = snapshot.nns_by_item(id, k, EXHAUSTIVE).unwrap();
         agree(&found, &brute_force(metric, live, v, k), "by item");
+        // Distances between items, whichever segments hold them.
+        for (&other, w) in live.iter().step_by(7) {
+            let d = f64::from(snapshot.distance(id, other).unwrap());
+            let want = common::distance(metric, v, w);
+            assert!(
+                (d - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{d} vs {want}"
+            );
+        }
+        assert!(matches!(
+            snapshot.distance(id, u64::MAX - 77),
+            Err(Error::ItemMissing { .. })
+        ));
     }
 }
 
@@ -648,7 +661,6 @@ fn merges_keep_few_segments_and_every_change() {
     c.set_merge_policy(MergePolicy::default().floor(100))
         .unwrap();
     let mut live: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
-    let mut max_segments = 0;
     for step in 0..32u64 {
         let added: Vec<(u64, Vec<f32>)> = (0..100)
             .map(|i| (step * 100 + i, vector(metric, dims, step * 100 + i, 0)))
@@ -671,19 +683,24 @@ fn merges_keep_few_segments_and_every_change() {
             live.extend(changed);
         }
         c.commit().unwrap();
-        max_segments = max_segments.max(c.segments().len());
         check(&c, &live, &[vector(metric, dims, 5, 5)]);
     }
     c.wait_for_merges().unwrap();
     check(&c, &live, &[vector(metric, dims, 5, 5)]);
-    // 3,200 items in tiers of 100, 200, 400, ...: one segment per tier at most.
+    // About 3,000 items in tiers (100, 200], (200, 400], ...: one segment per tier at most
+    // once the merges are done (how many run during the commits depends on timing).
     let sizes: Vec<u64> = c
         .segments()
         .iter()
         .map(|s| s.n_items - s.n_deleted)
         .collect();
+    let tier = |live: u64| (live.max(1) - 1) / 100;
+    let tiers: BTreeSet<u32> = sizes
+        .iter()
+        .map(|&l| tier(l).checked_ilog2().map_or(0, |t| t + 1))
+        .collect();
+    assert_eq!(tiers.len(), sizes.len(), "{sizes:?}");
     assert!(sizes.len() <= 6, "{sizes:?}");
-    assert!(max_segments <= 12, "{max_segments} segments at once");
     drop(c);
     check(
         &Collection::open_readonly(dir.path()).unwrap(),

@@ -240,6 +240,8 @@ class Collection:
     def make_filter(self, ids: Any) -> CollectionFilter: ...
     def get_item_vector(self, id: int) -> Any:
         """The vector of live item ``id`` as a float32 array."""
+    def get_distance(self, i: int, j: int) -> float:
+        """The distance between live items ``i`` and ``j``."""
     def ids(self) -> Any:
         """The live ids as a uint64 array."""
     def segments(self) -> List[Dict[str, Any]]: ...

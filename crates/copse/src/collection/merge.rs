@@ -15,6 +15,9 @@ use super::manifest::{BuildSettings, SegmentEntry, segment_file_name};
 use super::snapshot::Segment;
 use crate::{Error, Index, IndexBuilder};
 
+/// Past this many segments, a merge takes a whole tier instead of `factor` segments of it.
+const CATCH_UP_SEGMENTS: usize = 6;
+
 /// When a collection merges its segments in the background of commits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MergePolicy {
@@ -73,7 +76,8 @@ impl MergePolicy {
     }
 
     /// The positions of the segments to merge next, if any: the `factor` smallest of the
-    /// lowest tier holding that many; else the most deleted segment past `max_deleted`, alone.
+    /// lowest tier holding that many (all of that tier past `CATCH_UP_SEGMENTS` segments);
+    /// else the most deleted segment past `max_deleted`, alone.
     pub(super) fn select(&self, segments: &[Segment]) -> Option<Vec<usize>> {
         if self.factor < 2 {
             return None;
@@ -83,11 +87,14 @@ impl MergePolicy {
             tiers.entry(self.tier(s.n_live())).or_default().push(at);
         }
         // Exactly `factor` of them, the smallest: a merge then lands in the next tier, so
-        // segment sizes stay powers of the factor (the fewest segments for the items).
+        // segment sizes stay powers of the factor (the fewest segments for the items). When
+        // commits outrun the merges and segments pile up, the whole tier at once, to catch up.
         if let Some((_, mut full)) = tiers.into_iter().find(|(_, t)| t.len() >= self.factor) {
-            full.sort_by_key(|&at| (segments[at].n_live(), at));
-            full.truncate(self.factor);
-            full.sort_unstable();
+            if segments.len() <= CATCH_UP_SEGMENTS {
+                full.sort_by_key(|&at| (segments[at].n_live(), at));
+                full.truncate(self.factor);
+                full.sort_unstable();
+            }
             return Some(full);
         }
         segments

@@ -235,6 +235,22 @@ impl Snapshot {
         }
     }
 
+    /// The distance between live items `a` and `b`, in the metric's convention (as
+    /// [`Index::distance`]; the items may be in different segments).
+    pub fn distance(&self, a: u64, b: u64) -> Result<f32, Error> {
+        let vector = self.item_vector(a)?;
+        let holder = self.segment_of(b).ok_or(Error::ItemMissing { id: b })?;
+        // `b` alone allowed: the filtered search scores it exactly with `a`'s vector.
+        let only_b = holder.index.filter([b]);
+        let found = holder
+            .index
+            .nns_by_vector_filtered(&vector, 1, None, &only_b)?;
+        found
+            .first()
+            .map(|n| n.distance)
+            .ok_or(Error::ItemMissing { id: b })
+    }
+
     /// Checks every segment file in full (checksums, references) and that each agrees with
     /// the manifest.
     pub fn verify(&self) -> Result<(), Error> {
