@@ -58,6 +58,16 @@ fn closed() -> PyErr {
     PyValueError::new_err("the collection is closed")
 }
 
+impl Drop for Collection {
+    /// A writer dropped without `close()` waits for its merge: not with the GIL held.
+    fn drop(&mut self) {
+        let taken = self.inner.get_mut().map_or(None, Option::take);
+        if taken.is_some() {
+            Python::attach(|py| py.detach(move || drop(taken)));
+        }
+    }
+}
+
 impl Collection {
     fn wrap(collection: copse::Collection) -> Collection {
         Collection {
@@ -81,17 +91,16 @@ impl Collection {
         py: Python<'_>,
         change: impl FnOnce(&mut copse::Collection) -> Result<T, copse::Error> + Send,
     ) -> PyResult<T> {
-        let (result, snapshot) = py.detach(|| {
+        let result = py.detach(|| {
             let mut guard = self.lock();
             let Some(collection) = guard.as_mut() else {
-                return (Err(None), None);
+                return Err(None);
             };
             let result = change(collection).map_err(Some);
-            (result, Some(collection.snapshot()))
+            // Published under the writer's lock, so snapshots never go back in time.
+            *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = collection.snapshot();
+            result
         });
-        if let Some(snapshot) = snapshot {
-            *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
-        }
         result.map_err(|e| e.map_or_else(closed, to_py))
     }
 
@@ -205,8 +214,8 @@ impl Collection {
 
     /// True if this handle can change the collection.
     #[getter]
-    fn writable(&self) -> bool {
-        self.lock().as_ref().is_some_and(|c| c.is_writer())
+    fn writable(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.lock().as_ref().is_some_and(|c| c.is_writer()))
     }
 
     /// The number of live items in the last commit.
@@ -312,8 +321,9 @@ impl Collection {
     }
 
     /// Changes waiting for `commit()` (items to add plus items to delete).
-    fn n_pending(&self) -> PyResult<usize> {
-        Ok(self.lock().as_ref().ok_or_else(closed)?.n_pending())
+    fn n_pending(&self, py: Python<'_>) -> PyResult<usize> {
+        py.detach(|| self.lock().as_ref().map(copse::Collection::n_pending))
+            .ok_or_else(closed)
     }
 
     /// Waits for a background merge and releases the lock (uncommitted changes are dropped).
@@ -334,7 +344,7 @@ impl Collection {
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let writable = self.writable();
+        let writable = self.writable(py);
         let result = if writable && exc_type.is_none_or(|t| t.is_none()) {
             self.commit(py, None).map(|_| ())
         } else {

@@ -407,6 +407,11 @@ fn bad_arguments_are_errors_and_change_nothing() {
         )
         .is_err()
     );
+    // The builder's own checks apply at creation, not at the first commit.
+    let no_degree =
+        CollectionOptions::new(3, Metric::Angular).graph(Some(GraphOptions::with_degree(0)));
+    assert!(Collection::create(other.path(), no_degree).is_err());
+    assert!(!other.path().join("MANIFEST").exists());
 }
 
 /// Batches give each query's own answer; graph segments find the true neighbours.

@@ -26,6 +26,9 @@ use copse_format::Metric;
 pub(crate) const MAGIC: &[u8; 8] = b"COPSECOL";
 /// The manifest version this code writes and reads.
 pub(crate) const VERSION: u32 = 1;
+/// Segment numbers stay below this (a manifest past it is refused), so counting them up never
+/// overflows.
+const MAX_SEGMENT_NUMBER: u64 = 1 << 62;
 
 /// How every segment of a collection is built.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -163,6 +166,14 @@ impl Manifest {
         });
         let generation = r.u64()?;
         let next_segment = r.u64()?;
+        if next_segment > MAX_SEGMENT_NUMBER {
+            return Err(format!(
+                "next segment number {next_segment} is out of range"
+            ));
+        }
+        if degree == 0 && (candidates | rounds | search_beam) != 0 {
+            return Err("graph settings without a graph degree".into());
+        }
         let user_len = r.u32()? as usize;
         let user_data = r.take(user_len)?.to_vec();
         let n_segments = r.u32()? as usize;

@@ -33,7 +33,7 @@ use copse_build::GraphOptions;
 use copse_format::Metric;
 
 use crate::index::save_atomically;
-use crate::{Error, Index};
+use crate::{Error, Index, IndexBuilder};
 use manifest::{BuildSettings, Manifest, SegmentEntry, segment_number};
 pub use merge::MergePolicy;
 use merge::{Sources, build_segment};
@@ -148,7 +148,8 @@ impl Writer {
 
     fn take_number(&mut self) -> u64 {
         let number = self.next_segment;
-        self.next_segment += 1;
+        // Manifests with numbers past 2^62 are refused, so this never saturates.
+        self.next_segment = number.saturating_add(1);
         number
     }
 }
@@ -207,6 +208,7 @@ impl Collection {
                 options.build.n_trees
             )));
         }
+        validate(&options)?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let lock = lock(dir)?;
         let path = dir.join(MANIFEST_FILE);
@@ -476,7 +478,7 @@ impl Collection {
             )?;
             manifest.segments.push(entry);
             fresh = Some((number, index));
-            writer.next_segment = number + 1;
+            writer.next_segment = number.saturating_add(1);
         }
         if let Some(data) = &writer.pending.user_data {
             manifest.user_data.clone_from(data);
@@ -588,13 +590,52 @@ impl Collection {
         manifest.next_segment = writer.next_segment;
         let merging = writer.merge.is_some();
         write_manifest(&self.dir, &manifest)?;
-        let snapshot = Snapshot::from_manifest(&self.dir, manifest, Some(&self.snapshot), fresh)?;
-        self.snapshot = Arc::new(snapshot);
-        if !merging {
+        // Committed. Files the new manifest drops are removed only once the rename is durable:
+        // after a power loss the old manifest may come back, naming them.
+        let durable = File::open(&self.dir).and_then(|d| d.sync_all()).is_ok();
+        match Snapshot::from_manifest(&self.dir, manifest, Some(&self.snapshot), fresh) {
+            Ok(snapshot) => self.snapshot = Arc::new(snapshot),
+            Err(e) => {
+                // The commit is on disk but this handle cannot follow it: it stops writing
+                // (reopen the collection) rather than commit again from a stale state.
+                let _ = self.finish_merge(true);
+                self.writer = None;
+                return Err(e);
+            }
+        }
+        if durable && !merging {
             remove_unnamed_files(&self.dir, &self.snapshot.manifest);
         }
         Ok(())
     }
+}
+
+/// Checks that segments can be built with `options` (by building one of a single item, so
+/// the builder's own checks apply) and that the manifest can hold them.
+fn validate(options: &CollectionOptions) -> Result<(), Error> {
+    let build = options.build;
+    let graph = build.graph.unwrap_or_default();
+    let fields = [
+        build.leaf_capacity,
+        graph.degree,
+        graph.candidates,
+        graph.rounds,
+        graph.search_beam,
+    ];
+    if fields.iter().any(|&v| v > u32::MAX as usize) {
+        return Err(Error::WrongKind(
+            "collection options above 2^32 - 1 cannot be stored".into(),
+        ));
+    }
+    let mut vector = vec![0.0; options.dims];
+    vector[0] = 1.0;
+    let mut builder = IndexBuilder::new(options.dims, options.metric)?.graph(build.graph);
+    if build.leaf_capacity > 0 {
+        builder = builder.leaf_capacity(build.leaf_capacity);
+    }
+    builder.add_item(0, &vector)?;
+    builder.build_with_threads(build.n_trees, 1)?;
+    Ok(())
 }
 
 /// Takes the writer's lock on `dir`, or fails with [`Error::Locked`].
