@@ -378,10 +378,11 @@ METHODS = {
 }
 
 
-def arguments(method):
-    """Arguments for `method`: valid ones with one fuzzed (most often), all fuzzed, or a prefix
-    (leaving out trailing arguments tries the defaults, and missing required ones)."""
-    slots = METHODS[method]
+def arguments(method, methods=None):
+    """Arguments for `method` (of `methods`, by default `AnnoyIndex`'s): valid ones with one
+    fuzzed (most often), all fuzzed, or a prefix (leaving out trailing arguments tries the
+    defaults, and missing required ones)."""
+    slots = (methods or METHODS)[method]
     if not slots:
         return st.just([])
     valid = st.tuples(*(v for v, _ in slots))
@@ -512,4 +513,95 @@ def test_deserialize_from_the_class(data, prefault):
 
 def test_module_level_names():
     assert isinstance(copse.__version__, str)
-    assert copse.__all__ == ["AnnoyIndex", "IdFilter", "__version__"]
+    assert copse.__all__ == ["AnnoyIndex", "Collection", "CollectionFilter", "IdFilter", "__version__"]
+
+
+# Collections: every method, on collections in every state, with the same fuzzed arguments.
+
+COLLECTION_STATES = ["empty", "committed", "pending", "readonly", "closed"]
+
+
+def make_collection(state, metric):
+    path = TMP / f"collection-{next(COUNTER)}"
+    c = copse.Collection.create(path, dims(metric), metric, n_trees=2, graph=False)
+    if state == "empty":
+        return c
+    c.add(np.arange(N_ITEMS), data(metric))
+    if state == "pending":
+        return c
+    c.commit()
+    if state == "readonly":
+        c.close()
+        return copse.Collection.open(path, readonly=True)
+    if state == "closed":
+        c.close()
+    return c
+
+
+def observe_collection(c):
+    try:
+        pending = c.n_pending()
+    except ValueError:  # closed
+        pending = None
+    return len(c), c.generation, sorted(int(i) for i in c.ids()), pending
+
+
+COLLECTION_METHODS = {
+    "add": [(st.just([100, 101, 102]), id_lists), (st.just(valid_matrix(3)), matrices)],
+    "upsert": [(st.just([0, 101, 102]), id_lists), (st.just(valid_matrix(3)), matrices)],
+    "delete": [(st.just([0, 1]), id_lists)],
+    "commit": [(st.sampled_from([None, b"", b"offset"]), int_args | st.sampled_from([[1, 2], [300], "s"]))],
+    "compact": [],
+    "rollback": [],
+    "refresh": [],
+    "wait_for_merges": [],
+    "set_merge_policy": [(st.just(2), int_args), (st.just(100), int_args), (st.just(0.3), int_args)],
+    "n_pending": [],
+    "search": [(matrix, matrices), (count, int_args), (search_k, int_args), (st.none(), id_lists), (threads, int_args)],
+    "make_filter": [(st.just([0, 1, 2]), id_lists)],
+    "get_item_vector": [(item, int_args)],
+    "get_distance": [(item, int_args), (item, int_args)],
+    "ids": [],
+    "segments": [],
+    "verify": [],
+    "close": [],
+    "__len__": [],
+    "__repr__": [],
+    "__contains__": [(item, int_args)],
+    "__enter__": [],
+    "__exit__": [(st.none(), junk), (st.none(), junk), (st.none(), junk)],
+}
+# Changes a failed call must not have made (the read-only calls change nothing anyway).
+CHANGING = {"add", "upsert", "delete", "commit", "compact", "rollback", "set_merge_policy"}
+
+
+def collection_test(method):
+    @settings(max_examples=60)
+    @given(st.sampled_from(COLLECTION_STATES), metrics, arguments(method, COLLECTION_METHODS))
+    def test(state, metric, args):
+        c = make_collection(state, metric)
+        before = observe_collection(c)
+        args = [realize(a, dims(metric)) for a in args]
+        try:
+            getattr(c, method)(*args)
+        except ALLOWED:
+            if method in CHANGING:
+                assert observe_collection(c) == before
+        for call in (
+            lambda: c.search(np.ones((2, dims(metric)), np.float32), 3),
+            lambda: c.get_item_vector(0),
+            lambda: repr(c),
+            lambda: c.commit(),
+        ):
+            try:
+                call()
+            except ALLOWED:
+                pass
+        c.close()
+
+    test.__name__ = f"test_collection_{method.strip('_')}"
+    return test
+
+
+for _method in COLLECTION_METHODS:
+    globals()[f"test_collection_{_method.strip('_')}"] = collection_test(_method)
