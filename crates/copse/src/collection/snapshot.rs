@@ -45,9 +45,10 @@ impl Segment {
     }
 }
 
-/// What a [`Collection`] reads: the segments one manifest names, with their deletes applied.
-/// Searches may run from many threads at once. A snapshot never changes: hold one
-/// ([`Collection::snapshot`]) to keep searching it while the collection commits.
+/// What a [`Collection`](super::Collection) reads: the segments one manifest names, with their
+/// deletes applied. Searches may run from many threads at once. A snapshot never changes: hold
+/// one ([`Collection::snapshot`](super::Collection::snapshot)) to keep searching it while the
+/// collection commits.
 #[derive(Debug)]
 pub struct Snapshot {
     dir: PathBuf,
