@@ -9,14 +9,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use copse::{Collection, CollectionOptions, GraphOptions, MergePolicy, Metric, Neighbor};
-use rayon::prelude::*;
+use copse::{Collection, CollectionOptions, GraphOptions, MergePolicy, Metric};
 use serde_json::json;
 
 use crate::error::{Code, Coded, verify_code};
 use crate::input::{self, InputFormat};
 use crate::output::{self, OutputFormat, QueryResult, QuerySource};
-use crate::query::{parse_threads, pool, query_vectors, read_filter, write_results};
+use crate::query::{parse_threads, pool, query_vectors, read_filter, search_rows, write_results};
 
 /// Arguments of `copse collection`.
 #[derive(Debug, clap::Args)]
@@ -414,19 +413,7 @@ fn query(a: &CollectionQueryArgs) -> Result<()> {
             dims,
             "the collection",
         )?;
-        let found: Vec<Vec<Neighbor>> = pool(a.threads)?.install(|| {
-            (0..matrix.rows)
-                .into_par_iter()
-                .map(|i| search_vector(matrix.row(i)).map_err(|e| anyhow!("query {i}: {e}")))
-                .collect::<Result<_>>()
-        })?;
-        found
-            .into_iter()
-            .map(|neighbors| QueryResult {
-                source: QuerySource::Vector,
-                neighbors,
-            })
-            .collect()
+        search_rows(&pool(a.threads)?, &matrix, search_vector)?
     };
     let width = k.min(usize::try_from(c.len()).unwrap_or(usize::MAX));
     write_results(a.format, a.out.as_deref(), &results, width, None)

@@ -217,19 +217,7 @@ pub fn run(args: &QueryArgs) -> Result<()> {
             dims,
             "the index",
         )?;
-        let found: Vec<Vec<Neighbor>> = pool.install(|| {
-            (0..matrix.rows)
-                .into_par_iter()
-                .map(|i| search_vector(matrix.row(i)).map_err(|e| anyhow!("query {i}: {e}")))
-                .collect::<Result<_>>()
-        })?;
-        found
-            .into_iter()
-            .map(|neighbors| QueryResult {
-                source: QuerySource::Vector,
-                neighbors,
-            })
-            .collect()
+        search_rows(&pool, &matrix, search_vector)?
     };
 
     // No query can return more neighbours than the index has items.
@@ -241,6 +229,27 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         width,
         labels.as_ref(),
     )
+}
+
+/// Searches every row of `matrix` on `pool`, in order.
+pub fn search_rows(
+    pool: &rayon::ThreadPool,
+    matrix: &input::Matrix,
+    search: impl Fn(&[f32]) -> Result<Vec<Neighbor>, copse::Error> + Sync,
+) -> Result<Vec<QueryResult>> {
+    let found: Vec<Vec<Neighbor>> = pool.install(|| {
+        (0..matrix.rows)
+            .into_par_iter()
+            .map(|i| search(matrix.row(i)).map_err(|e| anyhow!("query {i}: {e}")))
+            .collect::<Result<_>>()
+    })?;
+    Ok(found
+        .into_iter()
+        .map(|neighbors| QueryResult {
+            source: QuerySource::Vector,
+            neighbors,
+        })
+        .collect())
 }
 
 /// The query vectors: every vector of the file `queries` (in `format`), or the `--vector`
