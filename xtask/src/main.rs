@@ -4,6 +4,9 @@ mod accuracy;
 mod bench_collection;
 mod bench_glove;
 mod bench_report;
+mod c_api;
+mod c_bindings;
+mod c_tests;
 mod ci;
 mod datasets;
 mod plot;
@@ -31,6 +34,10 @@ enum Task {
     /// libraries on the same split. Writes a table, JSON, CSV and a recall-vs-QPS plot under
     /// target/bench-glove/.
     BenchGlove(Box<bench_glove::BenchArgs>),
+    /// Build and install the C library (`--prefix`, default target/c-api/prefix) with copse.h,
+    /// copse.hpp and copse.pc, then check the C, C++, Go and Lua bindings against the Rust API
+    /// on the same index files (the C test also under valgrind).
+    CApi(c_api::CApiArgs),
     /// The real-data quality gate CI runs: recall@10 on held-out GloVe queries at a fixed
     /// configuration must stay above a floor.
     Accuracy,
@@ -64,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Ci => ci::run(),
         Task::Accuracy => accuracy::run(),
+        Task::CApi(args) => c_api::run(args),
         Task::BenchReport { run } => bench_report::run(run),
         Task::BenchGlove(args) => bench_glove::run(*args),
         Task::Regress { update } => regress::run(update),

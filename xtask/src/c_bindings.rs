@@ -1,0 +1,93 @@
+//! The Go (cgo) and Lua (LuaJIT FFI) binding tests. Their toolchains come from Debian's
+//! packages (`golang-go`, `luajit`), installed here when missing; when they cannot be, the test
+//! is skipped with a loud notice rather than failing CI on a machine without them.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::c_api::{Layout, output};
+use crate::datasets::workspace_root;
+
+/// Runs the Go binding's tests (`bindings/go`).
+pub fn go(layout: &Layout) -> Result<()> {
+    if !toolchain("go", &["version"], "golang-go") {
+        return Ok(());
+    }
+    let root = workspace_root();
+    let cache = root.join("target/c-api/go");
+    let out = output(
+        Command::new("go")
+            .args(["test", "-count=1", "-v", "./..."])
+            .current_dir(root.join("bindings/go"))
+            .env("PKG_CONFIG_PATH", layout.pkg_config_path())
+            .env("LD_LIBRARY_PATH", layout.lib_dir())
+            .env("COPSE_FIXTURE", &layout.fixture)
+            .env("GOCACHE", cache.join("cache"))
+            .env("GOPATH", cache.join("path"))
+            .env("GOTOOLCHAIN", "local")
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "-mod=mod")
+            .env("CGO_ENABLED", "1"),
+    )?;
+    print!("{out}");
+    println!("xtask c-api: Go binding test passed");
+    Ok(())
+}
+
+/// Runs the Lua binding's test (`bindings/lua/test.lua`) under LuaJIT.
+pub fn lua(layout: &Layout) -> Result<()> {
+    if !toolchain("luajit", &["-v"], "luajit") {
+        return Ok(());
+    }
+    let root = workspace_root();
+    let lua = root.join("bindings/lua");
+    let out = output(
+        Command::new("luajit")
+            .arg(lua.join("test.lua"))
+            .arg(&layout.fixture)
+            .env("COPSE_LIB", layout.lib_dir().join("libcopse_c.so"))
+            .env("LUA_PATH", format!("{}/?.lua;;", lua.display())),
+    )?;
+    print!("{out}");
+    println!("xtask c-api: Lua binding test passed");
+    Ok(())
+}
+
+/// True if `program` runs, installing Debian's `package` first if it does not; otherwise
+/// prints why the binding's test is skipped.
+fn toolchain(program: &str, version_args: &[&str], package: &str) -> bool {
+    let runs = || {
+        Command::new(program)
+            .args(version_args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if runs() {
+        return true;
+    }
+    println!("xtask c-api: {program} is missing; installing Debian's {package}");
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-qq", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success())
+        || (Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("apt-get")
+                .args(["install", "-y", "-qq", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success()));
+    if installed && runs() {
+        return true;
+    }
+    let banner = "!".repeat(78);
+    println!(
+        "{banner}\nxtask c-api: SKIPPED the {program} binding test: {program} is not installed \
+         and `apt-get install {package}` failed\n{banner}"
+    );
+    false
+}

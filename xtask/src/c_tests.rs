@@ -1,0 +1,139 @@
+//! The binding tests `cargo xtask c-api` runs against the installed library and the fixture
+//! (see `c_api`): the C test (dynamic library, then again under valgrind), the C++ test
+//! (static library), and the Go and Lua tests when their toolchains can be installed.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::c_api::{Layout, output};
+use crate::datasets::workspace_root;
+
+pub fn run(layout: &Layout) -> Result<()> {
+    std::fs::create_dir_all(&layout.bin)?;
+    let expected = std::fs::read_to_string(layout.fixture.join("expected.txt"))?;
+    let tests = workspace_root().join("crates/copse-c/tests");
+
+    let c_bin = layout.bin.join("test_c");
+    compile(
+        layout,
+        "cc",
+        &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"],
+        &tests.join("c/test_copse.c"),
+        &c_bin,
+        false,
+    )?;
+    compare("C", &expected, &run_binding(layout, &c_bin, None)?)?;
+    println!("xtask c-api: C test passed (shared library)");
+
+    if have("valgrind") {
+        let log = layout.bin.join("valgrind.log");
+        let got = run_binding(
+            layout,
+            &c_bin,
+            Some(&[
+                "--error-exitcode=99",
+                "--leak-check=full",
+                "--show-leak-kinds=definite,indirect",
+                "--errors-for-leak-kinds=definite,indirect",
+                &format!("--log-file={}", log.display()),
+            ]),
+        )
+        .with_context(|| format!("valgrind found errors or leaks: see {}", log.display()))?;
+        compare("C under valgrind", &expected, &got)?;
+        println!("xtask c-api: C test clean under valgrind (no invalid reads or writes, no leaks)");
+    } else {
+        bail!("valgrind is not installed: the C test must run under it");
+    }
+
+    let cpp_bin = layout.bin.join("test_cpp");
+    compile(
+        layout,
+        "c++",
+        &["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g", "-O1"],
+        &tests.join("cpp/test_copse.cpp"),
+        &cpp_bin,
+        true,
+    )?;
+    compare("C++", &expected, &run_binding(layout, &cpp_bin, None)?)?;
+    println!("xtask c-api: C++ test passed (static library)");
+
+    crate::c_bindings::go(layout)?;
+    crate::c_bindings::lua(layout)?;
+    Ok(())
+}
+
+/// True if `program` runs.
+pub fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Compiles a test program against the installed library: the shared one through pkg-config,
+/// or the static archive.
+fn compile(
+    layout: &Layout,
+    compiler: &str,
+    flags: &[&str],
+    source: &Path,
+    out: &Path,
+    static_lib: bool,
+) -> Result<()> {
+    let pkg = |args: &[&str]| -> Result<Vec<String>> {
+        let text = output(
+            Command::new("pkg-config")
+                .args(args)
+                .arg("copse")
+                .env("PKG_CONFIG_PATH", layout.pkg_config_path()),
+        )
+        .context("pkg-config (Debian's pkg-config) must find copse.pc")?;
+        Ok(text.split_whitespace().map(str::to_string).collect())
+    };
+    let mut command = Command::new(compiler);
+    command.args(flags).args(pkg(&["--cflags"])?).arg(source).arg("-o").arg(out);
+    if static_lib {
+        command
+            .arg(layout.lib_dir().join("libcopse_c.a"))
+            .args(["-lpthread", "-ldl", "-lm"]);
+    } else {
+        command.args(pkg(&["--libs"])?);
+    }
+    output(&mut command)?;
+    Ok(())
+}
+
+/// Runs a test program on the fixture (under `valgrind` with `valgrind_args` if given).
+fn run_binding(layout: &Layout, program: &Path, valgrind_args: Option<&[&str]>) -> Result<String> {
+    let mut command = match valgrind_args {
+        Some(args) => {
+            let mut c = Command::new("valgrind");
+            c.args(args).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    command
+        .arg(&layout.fixture)
+        .env("LD_LIBRARY_PATH", layout.lib_dir());
+    output(&mut command)
+}
+
+/// Fails unless `got` is `expected`, naming the first line that differs.
+fn compare(what: &str, expected: &str, got: &str) -> Result<()> {
+    let (mut e, mut g) = (expected.lines(), got.lines());
+    for line in 1.. {
+        match (e.next(), g.next()) {
+            (None, None) => return Ok(()),
+            (a, b) if a == b => {}
+            (a, b) => bail!(
+                "the {what} test's answers differ from the Rust API's at line {line}:\n  rust: {}\n  {what}: {}",
+                a.unwrap_or("(end)"),
+                b.unwrap_or("(end)")
+            ),
+        }
+    }
+    Ok(())
+}
