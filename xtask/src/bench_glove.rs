@@ -125,6 +125,10 @@ pub struct BenchArgs {
     /// Queries of the collection sweeps (the first this many).
     #[arg(long, default_value_t = 2000)]
     pub collection_queries: usize,
+    /// Also measure a query's cost through the C API against the Rust API (a 100-tree forest
+    /// and the graph index, one thread; needs a C compiler).
+    #[arg(long)]
+    c_api: bool,
 }
 
 /// The id the `--sparse-ids` index gives the item at position `pos`: a bijection of
@@ -334,6 +338,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if args.collection {
         crate::bench_collection::run(&dataset, &split, &args, &out_dir)?;
+    }
+    if args.c_api {
+        crate::bench_c_api::run(&dataset, &split, &args, &out_dir)?;
     }
     let mut versions = BTreeMap::new();
     if !args.compare.is_empty() {

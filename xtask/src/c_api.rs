@@ -71,7 +71,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    fn new(prefix: Option<PathBuf>) -> Layout {
+    pub fn new(prefix: Option<PathBuf>) -> Layout {
         let base = workspace_root().join("target/c-api");
         Layout {
             prefix: prefix.unwrap_or_else(|| base.join("prefix")),
@@ -87,6 +87,14 @@ impl Layout {
     pub fn lib_dir(&self) -> PathBuf {
         self.prefix.join("lib")
     }
+}
+
+/// The C API's whole check, as CI runs it.
+pub fn ci() -> Result<()> {
+    run(CApiArgs {
+        prefix: None,
+        prepare: false,
+    })
 }
 
 pub fn run(args: CApiArgs) -> Result<()> {
@@ -167,13 +175,21 @@ pub fn write_fixture(dir: &Path) -> Result<()> {
         let id = fixture_id(i as u64);
         forest.add_item(id, v)?;
         graph.add_item(id, v)?;
-        if id % 10 == 0 {
+        if id.is_multiple_of(10) {
             forest.set_label(id, &format!("item-{id}"))?;
         }
     }
-    forest.build_with_threads(20, 2)?.save(dir.join("forest.copse"))?;
-    graph.build_with_threads(10, 2)?.save(dir.join("graph.copse"))?;
-    let bytes: Vec<u8> = queries.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+    forest
+        .build_with_threads(20, 2)?
+        .save(dir.join("forest.copse"))?;
+    graph
+        .build_with_threads(10, 2)?
+        .save(dir.join("graph.copse"))?;
+    let bytes: Vec<u8> = queries
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     std::fs::write(dir.join("queries.f32"), bytes)?;
 
     let mut expected = String::new();
@@ -212,10 +228,18 @@ fn answers(name: &str, index: &Index, queries: &[Vec<f32>], out: &mut String) ->
         u8::from(index.graph_stats().is_some())
     )?;
     for (q, v) in queries.iter().enumerate() {
-        writeln!(out, "{name} vector {q}: {}", hits(&index.nns_by_vector(v, N, None)?))?;
+        writeln!(
+            out,
+            "{name} vector {q}: {}",
+            hits(&index.nns_by_vector(v, N, None)?)
+        )?;
     }
     for (q, v) in queries.iter().enumerate() {
-        writeln!(out, "{name} batch {q}: {}", hits(&index.nns_by_vector(v, N, None)?))?;
+        writeln!(
+            out,
+            "{name} batch {q}: {}",
+            hits(&index.nns_by_vector(v, N, None)?)
+        )?;
     }
     let filter = index.filter(index.ids().filter(|&id| allowed(id)));
     for (q, v) in queries.iter().enumerate() {
@@ -223,15 +247,29 @@ fn answers(name: &str, index: &Index, queries: &[Vec<f32>], out: &mut String) ->
         writeln!(out, "{name} filtered {q}: {}", hits(&found))?;
     }
     for (q, v) in queries.iter().enumerate() {
-        writeln!(out, "{name} search_k {q}: {}", hits(&index.nns_by_vector(v, N, Some(40))?))?;
+        writeln!(
+            out,
+            "{name} search_k {q}: {}",
+            hits(&index.nns_by_vector(v, N, Some(40))?)
+        )?;
     }
     let ids: Vec<u64> = index.ids().take(20).collect();
     for &id in &ids {
-        writeln!(out, "{name} item {id}: {}", hits(&index.nns_by_item(id, N, None)?))?;
+        writeln!(
+            out,
+            "{name} item {id}: {}",
+            hits(&index.nns_by_item(id, N, None)?)
+        )?;
     }
     for pair in ids[..10].windows(2) {
         let d = index.distance(pair[0], pair[1])?;
-        writeln!(out, "{name} distance {} {}: {:08x}", pair[0], pair[1], d.to_bits())?;
+        writeln!(
+            out,
+            "{name} distance {} {}: {:08x}",
+            pair[0],
+            pair[1],
+            d.to_bits()
+        )?;
     }
     for &id in &ids[..3] {
         let bits: Vec<String> = index
@@ -242,7 +280,11 @@ fn answers(name: &str, index: &Index, queries: &[Vec<f32>], out: &mut String) ->
         writeln!(out, "{name} item_vector {id}: {}", bits.join(" "))?;
     }
     for &id in &ids[..12] {
-        writeln!(out, "{name} label {id}: {}", index.label(id)?.unwrap_or("-"))?;
+        writeln!(
+            out,
+            "{name} label {id}: {}",
+            index.label(id)?.unwrap_or("-")
+        )?;
     }
     Ok(())
 }

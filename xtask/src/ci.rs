@@ -23,6 +23,7 @@ pub fn run() -> Result<()> {
     )?;
     cargo(&["test", "--workspace"], &[])?;
     crate::pytest::run()?;
+    crate::c_api::ci()?;
     crate::accuracy::run()?;
     cargo(
         &["doc", "--workspace", "--no-deps"],

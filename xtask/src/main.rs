@@ -1,6 +1,7 @@
 //! copse's developer tasks, run as `cargo xtask <task>`.
 
 mod accuracy;
+mod bench_c_api;
 mod bench_collection;
 mod bench_glove;
 mod bench_report;

@@ -111,7 +111,10 @@ pub unsafe extern "C" fn copse_builder_free(builder: *mut CopseBuilder) -> Copse
 /// # Safety
 /// `builder` is not freed during the call.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn copse_builder_set_seed(builder: *mut CopseBuilder, seed: u64) -> CopseStatus {
+pub unsafe extern "C" fn copse_builder_set_seed(
+    builder: *mut CopseBuilder,
+    seed: u64,
+) -> CopseStatus {
     guard(|| {
         // SAFETY: passed on from the caller.
         unsafe { lock(builder) }?.set_seed(seed);
@@ -269,7 +272,10 @@ pub unsafe extern "C" fn copse_builder_set_label(
 /// # Safety
 /// `out` is NULL or points to a writable `uint64_t`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn copse_builder_len(builder: *mut CopseBuilder, out: *mut u64) -> CopseStatus {
+pub unsafe extern "C" fn copse_builder_len(
+    builder: *mut CopseBuilder,
+    out: *mut u64,
+) -> CopseStatus {
     guard(|| {
         // SAFETY: passed on from the caller.
         let len = unsafe { lock(builder) }?.len() as u64;

@@ -32,7 +32,8 @@ fn live() -> std::sync::RwLockReadGuard<'static, HashSet<(usize, Kind)>> {
 }
 
 fn live_mut() -> std::sync::RwLockWriteGuard<'static, HashSet<(usize, Kind)>> {
-    LIVE.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    LIVE.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Boxes `value` and records it as a live handle.

@@ -181,7 +181,10 @@ unsafe fn fact<T>(
 /// # Safety
 /// `out` is NULL or points to a writable `size_t`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn copse_index_dims(index: *const CopseIndex, out: *mut usize) -> CopseStatus {
+pub unsafe extern "C" fn copse_index_dims(
+    index: *const CopseIndex,
+    out: *mut usize,
+) -> CopseStatus {
     // SAFETY: passed on from the caller.
     unsafe { fact(index, out, Index::dims) }
 }
@@ -191,7 +194,10 @@ pub unsafe extern "C" fn copse_index_dims(index: *const CopseIndex, out: *mut us
 /// # Safety
 /// `out` is NULL or points to a writable `uint32_t`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn copse_index_metric(index: *const CopseIndex, out: *mut u32) -> CopseStatus {
+pub unsafe extern "C" fn copse_index_metric(
+    index: *const CopseIndex,
+    out: *mut u32,
+) -> CopseStatus {
     // SAFETY: passed on from the caller.
     unsafe { fact(index, out, |i| metric_code(i.metric())) }
 }
@@ -442,20 +448,21 @@ pub unsafe extern "C" fn copse_index_nns_by_vectors(
         // SAFETY: passed on from the caller.
         let (index, filter) = unsafe { (self::index(index)?, self::filter(filter)?) };
         let search_k = search_k_arg(search_k)?;
-        let too_many = || Failure::invalid(format!("{n_queries} queries of {dims} or {n} is too many"));
+        let too_many =
+            || Failure::invalid(format!("{n_queries} queries of {dims} or {n} is too many"));
         let total_in = n_queries.checked_mul(dims).ok_or_else(too_many)?;
         let total_out = n_queries.checked_mul(n).ok_or_else(too_many)?;
         // SAFETY: passed on from the caller.
         let vectors = unsafe { slice(vectors, total_in, "vectors") }?;
         // SAFETY: passed on from the caller.
         let ids = unsafe { slice_mut(ids, total_out, "ids") }?;
-        let mut distances = if distances.is_null() {
+        let distances = if distances.is_null() {
             None
         } else {
             // SAFETY: passed on from the caller.
             Some(unsafe { slice_mut(distances, total_out, "distances") }?)
         };
-        let mut found = if found.is_null() {
+        let found = if found.is_null() {
             None
         } else {
             // SAFETY: passed on from the caller.
@@ -472,16 +479,30 @@ pub unsafe extern "C" fn copse_index_nns_by_vectors(
             .into());
         }
         // One task per query: (row, vector, id slots, distance slots, count slot).
-        type Task<'t> = (usize, &'t [f32], &'t mut [u64], Option<&'t mut [f32]>, Option<&'t mut usize>);
+        type Task<'t> = (
+            usize,
+            &'t [f32],
+            &'t mut [u64],
+            Option<&'t mut [f32]>,
+            Option<&'t mut usize>,
+        );
         let mut tasks: Vec<Task<'_>> = Vec::new();
         tasks
             .try_reserve_exact(n_queries)
             .map_err(|_| Failure::invalid(format!("cannot hold {n_queries} queries")))?;
         let mut id_rows = ids.chunks_mut(n.max(1));
-        let mut distance_rows = distances.as_deref_mut().map(|d| d.chunks_mut(n.max(1)));
-        let mut found_slots = found.as_deref_mut().map(|f| f.iter_mut());
-        for (row, vector) in vectors.chunks_exact(dims.max(1)).take(n_queries).enumerate() {
-            let ids: &mut [u64] = if n == 0 { &mut [] } else { id_rows.next().unwrap_or_default() };
+        let mut distance_rows = distances.map(|d| d.chunks_mut(n.max(1)));
+        let mut found_slots = found.map(|f| f.iter_mut());
+        for (row, vector) in vectors
+            .chunks_exact(dims.max(1))
+            .take(n_queries)
+            .enumerate()
+        {
+            let ids: &mut [u64] = if n == 0 {
+                &mut []
+            } else {
+                id_rows.next().unwrap_or_default()
+            };
             let distances = match (&mut distance_rows, n) {
                 (Some(_), 0) => Some(<&mut [f32]>::default()),
                 (Some(rows), _) => rows.next(),
@@ -533,10 +554,17 @@ pub unsafe extern "C" fn copse_index_nns_by_vectors(
                     .collect()
             })
         };
-        match outcome.into_iter().filter_map(Result::err).min_by_key(|(row, _)| *row) {
+        match outcome
+            .into_iter()
+            .filter_map(Result::err)
+            .min_by_key(|(row, _)| *row)
+        {
             Some((row, error)) => {
                 let failure = Failure::from(error);
-                Err(Failure::new(failure.status, format!("query {row}: {}", failure.message)))
+                Err(Failure::new(
+                    failure.status,
+                    format!("query {row}: {}", failure.message),
+                ))
             }
             None => Ok(()),
         }
@@ -563,7 +591,10 @@ pub unsafe extern "C" fn copse_index_item_vector(
         if capacity < index.dims() {
             return Err(Failure::new(
                 CopseStatus::BufferTooSmall,
-                format!("out holds {capacity} floats; the index has {} dimensions", index.dims()),
+                format!(
+                    "out holds {capacity} floats; the index has {} dimensions",
+                    index.dims()
+                ),
             ));
         }
         let vector = index.item_vector(id)?;
@@ -618,7 +649,10 @@ pub unsafe extern "C" fn copse_index_label(
         if capacity <= label.len() {
             return Err(Failure::new(
                 CopseStatus::BufferTooSmall,
-                format!("the label takes {} bytes with its NUL; buffer holds {capacity}", label.len() + 1),
+                format!(
+                    "the label takes {} bytes with its NUL; buffer holds {capacity}",
+                    label.len() + 1
+                ),
             ));
         }
         buffer[..label.len()].copy_from_slice(label.as_bytes());
@@ -720,7 +754,10 @@ pub unsafe extern "C" fn copse_filter_new(
 /// # Safety
 /// `out` is NULL or points to a writable `size_t`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn copse_filter_len(filter: *const CopseFilter, out: *mut usize) -> CopseStatus {
+pub unsafe extern "C" fn copse_filter_len(
+    filter: *const CopseFilter,
+    out: *mut usize,
+) -> CopseStatus {
     guard(|| {
         // SAFETY: passed on from the caller.
         let len = unsafe { handles::get(filter, "filter") }?.filter.len();

@@ -277,12 +277,11 @@ pub extern "C" fn copse_status_name(status: i32) -> *const c_char {
 /// The library's version, e.g. "0.1.0": a static string. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn copse_version() -> *const c_char {
-    const VERSION: &CStr = match CStr::from_bytes_with_nul(
-        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
-    ) {
-        Ok(v) => v,
-        Err(_) => c"unknown",
-    };
+    const VERSION: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => c"unknown",
+        };
     VERSION.as_ptr()
 }
 
@@ -292,7 +291,11 @@ pub extern "C" fn copse_version() -> *const c_char {
 /// # Safety
 /// Unless NULL, `ptr` points to `len` initialised elements that stay valid and unchanged
 /// for `'a`.
-pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<&'a [T], Failure> {
+pub(crate) unsafe fn slice<'a, T>(
+    ptr: *const T,
+    len: usize,
+    what: &str,
+) -> Result<&'a [T], Failure> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -329,8 +332,13 @@ fn check_array<T>(ptr: *const T, len: usize, what: &str) -> Result<(), Failure> 
             align_of::<T>()
         )));
     }
-    if len.checked_mul(size_of::<T>()).is_none_or(|bytes| bytes > isize::MAX as usize) {
-        return Err(Failure::invalid(format!("{what}: a length of {len} is too large")));
+    if len
+        .checked_mul(size_of::<T>())
+        .is_none_or(|bytes| bytes > isize::MAX as usize)
+    {
+        return Err(Failure::invalid(format!(
+            "{what}: a length of {len} is too large"
+        )));
     }
     Ok(())
 }
