@@ -84,6 +84,7 @@ pub fn run(layout: &Layout) -> Result<()> {
     compare("C++", &expected, &run_binding(layout, &cpp_bin, None, &[])?)?;
     println!("xtask c-api: C++ test passed (static library)");
 
+    readme_examples(layout)?;
     crate::c_bindings::go(layout)?;
     crate::c_bindings::lua(layout)?;
     Ok(())
@@ -171,6 +172,48 @@ fn compare(what: &str, expected: &str, got: &str) -> Result<()> {
                 b.unwrap_or("(end)")
             ),
         }
+    }
+    Ok(())
+}
+
+/// Compiles and runs the README's C and C++ examples (the first `c` and `cpp` code blocks of
+/// its "C and C++" section), so they cannot go stale.
+fn readme_examples(layout: &Layout) -> Result<()> {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md"))?;
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("C and C++"))
+        .context("README.md has no \"C and C++\" section")?;
+    for (lang, compiler, std, ext) in [
+        ("c", "cc", "-std=c11", "c"),
+        ("cpp", "c++", "-std=c++17", "cpp"),
+    ] {
+        let fence = format!("```{lang}\n");
+        let start = section
+            .find(&fence)
+            .with_context(|| format!("README.md's C and C++ section has no {lang} example"))?
+            + fence.len();
+        let len = section[start..]
+            .find("```")
+            .context("unterminated code block in README.md")?;
+        let source = layout.bin.join(format!("readme_example.{ext}"));
+        std::fs::write(&source, &section[start..start + len])?;
+        let program = layout.bin.join(format!("readme_example_{lang}"));
+        compile(
+            layout,
+            compiler,
+            &[std, "-Wall", "-Wextra", "-Werror"],
+            &source,
+            &program,
+            false,
+        )?;
+        output(
+            Command::new(&program)
+                .current_dir(&layout.bin)
+                .env("LD_LIBRARY_PATH", layout.lib_dir()),
+        )
+        .with_context(|| format!("the README's {lang} example failed"))?;
+        println!("xtask c-api: the README's {lang} example compiles and runs");
     }
     Ok(())
 }

@@ -77,6 +77,8 @@ unsafe fn lock<'a>(builder: *mut CopseBuilder) -> Result<MutexGuard<'a, IndexBui
 /// Makes a builder of `dims`-dimensional vectors under `metric` (a `COPSE_METRIC_*` code) into
 /// `*out`, to be freed with `copse_builder_free`.
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `out` is NULL or points to writable memory for a pointer.
 #[unsafe(no_mangle)]
@@ -98,6 +100,8 @@ pub unsafe extern "C" fn copse_builder_new(
 
 /// Frees a builder (NULL does nothing). Its items are dropped; indexes it built stay valid.
 ///
+/// Thread safety: Not while another thread uses `builder`.
+///
 /// # Safety
 /// No other thread uses `builder` during or after the call.
 #[unsafe(no_mangle)]
@@ -107,6 +111,8 @@ pub unsafe extern "C" fn copse_builder_free(builder: *mut CopseBuilder) -> Copse
 
 /// Sets the seed: the same seed and items give a byte-identical index whatever the thread
 /// count.
+///
+/// Thread safety: Calls on one builder from several threads are serialised.
 ///
 /// # Safety
 /// `builder` is not freed during the call.
@@ -124,6 +130,8 @@ pub unsafe extern "C" fn copse_builder_set_seed(
 
 /// Writes the default graph settings into `*out`.
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `out` is NULL or points to a writable `CopseGraphOptions`.
 #[unsafe(no_mangle)]
@@ -136,6 +144,8 @@ pub unsafe extern "C" fn copse_graph_options_default(out: *mut CopseGraphOptions
 
 /// Makes the build add a graph beside the trees, with `options` (NULL: trees only, the
 /// default). Graph indexes answer far faster at high recall on dense embeddings.
+///
+/// Thread safety: Calls on one builder from several threads are serialised.
 ///
 /// # Safety
 /// `options` is NULL or points to a `CopseGraphOptions`.
@@ -161,6 +171,8 @@ pub unsafe extern "C" fn copse_builder_set_graph(
 /// Builds in the file at `path` instead of in memory (Annoy's `on_disk_build`): vectors go to
 /// a file beside `path` as they are added, and the build renames the finished index to `path`.
 ///
+/// Thread safety: Calls on one builder from several threads are serialised.
+///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string.
 #[unsafe(no_mangle)]
@@ -179,6 +191,8 @@ pub unsafe extern "C" fn copse_builder_on_disk_build(
 
 /// Adds item `id` (any 64-bit value) with the `dims` floats at `vector` (0/1
 /// values for hamming). An id given twice keeps the last vector, as in Annoy.
+///
+/// Thread safety: Calls on one builder from several threads are serialised.
 ///
 /// # Safety
 /// `vector` is NULL or points to `dims` floats.
@@ -200,6 +214,8 @@ pub unsafe extern "C" fn copse_builder_add_item(
 
 /// Adds `n` items: ids from `ids` and vectors from the row-major `n` x `dims` floats at
 /// `vectors`. Every vector is checked before any is added, so a failed call adds nothing.
+///
+/// Thread safety: Calls on one builder from several threads are serialised.
 ///
 /// # Safety
 /// `ids` is NULL or points to `n` ids; `vectors` is NULL or points to `n * dims` floats.
@@ -250,6 +266,8 @@ pub unsafe extern "C" fn copse_builder_add_items(
 /// Gives item `id` the label `label` (NUL-terminated UTF-8, unique in the index); it is saved
 /// in the file and found by `copse_index_id_by_label`.
 ///
+/// Thread safety: Calls on one builder from several threads are serialised.
+///
 /// # Safety
 /// `label` is NULL or a NUL-terminated string.
 #[unsafe(no_mangle)]
@@ -269,6 +287,8 @@ pub unsafe extern "C" fn copse_builder_set_label(
 
 /// The number of items added so far into `*out`.
 ///
+/// Thread safety: Calls on one builder from several threads are serialised.
+///
 /// # Safety
 /// `out` is NULL or points to a writable `uint64_t`.
 #[unsafe(no_mangle)]
@@ -287,6 +307,8 @@ pub unsafe extern "C" fn copse_builder_len(
 /// Builds `n_trees` trees (at least 1), and the graph if one was asked for, on `n_threads`
 /// threads (0: one per core), into a new index in `*out` (free it with `copse_index_free`).
 /// The builder then refuses new items until `copse_builder_unbuild`.
+///
+/// Thread safety: Calls on one builder from several threads are serialised (the build itself uses `n_threads`).
 ///
 /// # Safety
 /// `out` is NULL or points to writable memory for a pointer.
@@ -308,6 +330,8 @@ pub unsafe extern "C" fn copse_builder_build(
 }
 
 /// Lets a built builder take items and build again (Annoy's `unbuild`); its items are kept.
+///
+/// Thread safety: Calls on one builder from several threads are serialised.
 ///
 /// # Safety
 /// `builder` is not freed during the call.

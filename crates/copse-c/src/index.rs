@@ -74,6 +74,8 @@ fn open_into(
 /// Opening checks the header and costs the same for any size; `populate` reads every page in
 /// now (Annoy's `prefault`). A truncated, corrupt or foreign file is `COPSE_STATUS_FORMAT`.
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `path` is NULL or NUL-terminated; `out` is NULL or writable.
 #[unsafe(no_mangle)]
@@ -93,6 +95,8 @@ pub unsafe extern "C" fn copse_index_load(
 
 /// Memory-maps an Annoy index file (which has no header: give the `dims` and `metric` it was
 /// built with, as with Annoy). Queries answer as Annoy's do on the same file.
+///
+/// Thread safety: safe from any thread.
 ///
 /// # Safety
 /// `path` is NULL or NUL-terminated; `out` is NULL or writable.
@@ -117,6 +121,8 @@ pub unsafe extern "C" fn copse_index_load_annoy(
 /// Opens an index from the `len` bytes at `bytes` (a copse file's contents), which are copied:
 /// the caller may free them after the call.
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `bytes` is NULL or points to `len` readable bytes; `out` is NULL or writable.
 #[unsafe(no_mangle)]
@@ -134,6 +140,8 @@ pub unsafe extern "C" fn copse_index_from_bytes(
 
 /// Frees an index (NULL does nothing); its file is unmapped.
 ///
+/// Thread safety: Not while another thread uses `index`.
+///
 /// # Safety
 /// No other thread uses `index` during or after the call.
 #[unsafe(no_mangle)]
@@ -142,6 +150,8 @@ pub unsafe extern "C" fn copse_index_free(index: *mut CopseIndex) -> CopseStatus
 }
 
 /// Saves the index to `path`, replacing any file there only once the new one is complete.
+///
+/// Thread safety: safe from any thread; any number of threads may use `index` at once.
 ///
 /// # Safety
 /// `path` is NULL or NUL-terminated.
@@ -178,6 +188,8 @@ unsafe fn fact<T>(
 
 /// The dimensions of the index's vectors into `*out`.
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `out` is NULL or points to a writable `size_t`.
 #[unsafe(no_mangle)]
@@ -190,6 +202,8 @@ pub unsafe extern "C" fn copse_index_dims(
 }
 
 /// The index's metric (a `COPSE_METRIC_*` code) into `*out`.
+///
+/// Thread safety: safe from any thread.
 ///
 /// # Safety
 /// `out` is NULL or points to a writable `uint32_t`.
@@ -204,6 +218,8 @@ pub unsafe extern "C" fn copse_index_metric(
 
 /// The largest id plus one (Annoy's `get_n_items`) into `*out`.
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `out` is NULL or points to a writable `uint64_t`.
 #[unsafe(no_mangle)]
@@ -217,6 +233,8 @@ pub unsafe extern "C" fn copse_index_n_items(
 
 /// The number of items (fewer than `copse_index_n_items` when ids have gaps) into `*out`.
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `out` is NULL or points to a writable `uint64_t`.
 #[unsafe(no_mangle)]
@@ -226,6 +244,8 @@ pub unsafe extern "C" fn copse_index_len(index: *const CopseIndex, out: *mut u64
 }
 
 /// The number of trees into `*out`.
+///
+/// Thread safety: safe from any thread.
 ///
 /// # Safety
 /// `out` is NULL or points to a writable `size_t`.
@@ -240,6 +260,8 @@ pub unsafe extern "C" fn copse_index_n_trees(
 
 /// Whether the index holds a graph (searched instead of the trees) into `*out`.
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `out` is NULL or points to a writable `bool`.
 #[unsafe(no_mangle)]
@@ -252,6 +274,8 @@ pub unsafe extern "C" fn copse_index_has_graph(
 }
 
 /// Whether `id` is an item of the index into `*out`.
+///
+/// Thread safety: safe from any thread.
 ///
 /// # Safety
 /// `out` is NULL or points to a writable `bool`.
@@ -267,6 +291,8 @@ pub unsafe extern "C" fn copse_index_contains(
 
 /// Checks every checksum of the file (reads it all): `COPSE_STATUS_FORMAT` names the damaged
 /// part.
+///
+/// Thread safety: safe from any thread.
 ///
 /// # Safety
 /// `index` is not freed during the call.
@@ -359,6 +385,8 @@ fn search_into(
 /// the candidates to gather (`COPSE_SEARCH_K_DEFAULT`: `n` times the trees, as in Annoy);
 /// `filter`, if not NULL, restricts the results to the items it allows.
 ///
+/// Thread safety: safe from any thread; any number of threads may query one index (and share one filter) at once.
+///
 /// # Safety
 /// `ids` is NULL or holds `n` writable slots, as does `distances`; `found` is NULL or
 /// writable; the handles are not freed during the call.
@@ -391,6 +419,8 @@ pub unsafe extern "C" fn copse_index_nns_by_item(
 
 /// The `n` items nearest to the `dims` floats at `vector`: outputs, `search_k` and `filter` as
 /// for `copse_index_nns_by_item`.
+///
+/// Thread safety: safe from any thread; any number of threads may query one index (and share one filter) at once.
 ///
 /// # Safety
 /// `vector` is NULL or holds `dims` floats; the rest as for `copse_index_nns_by_item`.
@@ -426,6 +456,8 @@ pub unsafe extern "C" fn copse_index_nns_by_vector(
 /// Query `q`'s results go to `ids[q * n ..][..n]` and `distances[q * n ..][..n]` (NULL: not
 /// wanted), its count to `found[q]` (NULL: not wanted). If any query fails, the call fails
 /// with the first failing query's error (its row named in the message).
+///
+/// Thread safety: safe from any thread; the call runs its own threads and returns when they are done.
 ///
 /// # Safety
 /// `vectors` is NULL or holds `n_queries * dims` floats; `ids` and `distances` are NULL or hold
@@ -574,6 +606,8 @@ pub unsafe extern "C" fn copse_index_nns_by_vectors(
 /// The vector of item `id` into `out[0..dims]` (`capacity` is `out`'s length, at least the
 /// index's dimensions; 0/1 values for hamming).
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `out` is NULL or holds `capacity` writable floats.
 #[unsafe(no_mangle)]
@@ -605,6 +639,8 @@ pub unsafe extern "C" fn copse_index_item_vector(
 
 /// The distance between items `a` and `b` into `*out`, in Annoy's convention for the metric.
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `out` is NULL or points to a writable float.
 #[unsafe(no_mangle)]
@@ -626,6 +662,8 @@ pub unsafe extern "C" fn copse_index_distance(
 /// bytes (without the NUL) into `*length`; an item without a label gives "" and 0. When
 /// `capacity` is too small the call fails with `COPSE_STATUS_BUFFER_TOO_SMALL` and still
 /// writes the length, so the caller can retry with `length + 1` bytes.
+///
+/// Thread safety: safe from any thread.
 ///
 /// # Safety
 /// `buffer` is NULL or holds `capacity` writable bytes; `length` is NULL or writable.
@@ -663,6 +701,8 @@ pub unsafe extern "C" fn copse_index_label(
 
 /// The id of the item labelled `label` into `*id` and whether there is one into `*found`.
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `label` is NULL or NUL-terminated; `id` and `found` are NULL or writable.
 #[unsafe(no_mangle)]
@@ -691,6 +731,8 @@ pub unsafe extern "C" fn copse_index_id_by_label(
 /// The ids of all items, ascending, into `out` of `capacity` slots, and their number into
 /// `*count`. When `capacity` is too small the call fails with
 /// `COPSE_STATUS_BUFFER_TOO_SMALL` and still writes the number.
+///
+/// Thread safety: safe from any thread.
 ///
 /// # Safety
 /// `out` is NULL or holds `capacity` writable slots; `count` is NULL or writable.
@@ -727,6 +769,8 @@ pub unsafe extern "C" fn copse_index_ids(
 /// not items are left out), for filtered searches of that index only. Free it with
 /// `copse_filter_free` (it does not hold on to the index, and is refused by any other).
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `ids` is NULL or holds `n` ids; `out` is NULL or writable.
 #[unsafe(no_mangle)]
@@ -751,6 +795,8 @@ pub unsafe extern "C" fn copse_filter_new(
 
 /// The number of items a filter allows into `*out`.
 ///
+/// Thread safety: safe from any thread.
+///
 /// # Safety
 /// `out` is NULL or points to a writable `size_t`.
 #[unsafe(no_mangle)]
@@ -767,6 +813,8 @@ pub unsafe extern "C" fn copse_filter_len(
 }
 
 /// Frees a filter (NULL does nothing).
+///
+/// Thread safety: Not while another thread uses `filter`.
 ///
 /// # Safety
 /// No other thread uses `filter` during or after the call.
