@@ -1,0 +1,3 @@
+module github.com/copse-rs/copse/bindings/go
+
+go 1.19
