@@ -94,6 +94,11 @@ func answers(t *testing.T, name string, ix *copse.Index, queries [][]float32) []
 	for _, id := range first[:12] {
 		label, err := ix.Label(id)
 		must(err)
+		has, err := ix.HasLabel(id)
+		must(err)
+		if has != (label != "") {
+			panic(fmt.Sprintf("HasLabel(%d) = %v with label %q", id, has, label))
+		}
 		if label == "" {
 			label = "-"
 		}

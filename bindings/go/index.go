@@ -377,7 +377,7 @@ func (ix *Index) Distance(a, b uint64) (float32, error) {
 	return float32(d), err
 }
 
-// Label is item id's label, "" if it has none.
+// Label is item id's label, "" if it has none (HasLabel tells an empty label from none).
 func (ix *Index) Label(id uint64) (string, error) {
 	defer runtime.KeepAlive(ix)
 	p, err := ix.handle()
@@ -399,6 +399,19 @@ func (ix *Index) Label(id uint64) (string, error) {
 		}
 		return string(buf[:length]), nil
 	}
+}
+
+// HasLabel tells whether item id has a label (an empty one counts), which Label's "" leaves
+// open.
+func (ix *Index) HasLabel(id uint64) (bool, error) {
+	defer runtime.KeepAlive(ix)
+	p, err := ix.handle()
+	if err != nil {
+		return false, err
+	}
+	var out C.bool
+	err = call(func() C.enum_CopseStatus { return C.copse_index_has_label(p, C.uint64_t(id), &out) })
+	return bool(out), err
 }
 
 // IDByLabel is the id of the item labelled label, and whether there is one.

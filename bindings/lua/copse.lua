@@ -142,6 +142,7 @@ enum CopseStatus copse_index_label(const struct CopseIndex *index,
                                    char *buffer,
                                    size_t capacity,
                                    size_t *length);
+enum CopseStatus copse_index_has_label(const struct CopseIndex *index, uint64_t id, bool *out);
 enum CopseStatus copse_index_id_by_label(const struct CopseIndex *index,
                                          const char *label,
                                          uint64_t *id,
@@ -472,7 +473,7 @@ function Index:get_distance(a, b)
   return tonumber(out[0])
 end
 
---- Item id's label, or "" if it has none.
+--- Item id's label (possibly ""), or nil if it has none.
 function Index:get_label(id)
   local ptr = handle(self)
   local length = ffi.new("size_t[1]")
@@ -484,9 +485,19 @@ function Index:get_label(id)
       capacity = tonumber(length[0]) + 1
     else
       check(status)
+      if length[0] == 0 and not self:has_label(id) then
+        return nil
+      end
       return ffi.string(buf, length[0])
     end
   end
+end
+
+--- Whether item id has a label (an empty one counts).
+function Index:has_label(id)
+  local out = ffi.new("bool[1]")
+  check(lib.copse_index_has_label(handle(self), id_arg(id), out))
+  return out[0]
 end
 
 --- The id of the item labelled label, or nil if there is none.

@@ -197,7 +197,10 @@ local function answers(name, index, out)
   end
   for i = 1, 12 do
     local label = index:get_label(all[i])
-    add("label %d: %s", all[i], label == "" and "-" or label)
+    if label == nil then
+      expect(not index:has_label(all[i]), "has_label agrees with get_label")
+    end
+    add("label %d: %s", all[i], label or "-")
   end
 end
 

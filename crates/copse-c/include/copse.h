@@ -589,7 +589,8 @@ enum CopseStatus copse_index_distance(const struct CopseIndex *index,
 
 /**
  * Item `id`'s label, NUL-terminated, into `buffer` of `capacity` bytes, and its length in
- * bytes (without the NUL) into `*length`; an item without a label gives "" and 0. When
+ * bytes (without the NUL) into `*length`; an item without a label gives "" and 0 (as does an
+ * empty label: `copse_index_has_label` tells them apart). When
  * `capacity` is too small the call fails with `COPSE_STATUS_BUFFER_TOO_SMALL` and still
  * writes the length, so the caller can retry with `length + 1` bytes.
  *
@@ -603,6 +604,17 @@ enum CopseStatus copse_index_label(const struct CopseIndex *index,
                                    char *buffer,
                                    size_t capacity,
                                    size_t *length);
+
+/**
+ * Whether item `id` has a label (an empty label counts) into `*out`: what tells an empty
+ * label from none, which `copse_index_label` both gives as "".
+ *
+ * Thread safety: safe from any thread.
+ *
+ * # Safety
+ * `out` is NULL or points to a writable `bool`.
+ */
+enum CopseStatus copse_index_has_label(const struct CopseIndex *index, uint64_t id, bool *out);
 
 /**
  * The id of the item labelled `label` into `*id` and whether there is one into `*found`.

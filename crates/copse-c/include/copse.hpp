@@ -549,8 +549,7 @@ public:
     /// the damaged part. Opening checks only the header, so call this to trust a file fully.
     void verify() const { detail::check(copse_index_verify(index("verify"))); }
 
-    /// Item `item`'s label, or nullopt if it has none. (The C API reports an empty label as
-    /// no label, so an empty label reads as nullopt too.)
+    /// Item `item`'s label (possibly empty), or nullopt if it has none.
     std::optional<std::string> label(uint64_t item) const {
         const CopseIndex* i = index("label");
         std::string buffer(64, '\0');
@@ -562,7 +561,11 @@ public:
         }
         detail::check(status);
         if (length == 0) {
-            return std::nullopt;
+            bool has = false;
+            detail::check(copse_index_has_label(i, item, &has));
+            if (!has) {
+                return std::nullopt;
+            }
         }
         buffer.resize(length);
         return buffer;

@@ -659,7 +659,8 @@ pub unsafe extern "C" fn copse_index_distance(
 }
 
 /// Item `id`'s label, NUL-terminated, into `buffer` of `capacity` bytes, and its length in
-/// bytes (without the NUL) into `*length`; an item without a label gives "" and 0. When
+/// bytes (without the NUL) into `*length`; an item without a label gives "" and 0 (as does an
+/// empty label: `copse_index_has_label` tells them apart). When
 /// `capacity` is too small the call fails with `COPSE_STATUS_BUFFER_TOO_SMALL` and still
 /// writes the length, so the caller can retry with `length + 1` bytes.
 ///
@@ -696,6 +697,27 @@ pub unsafe extern "C" fn copse_index_label(
         buffer[..label.len()].copy_from_slice(label.as_bytes());
         buffer[label.len()] = 0;
         Ok(())
+    })
+}
+
+/// Whether item `id` has a label (an empty label counts) into `*out`: what tells an empty
+/// label from none, which `copse_index_label` both gives as "".
+///
+/// Thread safety: safe from any thread.
+///
+/// # Safety
+/// `out` is NULL or points to a writable `bool`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn copse_index_has_label(
+    index: *const CopseIndex,
+    id: u64,
+    out: *mut bool,
+) -> CopseStatus {
+    guard(|| {
+        // SAFETY: passed on from the caller.
+        let has = unsafe { self::index(index) }?.label(id)?.is_some();
+        // SAFETY: passed on from the caller.
+        unsafe { write_out(out, has, "out") }
     })
 }
 

@@ -182,6 +182,9 @@ static void answers(const char *dir, const char *name, const float *queries, siz
         MUST(copse_index_label(index, all[i], label, sizeof label, &label_len));
         printf("%s label %llu: %s\n", name, (unsigned long long)all[i],
                label_len ? label : "-");
+        bool has_label = !label_len;
+        MUST(copse_index_has_label(index, all[i], &has_label));
+        CHECK(has_label == (label_len > 0));
         if (label_len) {
             uint64_t back = 0;
             bool hit = false;
@@ -357,6 +360,7 @@ static void errors(const char *dir, const float *query) {
     batch[8] = 1;
     MUST(copse_builder_add_items(small_builder, batch_ids, batch, 3, 3));
     MUST(copse_builder_set_label(small_builder, 10, "ten"));
+    MUST(copse_builder_set_label(small_builder, 12, ""));
     EXPECT_STATUS(copse_builder_set_label(small_builder, 11, "ten"), COPSE_STATUS_DUPLICATE_LABEL);
     EXPECT_STATUS(copse_builder_build(small_builder, 0, 1, &bad), COPSE_STATUS_BUILD);
     CopseIndex *built = NULL;
@@ -364,6 +368,14 @@ static void errors(const char *dir, const float *query) {
     EXPECT_STATUS(copse_builder_add_item(small_builder, 1, v, 3), COPSE_STATUS_ALREADY_BUILT);
     MUST(copse_index_nns_by_vector(built, batch + 3, 3, 3, -1, NULL, ids, dists, &found));
     CHECK(found == 3 && ids[0] == 11 && dists[0] == 0.0f);
+    bool has_label = false;
+    char empty[8] = "x";
+    size_t empty_len = 99;
+    MUST(copse_index_label(built, 12, empty, sizeof empty, &empty_len));
+    MUST(copse_index_has_label(built, 12, &has_label));
+    CHECK(has_label && empty_len == 0 && empty[0] == 0);
+    MUST(copse_index_has_label(built, 11, &has_label));
+    CHECK(!has_label);
     /* Slots past the found ones are marked. */
     MUST(copse_index_nns_by_vector(built, batch + 3, 3, 5, -1, NULL, ids, dists, &found));
     CHECK(found == 3 && ids[3] == COPSE_NO_ITEM && isnan(dists[4]));
