@@ -84,6 +84,15 @@ pub fn run(layout: &Layout) -> Result<()> {
     compare("C++", &expected, &run_binding(layout, &cpp_bin, None, &[])?)?;
     println!("xtask c-api: C++ test passed (static library)");
 
+    // The query-cost benchmark (`bench-glove --c-api`) is only compiled here, so it cannot rot.
+    compile(
+        layout,
+        "cc",
+        &["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2"],
+        &tests.join("c/bench_copse.c"),
+        &layout.bin.join("bench_copse"),
+        false,
+    )?;
     readme_examples(layout)?;
     crate::c_bindings::go(layout)?;
     crate::c_bindings::lua(layout)?;

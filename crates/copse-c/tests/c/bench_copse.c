@@ -7,6 +7,8 @@
  * One warm-up pass, then `passes` timed passes over every query, one thread; prints the best
  * pass's seconds and a checksum of the ids found (which xtask compares with the Rust API's).
  */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime */
+
 #include "copse.h"
 
 #include <stdint.h>
