@@ -12,6 +12,7 @@ use crate::datasets::workspace_root;
 /// Runs the Go binding's tests (`bindings/go`).
 pub fn go(layout: &Layout) -> Result<()> {
     if !toolchain("go", &["version"], "golang-go") {
+        skipped("go", "golang-go");
         return Ok(());
     }
     let root = workspace_root();
@@ -38,6 +39,7 @@ pub fn go(layout: &Layout) -> Result<()> {
 /// Runs the Lua binding's test (`bindings/lua/test.lua`) under LuaJIT.
 pub fn lua(layout: &Layout) -> Result<()> {
     if !toolchain("luajit", &["-v"], "luajit") {
+        skipped("luajit", "luajit");
         return Ok(());
     }
     let root = workspace_root();
@@ -54,9 +56,8 @@ pub fn lua(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// True if `program` runs, installing Debian's `package` first if it does not; otherwise
-/// prints why the binding's test is skipped.
-fn toolchain(program: &str, version_args: &[&str], package: &str) -> bool {
+/// True if `program` runs, installing Debian's `package` first if it does not.
+pub fn toolchain(program: &str, version_args: &[&str], package: &str) -> bool {
     let runs = || {
         Command::new(program)
             .args(version_args)
@@ -81,13 +82,14 @@ fn toolchain(program: &str, version_args: &[&str], package: &str) -> bool {
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .status()
                 .is_ok_and(|s| s.success()));
-    if installed && runs() {
-        return true;
-    }
+    installed && runs()
+}
+
+/// Says loudly that a binding's test did not run.
+fn skipped(program: &str, package: &str) {
     let banner = "!".repeat(78);
     println!(
         "{banner}\nxtask c-api: SKIPPED the {program} binding test: {program} is not installed \
          and `apt-get install {package}` failed\n{banner}"
     );
-    false
 }

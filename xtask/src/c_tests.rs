@@ -12,6 +12,11 @@ use crate::datasets::workspace_root;
 
 pub fn run(layout: &Layout) -> Result<()> {
     std::fs::create_dir_all(&layout.bin)?;
+    for (program, package) in [("pkg-config", "pkg-config"), ("valgrind", "valgrind")] {
+        if !crate::c_bindings::toolchain(program, &["--version"], package) {
+            bail!("{program} is needed for the C API's tests");
+        }
+    }
     let expected = std::fs::read_to_string(layout.fixture.join("expected.txt"))?;
     let tests = workspace_root().join("crates/copse-c/tests");
 
