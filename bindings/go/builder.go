@@ -81,18 +81,24 @@ func (b *Builder) handle() (*C.CopseBuilder, error) {
 	return b.ptr, nil
 }
 
+// do is Index.do for a builder. Methods that check arguments in Go call handle before those
+// checks, so that a closed builder is reported ahead of a bad argument.
+func (b *Builder) do(f func(p *C.CopseBuilder) C.enum_CopseStatus) error {
+	defer runtime.KeepAlive(b)
+	p, err := b.handle()
+	if err != nil {
+		return err
+	}
+	return call(func() C.enum_CopseStatus { return f(p) })
+}
+
 // Dims is the dimension the builder was made with.
 func (b *Builder) Dims() int { return b.dims }
 
 // AddItem adds item id (any 64-bit value) with vector v (0/1 values for hamming); an id given
 // twice keeps the last vector, as in Annoy.
 func (b *Builder) AddItem(id uint64, v []float32) error {
-	defer runtime.KeepAlive(b)
-	p, err := b.handle()
-	if err != nil {
-		return err
-	}
-	return call(func() C.enum_CopseStatus {
+	return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus {
 		return C.copse_builder_add_item(p, C.uint64_t(id), floatPtr(v), C.size_t(len(v)))
 	})
 }
@@ -100,9 +106,7 @@ func (b *Builder) AddItem(id uint64, v []float32) error {
 // AddItems adds ids[i] with vectors[i] for every i; every vector is checked before any is
 // added, so a failed call adds nothing.
 func (b *Builder) AddItems(ids []uint64, vectors [][]float32) error {
-	defer runtime.KeepAlive(b)
-	p, err := b.handle()
-	if err != nil {
+	if _, err := b.handle(); err != nil {
 		return err
 	}
 	if len(ids) != len(vectors) {
@@ -112,7 +116,7 @@ func (b *Builder) AddItems(ids []uint64, vectors [][]float32) error {
 	if err != nil {
 		return err
 	}
-	return call(func() C.enum_CopseStatus {
+	return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus {
 		return C.copse_builder_add_items(p, idPtr(ids), floatPtr(flat), C.size_t(len(ids)), C.size_t(b.dims))
 	})
 }
@@ -120,37 +124,26 @@ func (b *Builder) AddItems(ids []uint64, vectors [][]float32) error {
 // SetSeed sets the seed: the same seed and items give a byte-identical index whatever the
 // thread count.
 func (b *Builder) SetSeed(seed uint64) error {
-	defer runtime.KeepAlive(b)
-	p, err := b.handle()
-	if err != nil {
-		return err
-	}
-	return call(func() C.enum_CopseStatus { return C.copse_builder_set_seed(p, C.uint64_t(seed)) })
+	return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_set_seed(p, C.uint64_t(seed)) })
 }
 
 // SetLabel gives item id a label (unique in the index), saved in the file and found by
 // Index.IDByLabel.
 func (b *Builder) SetLabel(id uint64, label string) error {
-	defer runtime.KeepAlive(b)
-	p, err := b.handle()
-	if err != nil {
-		return err
-	}
 	cl := C.CString(label)
 	defer C.free(unsafe.Pointer(cl))
-	return call(func() C.enum_CopseStatus { return C.copse_builder_set_label(p, C.uint64_t(id), cl) })
+	return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_set_label(p, C.uint64_t(id), cl) })
 }
 
 // SetGraph makes the build add a graph beside the trees with the given settings (nil: trees
 // only, the default).
 func (b *Builder) SetGraph(options *GraphOptions) error {
-	defer runtime.KeepAlive(b)
-	p, err := b.handle()
+	if options == nil {
+		return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_set_graph(p, nil) })
+	}
+	_, err := b.handle()
 	if err != nil {
 		return err
-	}
-	if options == nil {
-		return call(func() C.enum_CopseStatus { return C.copse_builder_set_graph(p, nil) })
 	}
 	o := C.CopseGraphOptions{alpha: C.float(options.Alpha)}
 	for _, f := range []struct {
@@ -167,39 +160,27 @@ func (b *Builder) SetGraph(options *GraphOptions) error {
 			return err
 		}
 	}
-	return call(func() C.enum_CopseStatus { return C.copse_builder_set_graph(p, &o) })
+	return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_set_graph(p, &o) })
 }
 
 // OnDiskBuild builds in the file at path instead of in memory (Annoy's on_disk_build).
 func (b *Builder) OnDiskBuild(path string) error {
-	defer runtime.KeepAlive(b)
-	p, err := b.handle()
-	if err != nil {
-		return err
-	}
 	cp := C.CString(path)
 	defer C.free(unsafe.Pointer(cp))
-	return call(func() C.enum_CopseStatus { return C.copse_builder_on_disk_build(p, cp) })
+	return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_on_disk_build(p, cp) })
 }
 
 // Len is the number of items added so far.
 func (b *Builder) Len() (uint64, error) {
-	defer runtime.KeepAlive(b)
-	p, err := b.handle()
-	if err != nil {
-		return 0, err
-	}
 	var n C.uint64_t
-	err = call(func() C.enum_CopseStatus { return C.copse_builder_len(p, &n) })
+	err := b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_len(p, &n) })
 	return uint64(n), err
 }
 
 // Build builds nTrees trees (at least 1), and the graph if one was asked for, on nThreads
 // threads (0: one per core). The builder then refuses new items until Unbuild.
 func (b *Builder) Build(nTrees, nThreads int) (*Index, error) {
-	defer runtime.KeepAlive(b)
-	p, err := b.handle()
-	if err != nil {
+	if _, err := b.handle(); err != nil {
 		return nil, err
 	}
 	t, err := size(nTrees, "nTrees")
@@ -211,7 +192,7 @@ func (b *Builder) Build(nTrees, nThreads int) (*Index, error) {
 		return nil, err
 	}
 	var ptr *C.CopseIndex
-	if err := call(func() C.enum_CopseStatus { return C.copse_builder_build(p, t, th, &ptr) }); err != nil {
+	if err := b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_build(p, t, th, &ptr) }); err != nil {
 		return nil, err
 	}
 	return newIndex(ptr), nil
@@ -219,10 +200,5 @@ func (b *Builder) Build(nTrees, nThreads int) (*Index, error) {
 
 // Unbuild lets a built builder take items and build again; its items are kept.
 func (b *Builder) Unbuild() error {
-	defer runtime.KeepAlive(b)
-	p, err := b.handle()
-	if err != nil {
-		return err
-	}
-	return call(func() C.enum_CopseStatus { return C.copse_builder_unbuild(p) })
+	return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_unbuild(p) })
 }

@@ -95,27 +95,28 @@ func (ix *Index) handle() (*C.CopseIndex, error) {
 	return ix.ptr, nil
 }
 
-// Save writes the index to path, replacing any file there only once the new one is complete.
-func (ix *Index) Save(path string) error {
+// do runs one C call on the index's handle through call, keeping the index alive until it
+// returns; a closed index fails with closedError and f does not run.
+func (ix *Index) do(f func(p *C.CopseIndex) C.enum_CopseStatus) error {
 	defer runtime.KeepAlive(ix)
 	p, err := ix.handle()
 	if err != nil {
 		return err
 	}
+	return call(func() C.enum_CopseStatus { return f(p) })
+}
+
+// Save writes the index to path, replacing any file there only once the new one is complete.
+func (ix *Index) Save(path string) error {
 	cp := C.CString(path)
 	defer C.free(unsafe.Pointer(cp))
-	return call(func() C.enum_CopseStatus { return C.copse_index_save(p, cp) })
+	return ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_save(p, cp) })
 }
 
 // Dims is the dimension of the index's vectors (0 once closed).
 func (ix *Index) Dims() int {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return 0
-	}
 	var d C.size_t
-	if call(func() C.enum_CopseStatus { return C.copse_index_dims(p, &d) }) != nil {
+	if ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_dims(p, &d) }) != nil {
 		return 0
 	}
 	return int(d)
@@ -123,25 +124,15 @@ func (ix *Index) Dims() int {
 
 // Metric is the index's metric.
 func (ix *Index) Metric() (Metric, error) {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return 0, err
-	}
 	var m C.uint32_t
-	err = call(func() C.enum_CopseStatus { return C.copse_index_metric(p, &m) })
+	err := ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_metric(p, &m) })
 	return Metric(m), err
 }
 
 // NItems is the largest id plus one (Annoy's get_n_items; 0 once closed).
 func (ix *Index) NItems() uint64 {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return 0
-	}
 	var n C.uint64_t
-	if call(func() C.enum_CopseStatus { return C.copse_index_n_items(p, &n) }) != nil {
+	if ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_n_items(p, &n) }) != nil {
 		return 0
 	}
 	return uint64(n)
@@ -149,13 +140,8 @@ func (ix *Index) NItems() uint64 {
 
 // Len is the number of items (fewer than NItems when ids have gaps; 0 once closed).
 func (ix *Index) Len() uint64 {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return 0
-	}
 	var n C.uint64_t
-	if call(func() C.enum_CopseStatus { return C.copse_index_len(p, &n) }) != nil {
+	if ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_len(p, &n) }) != nil {
 		return 0
 	}
 	return uint64(n)
@@ -163,13 +149,8 @@ func (ix *Index) Len() uint64 {
 
 // NTrees is the number of trees (0 once closed).
 func (ix *Index) NTrees() int {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return 0
-	}
 	var n C.size_t
-	if call(func() C.enum_CopseStatus { return C.copse_index_n_trees(p, &n) }) != nil {
+	if ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_n_trees(p, &n) }) != nil {
 		return 0
 	}
 	return int(n)
@@ -177,13 +158,8 @@ func (ix *Index) NTrees() int {
 
 // HasGraph tells whether the index holds a graph (searched instead of the trees).
 func (ix *Index) HasGraph() bool {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return false
-	}
 	var g C.bool
-	if call(func() C.enum_CopseStatus { return C.copse_index_has_graph(p, &g) }) != nil {
+	if ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_has_graph(p, &g) }) != nil {
 		return false
 	}
 	return bool(g)
@@ -191,13 +167,8 @@ func (ix *Index) HasGraph() bool {
 
 // Contains tells whether id is an item of the index.
 func (ix *Index) Contains(id uint64) bool {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return false
-	}
 	var c C.bool
-	if call(func() C.enum_CopseStatus { return C.copse_index_contains(p, C.uint64_t(id), &c) }) != nil {
+	if ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_contains(p, C.uint64_t(id), &c) }) != nil {
 		return false
 	}
 	return bool(c)
@@ -206,12 +177,7 @@ func (ix *Index) Contains(id uint64) bool {
 // Verify checks every checksum of the file (reading all of it); a StatusFormat error names the
 // damaged part.
 func (ix *Index) Verify() error {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return err
-	}
-	return call(func() C.enum_CopseStatus { return C.copse_index_verify(p) })
+	return ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_verify(p) })
 }
 
 // NnsByVector finds the n items nearest to v, nearest first, with their distances. searchK is
@@ -223,16 +189,15 @@ func (ix *Index) NnsByVector(v []float32, n int, searchK int) (ids []uint64, dis
 
 // NnsByVectorFiltered is NnsByVector among the items filter allows (nil: all).
 func (ix *Index) NnsByVectorFiltered(v []float32, n int, searchK int, filter *Filter) (ids []uint64, dists []float32, err error) {
-	defer runtime.KeepAlive(ix)
 	defer runtime.KeepAlive(filter)
-	p, fp, cn, err := ix.searchArgs(n, filter)
+	fp, cn, err := ix.searchArgs(n, filter)
 	if err != nil {
 		return nil, nil, err
 	}
 	ids = make([]uint64, n)
 	dists = make([]float32, n)
 	var found C.size_t
-	err = call(func() C.enum_CopseStatus {
+	err = ix.do(func(p *C.CopseIndex) C.enum_CopseStatus {
 		return C.copse_index_nns_by_vector(p, floatPtr(v), C.size_t(len(v)), cn, C.int64_t(searchK), fp,
 			idPtr(ids), floatPtr(dists), &found)
 	})
@@ -249,16 +214,15 @@ func (ix *Index) NnsByItem(id uint64, n int, searchK int) (ids []uint64, dists [
 
 // NnsByItemFiltered is NnsByItem among the items filter allows (nil: all).
 func (ix *Index) NnsByItemFiltered(id uint64, n int, searchK int, filter *Filter) (ids []uint64, dists []float32, err error) {
-	defer runtime.KeepAlive(ix)
 	defer runtime.KeepAlive(filter)
-	p, fp, cn, err := ix.searchArgs(n, filter)
+	fp, cn, err := ix.searchArgs(n, filter)
 	if err != nil {
 		return nil, nil, err
 	}
 	ids = make([]uint64, n)
 	dists = make([]float32, n)
 	var found C.size_t
-	err = call(func() C.enum_CopseStatus {
+	err = ix.do(func(p *C.CopseIndex) C.enum_CopseStatus {
 		return C.copse_index_nns_by_item(p, C.uint64_t(id), cn, C.int64_t(searchK), fp,
 			idPtr(ids), floatPtr(dists), &found)
 	})
@@ -277,9 +241,8 @@ func (ix *Index) NnsByVectors(vectors [][]float32, n int, searchK int, nThreads 
 
 // NnsByVectorsFiltered is NnsByVectors among the items filter allows (nil: all).
 func (ix *Index) NnsByVectorsFiltered(vectors [][]float32, n int, searchK int, nThreads int, filter *Filter) (ids [][]uint64, dists [][]float32, err error) {
-	defer runtime.KeepAlive(ix)
 	defer runtime.KeepAlive(filter)
-	p, fp, cn, err := ix.searchArgs(n, filter)
+	fp, cn, err := ix.searchArgs(n, filter)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -299,7 +262,7 @@ func (ix *Index) NnsByVectorsFiltered(vectors [][]float32, n int, searchK int, n
 	allIDs := make([]uint64, q*n)
 	allDists := make([]float32, q*n)
 	found := make([]C.size_t, q)
-	err = call(func() C.enum_CopseStatus {
+	err = ix.do(func(p *C.CopseIndex) C.enum_CopseStatus {
 		return C.copse_index_nns_by_vectors(p, floatPtr(flat), C.size_t(q), C.size_t(dims), cn,
 			C.int64_t(searchK), fp, th, idPtr(allIDs), floatPtr(allDists), sizePtr(found))
 	})
@@ -316,20 +279,21 @@ func (ix *Index) NnsByVectorsFiltered(vectors [][]float32, n int, searchK int, n
 	return ids, dists, nil
 }
 
-// searchArgs checks a search's index, filter and count.
-func (ix *Index) searchArgs(n int, filter *Filter) (*C.CopseIndex, *C.CopseFilter, C.size_t, error) {
-	p, err := ix.handle()
-	if err != nil {
-		return nil, nil, 0, err
+// searchArgs checks a search's index, filter and count, in that order, and gives the filter's
+// handle (nil for no filter) and the count.
+func (ix *Index) searchArgs(n int, filter *Filter) (*C.CopseFilter, C.size_t, error) {
+	if _, err := ix.handle(); err != nil {
+		return nil, 0, err
 	}
 	var fp *C.CopseFilter
 	if filter != nil {
+		var err error
 		if fp, err = filter.handle(); err != nil {
-			return nil, nil, 0, err
+			return nil, 0, err
 		}
 	}
 	cn, err := size(n, "n")
-	return p, fp, cn, err
+	return fp, cn, err
 }
 
 // flatten lays rows of dims floats out one after another, failing if a row has another length
@@ -350,13 +314,8 @@ func flatten(rows [][]float32, dims int, why string) ([]float32, error) {
 
 // ItemVector is the vector of item id.
 func (ix *Index) ItemVector(id uint64) ([]float32, error) {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return nil, err
-	}
 	v := make([]float32, ix.Dims())
-	err = call(func() C.enum_CopseStatus {
+	err := ix.do(func(p *C.CopseIndex) C.enum_CopseStatus {
 		return C.copse_index_item_vector(p, C.uint64_t(id), floatPtr(v), C.size_t(len(v)))
 	})
 	if err != nil {
@@ -367,27 +326,19 @@ func (ix *Index) ItemVector(id uint64) ([]float32, error) {
 
 // Distance is the distance between items a and b, in Annoy's convention for the metric.
 func (ix *Index) Distance(a, b uint64) (float32, error) {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return 0, err
-	}
 	var d C.float
-	err = call(func() C.enum_CopseStatus { return C.copse_index_distance(p, C.uint64_t(a), C.uint64_t(b), &d) })
+	err := ix.do(func(p *C.CopseIndex) C.enum_CopseStatus {
+		return C.copse_index_distance(p, C.uint64_t(a), C.uint64_t(b), &d)
+	})
 	return float32(d), err
 }
 
 // Label is item id's label, "" if it has none (HasLabel tells an empty label from none).
 func (ix *Index) Label(id uint64) (string, error) {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return "", err
-	}
 	buf := make([]byte, 64)
 	for {
 		var length C.size_t
-		err = call(func() C.enum_CopseStatus {
+		err := ix.do(func(p *C.CopseIndex) C.enum_CopseStatus {
 			return C.copse_index_label(p, C.uint64_t(id), (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &length)
 		})
 		if e, ok := err.(*Error); ok && e.Status == StatusBufferTooSmall && int(length) >= len(buf) {
@@ -404,28 +355,18 @@ func (ix *Index) Label(id uint64) (string, error) {
 // HasLabel tells whether item id has a label (an empty one counts), which Label's "" leaves
 // open.
 func (ix *Index) HasLabel(id uint64) (bool, error) {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return false, err
-	}
 	var out C.bool
-	err = call(func() C.enum_CopseStatus { return C.copse_index_has_label(p, C.uint64_t(id), &out) })
+	err := ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_has_label(p, C.uint64_t(id), &out) })
 	return bool(out), err
 }
 
 // IDByLabel is the id of the item labelled label, and whether there is one.
 func (ix *Index) IDByLabel(label string) (id uint64, found bool, err error) {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return 0, false, err
-	}
 	cl := C.CString(label)
 	defer C.free(unsafe.Pointer(cl))
 	var cid C.uint64_t
 	var cf C.bool
-	err = call(func() C.enum_CopseStatus { return C.copse_index_id_by_label(p, cl, &cid, &cf) })
+	err = ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_id_by_label(p, cl, &cid, &cf) })
 	if err != nil || !bool(cf) {
 		return 0, false, err
 	}
@@ -434,14 +375,11 @@ func (ix *Index) IDByLabel(label string) (id uint64, found bool, err error) {
 
 // IDs are the ids of all items, ascending.
 func (ix *Index) IDs() ([]uint64, error) {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return nil, err
-	}
 	ids := make([]uint64, ix.Len())
 	var count C.uint64_t
-	err = call(func() C.enum_CopseStatus { return C.copse_index_ids(p, idPtr(ids), C.size_t(len(ids)), &count) })
+	err := ix.do(func(p *C.CopseIndex) C.enum_CopseStatus {
+		return C.copse_index_ids(p, idPtr(ids), C.size_t(len(ids)), &count)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -457,13 +395,11 @@ type Filter struct {
 // NewFilter makes an allow-list of the index's items from ids (ids that are not items are left
 // out). It is refused by any other index.
 func (ix *Index) NewFilter(ids []uint64) (*Filter, error) {
-	defer runtime.KeepAlive(ix)
-	p, err := ix.handle()
-	if err != nil {
-		return nil, err
-	}
 	var ptr *C.CopseFilter
-	if err := call(func() C.enum_CopseStatus { return C.copse_filter_new(p, idPtr(ids), C.size_t(len(ids)), &ptr) }); err != nil {
+	err := ix.do(func(p *C.CopseIndex) C.enum_CopseStatus {
+		return C.copse_filter_new(p, idPtr(ids), C.size_t(len(ids)), &ptr)
+	})
+	if err != nil {
 		return nil, err
 	}
 	f := &Filter{ptr: ptr}
@@ -478,15 +414,20 @@ func (f *Filter) handle() (*C.CopseFilter, error) {
 	return f.ptr, nil
 }
 
-// Len is the number of items the filter allows (0 once closed).
-func (f *Filter) Len() int {
+// do is Index.do for a filter.
+func (f *Filter) do(fn func(p *C.CopseFilter) C.enum_CopseStatus) error {
 	defer runtime.KeepAlive(f)
 	p, err := f.handle()
 	if err != nil {
-		return 0
+		return err
 	}
+	return call(func() C.enum_CopseStatus { return fn(p) })
+}
+
+// Len is the number of items the filter allows (0 once closed).
+func (f *Filter) Len() int {
 	var n C.size_t
-	if call(func() C.enum_CopseStatus { return C.copse_filter_len(p, &n) }) != nil {
+	if f.do(func(p *C.CopseFilter) C.enum_CopseStatus { return C.copse_filter_len(p, &n) }) != nil {
 		return 0
 	}
 	return int(n)
