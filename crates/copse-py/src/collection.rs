@@ -299,15 +299,17 @@ impl Collection {
     }
 
     /// How the writer merges segments in the background: `factor` segments of one size tier
-    /// merge into one (0: never merge), tiers start above `floor` items, and a segment with
-    /// more than `max_deleted` of its items deleted is rewritten.
-    #[pyo3(signature = (factor = 2, floor = 10_000, max_deleted = 0.3))]
+    /// merge into one (0: never merge), tiers start above `floor` items, every segment merges
+    /// into one once the others hold `merge_all_at` of the largest's items (0: never), and a
+    /// segment with more than `max_deleted` of its items deleted is rewritten.
+    #[pyo3(signature = (factor = 2, floor = 10_000, max_deleted = 0.3, merge_all_at = 0.2))]
     fn set_merge_policy(
         &self,
         py: Python<'_>,
         factor: usize,
         floor: u64,
         max_deleted: f64,
+        merge_all_at: f64,
     ) -> PyResult<()> {
         let policy = if factor == 0 {
             MergePolicy::never()
@@ -316,6 +318,7 @@ impl Collection {
                 .factor(factor)
                 .floor(floor)
                 .max_deleted(max_deleted)
+                .merge_all_at(merge_all_at)
         };
         self.change(py, |c| c.set_merge_policy(policy))
     }

@@ -555,7 +555,7 @@ COLLECTION_METHODS = {
     "rollback": [],
     "refresh": [],
     "wait_for_merges": [],
-    "set_merge_policy": [(st.just(2), int_args), (st.just(100), int_args), (st.just(0.3), int_args)],
+    "set_merge_policy": [(st.just(2), int_args), (st.just(100), int_args), (st.just(0.3), int_args), (st.just(0.2), int_args)],
     "n_pending": [],
     "search": [(matrix, matrices), (count, int_args), (search_k, int_args), (st.none(), id_lists), (threads, int_args)],
     "make_filter": [(st.just([0, 1, 2]), id_lists)],

@@ -713,3 +713,40 @@ fn merges_keep_few_segments_and_every_change() {
         &[vector(metric, dims, 5, 5)],
     );
 }
+
+/// Once the segments besides the largest hold `merge_all_at` of its items, everything merges
+/// into one segment; below that share the tail stays as it is.
+#[test]
+fn a_tail_of_a_fifth_merges_everything_into_one() {
+    let dims = 8;
+    let metric = Metric::Euclidean;
+    let dir = tempfile::tempdir().unwrap();
+    let options = CollectionOptions::new(dims, metric).n_trees(4).graph(None);
+    let mut c = Collection::create(dir.path(), options).unwrap();
+    // Tiers far apart (factor 8) so that only the merge-all rule can merge the tail.
+    c.set_merge_policy(MergePolicy::default().factor(8).floor(50).merge_all_at(0.2))
+        .unwrap();
+    let mut live: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
+    let mut commit = |c: &mut Collection, first: u64, n: u64| {
+        let added: Vec<(u64, Vec<f32>)> = (first..first + n)
+            .map(|id| (id, vector(metric, dims, id, 0)))
+            .collect();
+        let (ids, vectors) = flat(&added);
+        c.add(&ids, &vectors).unwrap();
+        live.extend(added);
+        c.commit().unwrap();
+        c.wait_for_merges().unwrap();
+        c.segments().iter().map(|s| s.n_items).collect::<Vec<_>>()
+    };
+    assert_eq!(commit(&mut c, 0, 1000), [1000]);
+    // 120, then 190, of 1000: under a fifth, the tail stays.
+    let mut sizes = commit(&mut c, 1000, 120);
+    sizes.sort_unstable();
+    assert_eq!(sizes, [120, 1000]);
+    sizes = commit(&mut c, 2000, 70);
+    sizes.sort_unstable();
+    assert_eq!(sizes, [70, 120, 1000]);
+    // 200 of 1000: one segment of everything.
+    assert_eq!(commit(&mut c, 3000, 10), [1200]);
+    check(&c, &live, &[vector(metric, dims, 5, 5)]);
+}

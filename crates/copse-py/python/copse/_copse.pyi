@@ -220,9 +220,14 @@ class Collection:
     def wait_for_merges(self) -> int:
         """Waits for the background merges and installs them."""
     def set_merge_policy(
-        self, factor: int = 2, floor: int = 10000, max_deleted: float = 0.3
+        self,
+        factor: int = 2,
+        floor: int = 10000,
+        max_deleted: float = 0.3,
+        merge_all_at: float = 0.2,
     ) -> None:
-        """How segments merge in the background (``factor=0``: never)."""
+        """How segments merge in the background (``factor=0``: never; ``merge_all_at``:
+        everything merges once the other segments hold that share of the largest's items)."""
     def n_pending(self) -> int:
         """Changes waiting for ``commit()``."""
     def close(self) -> None:

@@ -5,7 +5,10 @@
 //! costs about the same whatever the segment's size). The policy therefore keeps few segments:
 //! sizes fall into tiers a factor `factor` apart, and as soon as a tier holds `factor`
 //! segments they merge into one of the next tier. Items are rebuilt about log_factor(n / floor)
-//! times over their life, as in any log-structured store.
+//! times over their life, as in any log-structured store. Tiers alone still leave one segment
+//! per tier (10 equal commits end in 2 segments, 8 + 2), so once the segments besides the
+//! largest hold `merge_all_at` (20%) of its items, everything merges into one (RocksDB's
+//! universal compaction bounds its size amplification the same way).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,15 +27,18 @@ pub struct MergePolicy {
     factor: usize,
     floor: u64,
     max_deleted: f64,
+    merge_all_at: f64,
 }
 
 impl Default for MergePolicy {
-    /// Tiers a factor 2 apart above 10,000 items; segments more than 30% deleted are rewritten.
+    /// Tiers a factor 2 apart above 10,000 items; everything merges into one segment once the
+    /// others hold 20% of the largest's items; segments more than 30% deleted are rewritten.
     fn default() -> Self {
         MergePolicy {
             factor: 2,
             floor: 10_000,
             max_deleted: 0.3,
+            merge_all_at: 0.2,
         }
     }
 }
@@ -58,6 +64,21 @@ impl MergePolicy {
         self
     }
 
+    /// Every segment merges into one once the segments other than the largest hold this share
+    /// of the largest's live items (0: never; tiers alone then). A query pays a whole graph
+    /// search per segment whatever its size, so this bounds the search cost to about one
+    /// segment's plus a tail under `share` of the items, for more background merge work: the
+    /// largest segment is rebuilt each time the tail reaches `share` of it, about (1 + share) /
+    /// share times over the items' growth (6 at 0.2, against log2(n / floor) for tiers alone).
+    pub fn merge_all_at(mut self, share: f64) -> Self {
+        self.merge_all_at = if share.is_finite() {
+            share.max(0.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
     /// A segment with more than this share of its items deleted is rewritten without them.
     pub fn max_deleted(mut self, share: f64) -> Self {
         self.max_deleted = share.clamp(0.0, 1.0);
@@ -75,12 +96,22 @@ impl MergePolicy {
         tier
     }
 
-    /// The positions of the segments to merge next, if any: the `factor` smallest of the
-    /// lowest tier holding that many (all of that tier past `CATCH_UP_SEGMENTS` segments);
-    /// else the most deleted segment past `max_deleted`, alone.
+    /// The positions of the segments to merge next, if any: all of them once the rest hold
+    /// `merge_all_at` of the largest's items (the largest past the floor); else the `factor`
+    /// smallest of the lowest tier holding that many (all of that tier past
+    /// `CATCH_UP_SEGMENTS` segments); else the most deleted segment past `max_deleted`, alone.
     pub(super) fn select(&self, segments: &[Segment]) -> Option<Vec<usize>> {
         if self.factor < 2 {
             return None;
+        }
+        let largest = segments.iter().map(Segment::n_live).max().unwrap_or(0);
+        let rest = segments.iter().map(Segment::n_live).sum::<u64>() - largest;
+        if self.merge_all_at > 0.0
+            && segments.len() >= 2
+            && largest > self.floor
+            && rest as f64 >= self.merge_all_at * largest as f64
+        {
+            return Some((0..segments.len()).collect());
         }
         let mut tiers: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
         for (at, s) in segments.iter().enumerate() {
