@@ -7,7 +7,7 @@
  * - Fallible calls return a CopseStatus: COPSE_STATUS_OK (0) on success, otherwise the kind
  *   of failure, with a message from copse_last_error() on the same thread. Outputs are
  *   written only on success (the needed size is written on COPSE_STATUS_BUFFER_TOO_SMALL
- *   where a function says so).
+ *   where a function says so; a failed batch query may leave other queries' results).
  * - Handles (CopseBuilder, CopseIndex, CopseFilter) are opaque and registered: NULL, a freed
  *   handle, a handle of another type or any other pointer gives COPSE_STATUS_INVALID_HANDLE.
  *   The free functions accept NULL.
@@ -540,7 +540,8 @@ enum CopseStatus copse_index_nns_by_vector(const struct CopseIndex *index,
  * `n_queries` x `dims` floats at `vectors`, each answered as by `copse_index_nns_by_vector`.
  * Query `q`'s results go to `ids[q * n ..][..n]` and `distances[q * n ..][..n]` (NULL: not
  * wanted), its count to `found[q]` (NULL: not wanted). If any query fails, the call fails
- * with the first failing query's error (its row named in the message).
+ * with the first failing query's error (its row named in the message), and what the output
+ * arrays then hold is unspecified (the other queries' results may be written).
  *
  * Thread safety: safe from any thread; the call runs its own threads and returns when they are done.
  *

@@ -455,7 +455,8 @@ pub unsafe extern "C" fn copse_index_nns_by_vector(
 /// `n_queries` x `dims` floats at `vectors`, each answered as by `copse_index_nns_by_vector`.
 /// Query `q`'s results go to `ids[q * n ..][..n]` and `distances[q * n ..][..n]` (NULL: not
 /// wanted), its count to `found[q]` (NULL: not wanted). If any query fails, the call fails
-/// with the first failing query's error (its row named in the message).
+/// with the first failing query's error (its row named in the message), and what the output
+/// arrays then hold is unspecified (the other queries' results may be written).
 ///
 /// Thread safety: safe from any thread; the call runs its own threads and returns when they are done.
 ///
