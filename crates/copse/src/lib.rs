@@ -44,8 +44,8 @@ mod storage;
 
 pub use builder::IndexBuilder;
 pub use collection::{
-    Collection, CollectionFilter, CollectionOptions, LOCK_FILE, MANIFEST_FILE, MergePolicy,
-    SegmentInfo, Snapshot,
+    BuildSettings, Collection, CollectionFilter, CollectionOptions, LOCK_FILE, MANIFEST_FILE,
+    MergePolicy, SegmentInfo, Snapshot,
 };
 pub use copse_annoy::AnnoyError;
 pub use copse_build::{

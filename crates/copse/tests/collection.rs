@@ -750,3 +750,126 @@ fn a_tail_of_a_fifth_merges_everything_into_one() {
     assert_eq!(commit(&mut c, 3000, 10), [1200]);
     check(&c, &live, &[vector(metric, dims, 5, 5)]);
 }
+
+#[test]
+fn segments_built_elsewhere_are_attached_in_one_commit() {
+    let dims = 6;
+    let metric = Metric::Euclidean;
+    let dir = tempfile::tempdir().unwrap();
+    let options = CollectionOptions::new(dims, metric).graph(None).n_trees(4);
+    let mut c = Collection::create(dir.path(), options).unwrap();
+    let mut live = BTreeMap::new();
+    let first = items(50, 1, dims);
+    let (ids, vectors) = flat(&first);
+    c.add(&ids, &vectors).unwrap();
+    c.commit().unwrap();
+    live.extend(first.iter().cloned());
+
+    // Three shards, built on other threads without the lock (as Spark tasks would be), one
+    // of them with ids above 2^63.
+    let numbers = c.reserve_segments(3).unwrap();
+    assert_eq!(numbers.clone().count(), 3);
+    let shards: Vec<Vec<(u64, Vec<f32>)>> = (0..3u64)
+        .map(|s| {
+            (0..40u64)
+                .map(|i| {
+                    let id = (s + 1) * 1_000 + i + if s == 2 { 1 << 63 } else { 0 };
+                    (id, vector(metric, dims, id, 0))
+                })
+                .collect()
+        })
+        .collect();
+    let build_options = c.options();
+    std::thread::scope(|scope| {
+        for (number, shard) in numbers.clone().zip(&shards) {
+            let path = dir.path();
+            scope.spawn(move || {
+                let (ids, vectors) = flat(shard);
+                Collection::build_segment(path, &build_options, number, &ids, &vectors, 1).unwrap();
+            });
+        }
+    });
+    // A commit in between does not take the reserved files for leftovers.
+    let between = items(10, 2, dims)
+        .into_iter()
+        .map(|(id, v)| (id + 500_000, v))
+        .collect::<Vec<_>>();
+    let (ids, vectors) = flat(&between);
+    c.add(&ids, &vectors).unwrap();
+    c.commit().unwrap();
+    live.extend(between.iter().cloned());
+
+    // Refused, changing nothing: a number not reserved, one given twice, an id the
+    // collection has, a shard of another kind.
+    let generation = c.generation();
+    let n0 = numbers.start;
+    assert!(matches!(
+        c.attach_segments(&[numbers.end + 5]),
+        Err(Error::Collection { .. })
+    ));
+    assert!(matches!(
+        c.attach_segments(&[n0, n0]),
+        Err(Error::Collection { .. })
+    ));
+    let clash_number = c.reserve_segments(1).unwrap().start;
+    let (clash_id, clash_vector) = &first[7];
+    Collection::build_segment(
+        dir.path(),
+        &c.options(),
+        clash_number,
+        &[*clash_id],
+        clash_vector,
+        1,
+    )
+    .unwrap();
+    assert!(matches!(
+        c.attach_segments(&[n0, clash_number]),
+        Err(Error::DuplicateId { id }) if id == *clash_id
+    ));
+    let graph_number = c.reserve_segments(1).unwrap().start;
+    let graph_options = CollectionOptions::new(dims, metric).n_trees(4);
+    Collection::build_segment(
+        dir.path(),
+        &graph_options,
+        graph_number,
+        &[9_999_999],
+        &[0.5; 6],
+        1,
+    )
+    .unwrap();
+    assert!(matches!(
+        c.attach_segments(&[graph_number]),
+        Err(Error::Collection { .. })
+    ));
+    assert!(matches!(
+        Collection::build_segment(dir.path(), &c.options(), n0, &[1, 2], &[0.0; 6], 1),
+        Err(Error::WrongDimensions { .. })
+    ));
+    assert_eq!(c.generation(), generation);
+    assert_eq!(c.len(), live.len() as u64);
+
+    // Attached in one generation, with exact answers over everything.
+    let attached: Vec<u64> = numbers.clone().collect();
+    assert_eq!(c.attach_segments(&attached).unwrap(), generation + 1);
+    for shard in &shards {
+        live.extend(shard.iter().cloned());
+    }
+    let queries: Vec<Vec<f32>> = (0..20).map(|q| vector(metric, dims, q, 7)).collect();
+    check(&c.snapshot(), &live, &queries);
+    // Attached once only.
+    assert!(c.attach_segments(&attached[..1]).is_err());
+    drop(c);
+
+    // The next writer removes the two reserved files nobody attached; readers see it all.
+    let reopened = Collection::open(dir.path()).unwrap();
+    check(&reopened.snapshot(), &live, &queries);
+    let files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("seg-"))
+        .collect();
+    assert_eq!(files.len(), reopened.segments().len(), "{files:?}");
+    drop(reopened);
+    let reader = Collection::open_readonly(dir.path()).unwrap();
+    check(&reader.snapshot(), &live, &queries);
+}

@@ -28,14 +28,18 @@ pub(crate) const MAGIC: &[u8; 8] = b"COPSECOL";
 pub(crate) const VERSION: u32 = 1;
 /// Segment numbers stay below this (a manifest past it is refused), so counting them up never
 /// overflows.
-const MAX_SEGMENT_NUMBER: u64 = 1 << 62;
+pub(crate) const MAX_SEGMENT_NUMBER: u64 = 1 << 62;
 
-/// How every segment of a collection is built.
+/// How every segment of a collection is built (read with [`super::CollectionOptions::settings`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct BuildSettings {
+pub struct BuildSettings {
+    /// Trees per segment.
     pub n_trees: usize,
+    /// Items per leaf (0: the builder's default).
     pub leaf_capacity: usize,
+    /// The seed; each segment mixes its number into it.
     pub seed: u64,
+    /// The graph each segment gets, or `None` for forests only.
     pub graph: Option<GraphOptions>,
 }
 

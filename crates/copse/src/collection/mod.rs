@@ -21,10 +21,10 @@ mod manifest;
 mod merge;
 mod snapshot;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::io::Write;
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,7 +34,8 @@ use copse_format::Metric;
 
 use crate::index::save_atomically;
 use crate::{Error, Index, IndexBuilder};
-use manifest::{BuildSettings, Manifest, SegmentEntry, segment_number};
+pub use manifest::BuildSettings;
+use manifest::{Manifest, SegmentEntry, segment_number};
 pub use merge::MergePolicy;
 use merge::{Sources, build_segment};
 use snapshot::check_vector;
@@ -96,6 +97,21 @@ impl CollectionOptions {
         self.build.leaf_capacity = capacity;
         self
     }
+
+    /// Dimensions of every vector.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// The metric.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// How each segment is built.
+    pub fn settings(&self) -> BuildSettings {
+        self.build
+    }
 }
 
 /// Items waiting for the next commit.
@@ -131,6 +147,9 @@ struct Writer {
     policy: MergePolicy,
     /// The number the next segment gets (merges take theirs before the manifest names them).
     next_segment: u64,
+    /// Numbers handed out by [`Collection::reserve_segments`] and not attached yet: their
+    /// files, written by other processes, are not leftovers.
+    reserved: BTreeSet<u64>,
     merge: Option<RunningMerge>,
 }
 
@@ -142,6 +161,7 @@ impl Writer {
             threads: 0,
             policy: MergePolicy::default(),
             next_segment: manifest.next_segment,
+            reserved: BTreeSet::new(),
             merge: None,
         }
     }
@@ -243,7 +263,7 @@ impl Collection {
         let dir = dir.as_ref();
         let lock = lock(dir)?;
         let snapshot = Snapshot::open(dir, None)?;
-        remove_unnamed_files(dir, &snapshot.manifest);
+        remove_unnamed_files(dir, &snapshot.manifest, &BTreeSet::new());
         let writer = Writer::new(lock, &snapshot.manifest);
         Ok(Collection {
             dir: dir.to_path_buf(),
@@ -431,6 +451,134 @@ impl Collection {
         }
     }
 
+    /// Hands out `n` segment numbers for segments that other threads or processes build with
+    /// [`Collection::build_segment`] (a Spark task per shard, say) and this writer then commits
+    /// with [`Collection::attach_segments`]. Until then their files are not taken for leftovers
+    /// of an interrupted commit; a writer that stops without attaching them leaves them to the
+    /// next writer, which removes them.
+    pub fn reserve_segments(&mut self, n: usize) -> Result<Range<u64>, Error> {
+        let writer = self.writer_mut()?;
+        let start = writer.next_segment;
+        let end = u64::try_from(n)
+            .ok()
+            .and_then(|n| start.checked_add(n))
+            .filter(|&end| end <= manifest::MAX_SEGMENT_NUMBER)
+            .ok_or_else(|| Error::WrongKind(format!("cannot reserve {n} more segments")))?;
+        writer.next_segment = end;
+        writer.reserved.extend(start..end);
+        Ok(start..end)
+    }
+
+    /// Builds segment `number` of the collection in `dir` from `ids` and `vectors` (one vector
+    /// per id, back to back) with `options` (the collection's, [`Snapshot::options`]) on
+    /// `threads` threads (0: one per core), and saves it atomically under its final name. Any
+    /// process may call it, without the writer's lock: the segment joins the collection when
+    /// the writer that reserved `number` attaches it. Building the same number again (a
+    /// retried task) replaces the file.
+    pub fn build_segment(
+        dir: impl AsRef<Path>,
+        options: &CollectionOptions,
+        number: u64,
+        ids: &[u64],
+        vectors: &[f32],
+        threads: usize,
+    ) -> Result<(), Error> {
+        let dims = options.dims;
+        if vectors.len() != ids.len().saturating_mul(dims) {
+            return Err(Error::WrongDimensions {
+                expected: dims,
+                found: vectors
+                    .len()
+                    .checked_div(ids.len())
+                    .unwrap_or(vectors.len()),
+            });
+        }
+        if number >= manifest::MAX_SEGMENT_NUMBER {
+            return Err(Error::WrongKind(format!(
+                "segment number {number} is out of range"
+            )));
+        }
+        let items = ids.iter().copied().zip(vectors.chunks_exact(dims.max(1)));
+        build_segment(
+            dir.as_ref(),
+            dims,
+            options.metric,
+            options.build,
+            number,
+            items,
+            threads,
+        )?;
+        Ok(())
+    }
+
+    /// Commits the segments `numbers` (reserved by [`Collection::reserve_segments`], built by
+    /// [`Collection::build_segment`]) in one new generation, all or nothing. Each must be a
+    /// segment of this collection's dimensions, metric and kind (graph or forest), and no id
+    /// may be in two segments or already in the collection (committed, or added since): an id
+    /// found twice is [`Error::DuplicateId`]. Pending changes stay pending. Returns the generation.
+    pub fn attach_segments(&mut self, numbers: &[u64]) -> Result<u64, Error> {
+        let snapshot = Arc::clone(&self.snapshot);
+        let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
+        let manifest = &snapshot.manifest;
+        let mut entries = Vec::with_capacity(numbers.len());
+        let mut seen_numbers = HashSet::new();
+        let mut seen_ids = HashSet::new();
+        for &number in numbers {
+            let path = self.dir.join(manifest::segment_file_name(number));
+            let bad = |reason: String| Error::Collection {
+                path: path.clone(),
+                reason,
+            };
+            if !writer.reserved.contains(&number) || !seen_numbers.insert(number) {
+                return Err(bad(format!(
+                    "segment {number} is not reserved by this writer (or is given twice)"
+                )));
+            }
+            let index = Index::load(&path)?;
+            if index.dims() != manifest.dims || index.metric() != manifest.metric {
+                return Err(bad(format!(
+                    "segment is {} with {} dimensions, the collection {} with {}",
+                    index.metric(),
+                    index.dims(),
+                    manifest.metric,
+                    manifest.dims
+                )));
+            }
+            if index.graph_stats().is_some() != manifest.build.graph.is_some() {
+                return Err(bad(
+                    "segment and collection differ in kind (graph or forest)".into(),
+                ));
+            }
+            for id in index.ids() {
+                // A committed id stays refused while a delete of it is pending: the delete
+                // would otherwise land on the newer, attached copy.
+                let taken = snapshot.contains(id) || writer.pending.adds.contains_key(&id);
+                if taken || !seen_ids.insert(id) {
+                    return Err(Error::DuplicateId { id });
+                }
+            }
+            entries.push(SegmentEntry {
+                number,
+                n_items: index.len(),
+                header_checksum: index.header_checksum(),
+                deleted: Vec::new(),
+            });
+        }
+        if entries.is_empty() {
+            return Ok(snapshot.generation());
+        }
+        let mut next = manifest.clone();
+        next.segments.extend(entries);
+        next.segments.sort_by_key(|s| s.number);
+        self.install(next, None)?;
+        if let Some(writer) = self.writer.as_mut() {
+            for number in numbers {
+                writer.reserved.remove(number);
+            }
+        }
+        Ok(self.snapshot.generation())
+    }
+
     /// Commits the pending changes as one new segment plus tombstones; with `compact`, every
     /// live item goes into that one segment instead and the others are dropped.
     fn commit_pending(&mut self, compact: bool) -> Result<(), Error> {
@@ -546,7 +694,7 @@ impl Collection {
         let (mut entry, index) = match built {
             Ok(built) => built,
             Err(e) => {
-                remove_unnamed_files(&self.dir, &self.snapshot.manifest);
+                remove_unnamed_files(&self.dir, &self.snapshot.manifest, &writer.reserved);
                 return Err(e);
             }
         };
@@ -560,7 +708,7 @@ impl Collection {
         // Every source is gone (a compaction replaced them, or all their items were deleted):
         // so is the point of the merge.
         if now.iter().all(Option::is_none) {
-            remove_unnamed_files(&self.dir, &self.snapshot.manifest);
+            remove_unnamed_files(&self.dir, &self.snapshot.manifest, &writer.reserved);
             return Ok(());
         }
         entry.deleted = merge.sources.deleted_since(&now);
@@ -603,8 +751,11 @@ impl Collection {
                 return Err(e);
             }
         }
-        if durable && !merging {
-            remove_unnamed_files(&self.dir, &self.snapshot.manifest);
+        if durable
+            && !merging
+            && let Some(writer) = &self.writer
+        {
+            remove_unnamed_files(&self.dir, &self.snapshot.manifest, &writer.reserved);
         }
         Ok(())
     }
@@ -663,7 +814,7 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), Error> {
 /// Removes segment files `manifest` does not name and temporary files of interrupted saves.
 /// Only the writer calls it, under the lock. Best effort: a file that cannot be removed now is
 /// removed by a later commit.
-fn remove_unnamed_files(dir: &Path, manifest: &Manifest) {
+fn remove_unnamed_files(dir: &Path, manifest: &Manifest, keep: &BTreeSet<u64>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -672,7 +823,7 @@ fn remove_unnamed_files(dir: &Path, manifest: &Manifest) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let stale = match segment_number(&name) {
-            Some(number) => !named.contains(&number),
+            Some(number) => !named.contains(&number) && !keep.contains(&number),
             None => name.starts_with(crate::index::TEMP_PREFIX),
         };
         if stale {

@@ -171,6 +171,16 @@ impl Snapshot {
         self.manifest.dims
     }
 
+    /// How the collection's segments are built: what [`super::Collection::build_segment`]
+    /// takes.
+    pub fn options(&self) -> super::CollectionOptions {
+        super::CollectionOptions {
+            dims: self.manifest.dims,
+            metric: self.manifest.metric,
+            build: self.manifest.build,
+        }
+    }
+
     /// The metric.
     pub fn metric(&self) -> Metric {
         self.manifest.metric
