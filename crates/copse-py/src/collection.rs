@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use copse::{CollectionOptions, GraphOptions, MergePolicy, Metric, Neighbor, Snapshot};
 use numpy::ndarray::{Array1, Array2};
-use numpy::{IntoPyArray, PyArray1, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -298,6 +298,92 @@ impl Collection {
         self.change(py, copse::Collection::wait_for_merges)
     }
 
+    /// How this collection's segments are built, as a dict of plain values (picklable, so it
+    /// can travel to other processes) that `Collection.build_segment` takes: `f`, `metric`,
+    /// `n_trees`, `leaf_capacity`, `seed` and `graph` (None, or a dict of `degree`,
+    /// `candidates`, `rounds`, `search_beam` and `alpha`).
+    fn build_options<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let options = self.current().options();
+        let settings = options.settings();
+        let d = PyDict::new(py);
+        d.set_item("f", options.dims())?;
+        d.set_item("metric", options.metric().to_string())?;
+        d.set_item("n_trees", settings.n_trees)?;
+        d.set_item("leaf_capacity", settings.leaf_capacity)?;
+        d.set_item("seed", settings.seed)?;
+        match settings.graph {
+            None => d.set_item("graph", py.None())?,
+            Some(g) => {
+                let graph = PyDict::new(py);
+                graph.set_item("degree", g.degree)?;
+                graph.set_item("candidates", g.candidates)?;
+                graph.set_item("rounds", g.rounds)?;
+                graph.set_item("search_beam", g.search_beam)?;
+                graph.set_item("alpha", g.alpha)?;
+                d.set_item("graph", graph)?;
+            }
+        }
+        Ok(d)
+    }
+
+    /// Reserves `n` segment numbers (a list of ints) for segments other processes build with
+    /// `Collection.build_segment` and this writer then commits with `attach_segments`; until
+    /// then a commit does not take their files for leftovers.
+    fn reserve_segments(&self, py: Python<'_>, n: i64) -> PyResult<Vec<u64>> {
+        let n = convert::count(n)?;
+        self.change(py, |c| c.reserve_segments(n))
+            .map(|numbers| numbers.collect())
+    }
+
+    /// Commits the segments `numbers` (reserved, then built) in one new generation, all or
+    /// nothing; an id in two segments, or one the collection has, is a `ValueError`.
+    /// Returns the generation.
+    fn attach_segments(&self, py: Python<'_>, numbers: Vec<u64>) -> PyResult<u64> {
+        self.change(py, |c| c.attach_segments(&numbers))
+    }
+
+    /// Builds segment `number` of the collection in directory `path` from `ids` and the rows
+    /// of `vectors`, with `options` (`build_options()` of the writer that reserved `number`),
+    /// on `n_threads` threads, and saves it atomically; needs no lock, so any process may
+    /// call it. The segment is part of the collection once the writer attaches it.
+    #[staticmethod]
+    #[pyo3(signature = (path, options, number, ids, vectors, n_threads = 1))]
+    fn build_segment(
+        py: Python<'_>,
+        path: PathBuf,
+        options: &Bound<'_, PyDict>,
+        number: u64,
+        ids: &Bound<'_, PyAny>,
+        vectors: &Bound<'_, PyAny>,
+        n_threads: i64,
+    ) -> PyResult<()> {
+        let options = options_from_dict(options)?;
+        let matrix = convert::matrix(vectors, options.dims(), "vectors")?;
+        let ids = convert::id_list(ids)?;
+        let rows = matrix.shape()[0];
+        if ids.len() != rows {
+            return Err(PyValueError::new_err(format!(
+                "{} ids for {rows} vectors: give one id per row",
+                ids.len()
+            )));
+        }
+        let threads = match n_threads {
+            -1 => 0,
+            n if n >= 1 && n as usize <= copse::MAX_THREADS => n as usize,
+            n => {
+                return Err(PyValueError::new_err(format!(
+                    "n_threads must be -1 (all cores) or between 1 and {}, not {n}",
+                    copse::MAX_THREADS
+                )));
+            }
+        };
+        let values = matrix.as_slice()?;
+        py.detach(|| {
+            copse::Collection::build_segment(&path, &options, number, &ids, values, threads)
+        })
+        .map_err(to_py)
+    }
+
     /// How the writer merges segments in the background: `factor` segments of one size tier
     /// merge into one (0: never merge), tiers start above `floor` items, every segment merges
     /// into one once the others hold `merge_all_at` of the largest's items (0: never), and a
@@ -431,6 +517,29 @@ impl Collection {
         Ok(Array1::from_vec(vector).into_pyarray(py))
     }
 
+    /// The vectors of live items `ids`, as a float32 array of shape `(len(ids), f)`.
+    fn get_item_vectors<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let ids = convert::id_list(ids)?;
+        let snapshot = self.current();
+        let dims = snapshot.dims();
+        let values = py
+            .detach(|| {
+                let mut values = Vec::with_capacity(ids.len().saturating_mul(dims));
+                for &id in &ids {
+                    values.extend_from_slice(&snapshot.item_vector(id)?);
+                }
+                Ok::<_, copse::Error>(values)
+            })
+            .map_err(to_py)?;
+        Array2::from_shape_vec((ids.len(), dims), values)
+            .map(|a| a.into_pyarray(py))
+            .map_err(|e| errors::state(format!("internal error: {e}")))
+    }
+
     /// The distance between live items `i` and `j`, in the metric's convention.
     fn get_distance(&self, i: &Bound<'_, PyAny>, j: &Bound<'_, PyAny>) -> PyResult<f32> {
         let (i, j) = (convert::item_id(i)?, convert::item_id(j)?);
@@ -463,6 +572,43 @@ impl Collection {
         let snapshot = self.current();
         py.detach(|| snapshot.verify()).map_err(to_py)
     }
+}
+
+/// The dict `Collection.build_options()` gives, back into options.
+fn options_from_dict(d: &Bound<'_, PyDict>) -> PyResult<CollectionOptions> {
+    fn field<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+        let value = d.get_item(key)?.ok_or_else(|| {
+            PyValueError::new_err(format!("options: no {key:?} (use Collection.build_options())"))
+        })?;
+        value.extract::<T>().map_err(|e| {
+            let e: PyErr = e.into();
+            PyValueError::new_err(format!("options[{key:?}]: {}", e.value(d.py())))
+        })
+    }
+    let metric: String = field(d, "metric")?;
+    let metric: Metric = metric
+        .parse()
+        .map_err(|_| PyValueError::new_err(format!("options: no such metric: {metric:?}")))?;
+    let graph = match d.get_item("graph")? {
+        Some(g) if !g.is_none() => {
+            let g = g.cast::<PyDict>().map_err(|_| {
+                PyValueError::new_err("options[\"graph\"] must be None or a dict")
+            })?;
+            Some(GraphOptions {
+                degree: field(g, "degree")?,
+                candidates: field(g, "candidates")?,
+                rounds: field(g, "rounds")?,
+                search_beam: field(g, "search_beam")?,
+                alpha: field(g, "alpha")?,
+            })
+        }
+        _ => None,
+    };
+    Ok(CollectionOptions::new(field(d, "f")?, metric)
+        .n_trees(field(d, "n_trees")?)
+        .leaf_capacity(field(d, "leaf_capacity")?)
+        .seed(field(d, "seed")?)
+        .graph(graph))
 }
 
 impl Collection {

@@ -845,6 +845,10 @@ fn segments_built_elsewhere_are_attached_in_one_commit() {
         Collection::build_segment(dir.path(), &c.options(), n0, &[1, 2], &[0.0; 6], 1),
         Err(Error::WrongDimensions { .. })
     ));
+    assert!(matches!(
+        Collection::build_segment(dir.path(), &c.options(), n0, &[3, 3], &[0.5; 12], 1),
+        Err(Error::DuplicateId { id: 3 })
+    ));
     assert_eq!(c.generation(), generation);
     assert_eq!(c.len(), live.len() as u64);
 

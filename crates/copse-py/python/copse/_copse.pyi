@@ -251,6 +251,24 @@ class Collection:
         """The live ids as a uint64 array."""
     def segments(self) -> List[Dict[str, Any]]: ...
     def verify(self) -> None: ...
+    def get_item_vectors(self, ids: Any) -> npt.NDArray[np.float32]:
+        """The vectors of live items ``ids``, shape ``(len(ids), f)``."""
+    def build_options(self) -> Dict[str, Any]:
+        """How segments are built, as a picklable dict for ``build_segment``."""
+    def reserve_segments(self, n: int) -> List[int]:
+        """Segment numbers for segments built elsewhere, then attached by this writer."""
+    def attach_segments(self, numbers: Sequence[int]) -> int:
+        """Commits reserved, built segments in one generation; returns it."""
+    @staticmethod
+    def build_segment(
+        path: Union[str, "os.PathLike[str]"],
+        options: Dict[str, Any],
+        number: int,
+        ids: Any,
+        vectors: Any,
+        n_threads: int = 1,
+    ) -> None:
+        """Builds reserved segment ``number`` of the collection at ``path`` (no lock needed)."""
     def __enter__(self) -> "Collection": ...
     def __exit__(
         self,

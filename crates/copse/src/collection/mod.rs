@@ -474,7 +474,7 @@ impl Collection {
     /// `threads` threads (0: one per core), and saves it atomically under its final name. Any
     /// process may call it, without the writer's lock: the segment joins the collection when
     /// the writer that reserved `number` attaches it. Building the same number again (a
-    /// retried task) replaces the file.
+    /// retried task) replaces the file. An id given twice is [`Error::DuplicateId`].
     pub fn build_segment(
         dir: impl AsRef<Path>,
         options: &CollectionOptions,
@@ -497,6 +497,10 @@ impl Collection {
             return Err(Error::WrongKind(format!(
                 "segment number {number} is out of range"
             )));
+        }
+        let mut seen = HashSet::with_capacity(ids.len());
+        if let Some(&id) = ids.iter().find(|&&id| !seen.insert(id)) {
+            return Err(Error::DuplicateId { id });
         }
         let items = ids.iter().copied().zip(vectors.chunks_exact(dims.max(1)));
         build_segment(
