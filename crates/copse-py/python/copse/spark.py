@@ -412,10 +412,11 @@ def _rows(
 def _select(df: Any, id_col: str, vector_col: str, *more: str) -> Any:
     """``df``'s id and vector columns (an ``ml`` vector made an array), and ``more``."""
     from pyspark.sql import functions as F
+    from pyspark.sql.types import UserDefinedType
 
-    field = df.schema[vector_col]
+    kind = df.schema[vector_col].dataType
     vector = F.col(vector_col)
-    if field.dataType.typeName() == "vector":
+    if isinstance(kind, UserDefinedType) and kind.simpleString() == "vector":
         from pyspark.ml.functions import vector_to_array
 
         vector = vector_to_array(vector, dtype="float32")
