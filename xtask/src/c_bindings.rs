@@ -11,7 +11,7 @@ use crate::datasets::workspace_root;
 
 /// Runs the Go binding's tests (`bindings/go`).
 pub fn go(layout: &Layout) -> Result<()> {
-    if !toolchain("go", &["version"], "golang-go") {
+    if !crate::debian::ensure("go", &["version"], "golang-go") {
         skipped("go", "golang-go");
         return Ok(());
     }
@@ -38,7 +38,7 @@ pub fn go(layout: &Layout) -> Result<()> {
 
 /// Runs the Lua binding's test (`bindings/lua/test.lua`) under LuaJIT.
 pub fn lua(layout: &Layout) -> Result<()> {
-    if !toolchain("luajit", &["-v"], "luajit") {
+    if !crate::debian::ensure("luajit", &["-v"], "luajit") {
         skipped("luajit", "luajit");
         return Ok(());
     }
@@ -54,35 +54,6 @@ pub fn lua(layout: &Layout) -> Result<()> {
     print!("{out}");
     println!("xtask c-api: Lua binding test passed");
     Ok(())
-}
-
-/// True if `program` runs, installing Debian's `package` first if it does not.
-pub fn toolchain(program: &str, version_args: &[&str], package: &str) -> bool {
-    let runs = || {
-        Command::new(program)
-            .args(version_args)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if runs() {
-        return true;
-    }
-    println!("xtask c-api: {program} is missing; installing Debian's {package}");
-    let installed = Command::new("apt-get")
-        .args(["install", "-y", "-qq", package])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .is_ok_and(|s| s.success())
-        || (Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new("apt-get")
-                .args(["install", "-y", "-qq", package])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success()));
-    installed && runs()
 }
 
 /// Says loudly that a binding's test did not run.

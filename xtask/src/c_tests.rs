@@ -13,7 +13,7 @@ use crate::datasets::workspace_root;
 pub fn run(layout: &Layout) -> Result<()> {
     std::fs::create_dir_all(&layout.bin)?;
     for (program, package) in [("pkg-config", "pkg-config"), ("valgrind", "valgrind")] {
-        if !crate::c_bindings::toolchain(program, &["--version"], package) {
+        if !crate::debian::ensure(program, &["--version"], package) {
             bail!("{program} is needed for the C API's tests");
         }
     }

@@ -10,6 +10,7 @@ mod c_bindings;
 mod c_tests;
 mod ci;
 mod datasets;
+mod debian;
 mod plot;
 mod pytest;
 mod python;

@@ -2,8 +2,9 @@
 //! a venv at `target/ci-venv` and runs its pytest suite.
 //!
 //! Needs only Python 3 with `venv` and pip: the venv is made on first use and kept, pip
-//! installs maturin, pytest, numpy, hypothesis (for the argument fuzz) and annoy (for the
-//! parity tests) from the package index,
+//! installs maturin, pytest, numpy, hypothesis (for the argument fuzz), annoy (for the
+//! parity tests) and pyspark, pandas and pyarrow (for copse.spark, with a Java runtime from
+//! Debian's packages when the machine has none) from the package index,
 //! and `pip install` builds the extension with the venv's maturin (release profile, into the
 //! workspace's `target/`).
 
@@ -15,6 +16,13 @@ use anyhow::{Context, Result, bail};
 
 use crate::datasets::workspace_root;
 use crate::python::system_python;
+
+/// What copse.spark's tests (tests/test_spark.py) run on: Spark in local mode, with the pandas
+/// and pyarrow its Arrow functions need (pandas below 3, which PySpark does not support yet).
+const SPARK: [&str; 3] = ["pyspark==4.3.0", "pandas>=1.5,<3", "pyarrow>=11"];
+
+/// The Java runtime PySpark 4 needs (17 or later), from Debian's packages when `java` is missing.
+const JAVA_PACKAGE: &str = "openjdk-17-jre-headless";
 
 /// The annoy release the parity tests compare with.
 const ANNOY: &str = "annoy==1.17.3";
@@ -69,6 +77,13 @@ pub fn run() -> Result<()> {
     if let Err(e) = pip(&["install", ANNOY]) {
         println!("xtask: WARNING: {e:#}; the tests that compare with annoy will be skipped");
     }
+    // Spark in local mode, for copse.spark's tests: they must run (COPSE_REQUIRE_SPARK below).
+    if !crate::debian::ensure("java", &["-version"], JAVA_PACKAGE) {
+        bail!("the Spark tests need a Java runtime: `apt-get install {JAVA_PACKAGE}` failed");
+    }
+    let mut spark = vec!["install"];
+    spark.extend(SPARK);
+    pip(&spark)?;
     println!("xtask: building the copse Python package (maturin, release)");
     pip(&[
         "install",
@@ -79,7 +94,9 @@ pub fn run() -> Result<()> {
     ])?;
     let mut pytest = Command::new(&python);
     in_venv(&mut pytest);
-    pytest.args(["-m", "pytest", "crates/copse-py/tests", "-q"]);
+    pytest
+        .args(["-m", "pytest", "crates/copse-py/tests", "-q"])
+        .env("COPSE_REQUIRE_SPARK", "1");
     step(&mut pytest, "python -m pytest crates/copse-py/tests")?;
     println!("xtask: Python package ok in {:.0?}", started.elapsed());
     Ok(())

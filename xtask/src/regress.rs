@@ -173,15 +173,7 @@ fn rustc_version() -> Result<String> {
 /// valgrind is on the machines CI runs on; where it is missing and we may install packages,
 /// install it from the distribution's packages.
 fn ensure_valgrind() -> Result<()> {
-    if Command::new("valgrind").arg("--version").output().is_ok() {
-        return Ok(());
-    }
-    println!("xtask regress: valgrind not found; installing it with apt-get");
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "valgrind"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
+    if !crate::debian::ensure("valgrind", &["--version"], "valgrind") {
         bail!(
             "valgrind is needed for the instruction-count gate; install it (apt-get install valgrind)"
         );
