@@ -28,8 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Everything CI checks: format, lints, tests, Python tests, the GloVe accuracy floor, docs,
-    /// benchmarks build, NEON build, the instruction-count gate.
+    /// Everything CI checks: format, lints, tests, Python tests (Spark in local mode and a
+    /// standalone cluster on loopback included), the C API, the GloVe accuracy floor, docs,
+    /// NEON build, the instruction-count gate.
     Ci,
     /// copse (forests and a graph index) on GloVe 6B 50d or another dataset of the manifest:
     /// recall, QPS, build time, size; with `--compare annoy,hnswlib,faiss,usearch` those
@@ -40,6 +41,9 @@ enum Task {
     /// copse.hpp and copse.pc, then check the C, C++, Go and Lua bindings against the Rust API
     /// on the same index files (the C test also under valgrind).
     CApi(c_api::CApiArgs),
+    /// copse.spark against a standalone Spark cluster on loopback: a master and two workers
+    /// started and stopped here, shards built and searched in their executors (CI runs it too).
+    SparkCluster,
     /// The real-data quality gate CI runs: recall@10 on held-out GloVe queries at a fixed
     /// configuration must stay above a floor.
     Accuracy,
@@ -73,6 +77,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Ci => ci::run(),
         Task::Accuracy => accuracy::run(),
+        Task::SparkCluster => pytest::spark_cluster(),
         Task::CApi(args) => c_api::run(args),
         Task::BenchReport { run } => bench_report::run(run),
         Task::BenchGlove(args) => bench_glove::run(*args),

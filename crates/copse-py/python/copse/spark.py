@@ -18,8 +18,10 @@ Ids are 64-bit: Spark's ``long`` column read as unsigned (two's complement), so 
 
 ``path`` is a directory on a file system the driver and every executor see (local in
 ``local[...]`` mode, a shared mount on a cluster). With ``ship=True`` the joins send the
-collection to the executors with ``SparkContext.addFile`` instead, for executors that cannot
-see ``path`` (a driver-local directory, or a URL Spark's file system layer reads).
+collection to the executors through Spark's own file distribution instead, for executors that
+cannot see ``path``: a directory on the driver goes as one tar (``SparkContext.addArchive``:
+Spark ships no local directory to a cluster), which each executor unpacks once; a URL that
+Spark's file systems read (HDFS, an object store) is fetched with ``SparkContext.addFile``.
 
 Needs PySpark 3.5 or later, pandas and pyarrow (``pip install copse[spark]``); the Python
 workers must run an interpreter that has copse (``PYSPARK_PYTHON``).
@@ -229,21 +231,18 @@ class _Where:
     @staticmethod
     def of(spark: Any, path: str, ship: bool) -> "_Where":
         path = os.fspath(path)
-        remote = "://" in path
-        if not remote:
-            path = os.path.abspath(path)
-        generation = None
-        if not remote:
-            # Checks the collection on the driver (a clear error now, not in every task) and
-            # pins the generation the tasks must read.
-            with Collection.open(path, readonly=True) as collection:
-                generation = collection.generation
-        elif not ship:
-            raise ValueError(f"{path!r} is a URL: copse maps local files; pass ship=True")
-        shipped_as = None
-        if ship:
-            _add_directory(spark, path)
-            shipped_as = os.path.basename(path.rstrip("/"))
+        if "://" in path:
+            if not ship:
+                raise ValueError(f"{path!r} is a URL: copse maps local files; pass ship=True")
+            # A directory on a file system Spark reads (HDFS, an object store): the executors
+            # fetch it whole. Its generation is not known here, so it is not pinned.
+            return _Where(path, _ship_directory(spark, path), None)
+        path = os.path.abspath(path)
+        # Checks the collection on the driver (a clear error now, not in every task) and pins
+        # the generation the tasks must read.
+        with Collection.open(path, readonly=True) as collection:
+            generation = collection.generation
+            shipped_as = _ship_archive(spark, collection) if ship else None
         return _Where(path, shipped_as, generation)
 
     def local_path(self) -> str:
@@ -257,18 +256,49 @@ class _Where:
         return _open_cached(self.local_path(), self.generation)
 
 
-def _add_directory(spark: Any, path: str) -> None:
-    """Ships directory ``path`` to every executor (once per SparkContext and path)."""
+def _ship_archive(spark: Any, collection: Collection) -> str:
+    """Sends the collection's files (its manifest and the segments it names) to every
+    executor as one uncompressed tar, which each unpacks once; returns the name tasks find
+    the unpacked directory under. Spark cannot ship a local directory to a cluster, and a
+    tar keeps the collection's file names apart from every other collection's."""
+    import atexit
+    import shutil
+    import tarfile
+    import tempfile
+    import uuid
+
     context = spark.sparkContext
-    shipped = _SHIPPED.setdefault(id(context), set())
-    if path in shipped:
-        return
-    context.addFile(path, recursive=True)
-    shipped.add(path)
+    key = (id(context), str(collection.path), collection.generation)
+    name = _SHIPPED.get(key)
+    if name is not None:
+        return name
+    base = os.path.basename(str(collection.path).rstrip("/")) or "collection"
+    name = f"copse-{base}-{collection.generation}-{uuid.uuid4().hex[:8]}.tar"
+    staging = tempfile.mkdtemp(prefix="copse-ship-")
+    atexit.register(shutil.rmtree, staging, True)
+    archive = os.path.join(staging, name)
+    with tarfile.open(archive, "w") as tar:
+        tar.add(os.path.join(str(collection.path), "MANIFEST"), arcname="MANIFEST")
+        for segment in collection.segments():
+            tar.add(str(segment["path"]), arcname=os.path.basename(str(segment["path"])))
+    context.addArchive(archive)
+    _SHIPPED[key] = name
+    return name
 
 
-#: Paths each SparkContext (by id) has shipped already: Spark refuses to add one twice.
-_SHIPPED: Dict[int, set] = {}
+def _ship_directory(spark: Any, url: str) -> str:
+    """Sends directory ``url`` (a URL Spark's file systems read) to every executor."""
+    context = spark.sparkContext
+    key = (id(context), url, None)
+    if key not in _SHIPPED:
+        context.addFile(url, recursive=True)
+        _SHIPPED[key] = os.path.basename(url.rstrip("/"))
+    return _SHIPPED[key]
+
+
+#: What each SparkContext (by id) has shipped, by path and generation: the name tasks find it
+#: under. Spark refuses to add a file twice.
+_SHIPPED: Dict[Tuple[int, str, Optional[int]], str] = {}
 
 #: The collections this worker process has open, by path: mapped once, shared by its tasks.
 _OPEN: Dict[str, Collection] = {}
