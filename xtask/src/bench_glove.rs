@@ -78,7 +78,7 @@ pub struct BenchArgs {
     pub k: usize,
     /// Queries: held out of the vectors, or the first this many of a dataset's own queries.
     #[arg(long, default_value_t = 10_000)]
-    queries: usize,
+    pub queries: usize,
     /// Threads for building and for the all-threads query rate (0: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -129,6 +129,11 @@ pub struct BenchArgs {
     /// and the graph index, one thread; needs a C compiler).
     #[arg(long)]
     c_api: bool,
+    /// Also measure copse.spark: build 4 shards and join the queries with Spark `local[1]`
+    /// and `local[2]` against the same work in one process (installs pyspark and, when
+    /// missing, a Java runtime).
+    #[arg(long)]
+    spark: bool,
 }
 
 /// The id the `--sparse-ids` index gives the item at position `pos`: a bijection of
@@ -341,6 +346,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if args.c_api {
         crate::bench_c_api::run(&dataset, &split, &args, &out_dir)?;
+    }
+    if args.spark {
+        let work = write_work(&dataset, &split, &truth, &out_dir)?;
+        crate::bench_spark::run(&dataset, &work, &args, &out_dir)?;
     }
     let mut versions = BTreeMap::new();
     if !args.compare.is_empty() {

@@ -5,6 +5,7 @@ mod bench_c_api;
 mod bench_collection;
 mod bench_glove;
 mod bench_report;
+mod bench_spark;
 mod c_api;
 mod c_bindings;
 mod c_tests;

@@ -62,7 +62,7 @@ fn run_cluster_check(venv: &Venv) -> Result<()> {
 }
 
 /// The test venv, with copse built into it and everything its tests need.
-struct Venv {
+pub struct Venv {
     root: PathBuf,
     dir: PathBuf,
     /// PATH with the venv's tools first, as if it were activated: pip's build hook runs the
@@ -71,7 +71,7 @@ struct Venv {
 }
 
 impl Venv {
-    fn prepare() -> Result<Venv> {
+    pub fn prepare() -> Result<Venv> {
         let root = workspace_root();
         let dir = root.join(VENV);
         let python = venv_python(&dir);
@@ -114,7 +114,7 @@ impl Venv {
     }
 
     /// The venv's interpreter, run from the workspace root as if the venv were active.
-    fn python(&self) -> Command {
+    pub fn python(&self) -> Command {
         let mut command = Command::new(venv_python(&self.dir));
         command
             .current_dir(&self.root)

@@ -119,6 +119,7 @@ def run_job(master_url, scratch):
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.executor.cores", "1")
         .config("spark.executor.memory", "1g")
         .config("spark.cores.max", "2")
