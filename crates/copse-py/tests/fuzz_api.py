@@ -546,6 +546,28 @@ def observe_collection(c):
     return len(c), c.generation, sorted(int(i) for i in c.ids()), pending
 
 
+def segment_options(f, **changed):
+    """Valid `build_segment` options for `f` dimensions, with `changed` fields."""
+    options = {"f": f, "metric": "euclidean", "n_trees": 2, "leaf_capacity": 0, "seed": 1, "graph": None}
+    options.update(changed)
+    return options
+
+
+GRAPH = {"degree": 8, "candidates": 16, "rounds": 2, "search_beam": 8, "alpha": 1.2}
+options_junk = st.sampled_from(
+    [
+        Lazy(f"options({k}={v!r})", lambda f, k=k, v=v: segment_options(f, **{k: v}))
+        for k, v in [
+            ("f", 0), ("f", -1), ("f", 2**64), ("f", "x"), ("metric", "nope"), ("metric", None),
+            ("n_trees", 0), ("n_trees", 2**40), ("leaf_capacity", 2**62), ("seed", -1),
+            ("graph", 5), ("graph", {}), ("graph", dict(GRAPH, degree=0)),
+            ("graph", dict(GRAPH, alpha=math.nan)), ("graph", dict(GRAPH, rounds=2**40)),
+        ]
+    ]
+    + [Lazy("options(no f)", lambda f: {k: v for k, v in segment_options(f).items() if k != "f"})]
+) | junk
+
+
 COLLECTION_METHODS = {
     "add": [(st.just([100, 101, 102]), id_lists), (st.just(valid_matrix(3)), matrices)],
     "upsert": [(st.just([0, 101, 102]), id_lists), (st.just(valid_matrix(3)), matrices)],
@@ -570,9 +592,24 @@ COLLECTION_METHODS = {
     "__contains__": [(item, int_args)],
     "__enter__": [],
     "__exit__": [(st.none(), junk), (st.none(), junk), (st.none(), junk)],
+    "get_item_vectors": [(st.just([0, 1]), id_lists)],
+    "build_options": [],
+    "reserve_segments": [(st.integers(0, 3), int_args)],
+    "attach_segments": [(st.just([]), id_lists)],
+    "build_segment": [
+        (st.builds(lambda: Lazy("segment dir", lambda f: TMP / f"segments-{next(COUNTER)}")), paths),
+        (st.just(Lazy("options", segment_options)), options_junk),
+        (st.integers(0, 3), int_args),
+        (st.just([0, 1, 2]), id_lists),
+        (st.just(valid_matrix(3)), matrices),
+        (threads, int_args),
+    ],
 }
 # Changes a failed call must not have made (the read-only calls change nothing anyway).
-CHANGING = {"add", "upsert", "delete", "commit", "compact", "rollback", "set_merge_policy"}
+CHANGING = {
+    "add", "upsert", "delete", "commit", "compact", "rollback", "set_merge_policy",
+    "reserve_segments", "attach_segments", "build_segment",
+}
 
 
 def collection_test(method):

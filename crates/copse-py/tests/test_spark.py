@@ -349,3 +349,26 @@ def test_a_task_whose_python_workers_are_killed_is_retried_with_the_same_result(
     assert any(name.startswith("retry-") for name in os.listdir(marks)), "no retry ran"
     np.testing.assert_array_equal(got_ids, want_ids)
     np.testing.assert_array_equal(got_dist, want_dist)
+
+
+def test_the_readme_example_runs():
+    """The README's PySpark example, as written, in its own interpreter (its own session)."""
+    import re
+    import subprocess
+
+    readme = os.path.join(os.path.dirname(__file__), "..", "..", "..", "README.md")
+    with open(readme) as f:
+        text = f.read()
+    found = re.search(
+        r"<!-- spark-example[^>]*-->\s*```python\n(.*?)```\s*<!-- end spark-example -->",
+        text,
+        re.S,
+    )
+    assert found, "the README's Spark example is missing its markers"
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1")
+    done = subprocess.run(
+        [sys.executable, "-c", found.group(1)], env=env, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "100000" in done.stdout, done.stdout
