@@ -58,7 +58,10 @@ pub fn spark_cluster() -> Result<()> {
 fn run_cluster_check(venv: &Venv) -> Result<()> {
     let mut cluster = venv.python();
     cluster.arg("crates/copse-py/tests/spark_cluster.py");
-    step(&mut cluster, "python crates/copse-py/tests/spark_cluster.py")
+    step(
+        &mut cluster,
+        "python crates/copse-py/tests/spark_cluster.py",
+    )
 }
 
 /// The test venv, with copse built into it and everything its tests need.

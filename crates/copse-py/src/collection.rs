@@ -578,7 +578,9 @@ impl Collection {
 fn options_from_dict(d: &Bound<'_, PyDict>) -> PyResult<CollectionOptions> {
     fn field<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
         let value = d.get_item(key)?.ok_or_else(|| {
-            PyValueError::new_err(format!("options: no {key:?} (use Collection.build_options())"))
+            PyValueError::new_err(format!(
+                "options: no {key:?} (use Collection.build_options())"
+            ))
         })?;
         value.extract::<T>().map_err(|e| {
             let e: PyErr = e.into();
@@ -591,9 +593,9 @@ fn options_from_dict(d: &Bound<'_, PyDict>) -> PyResult<CollectionOptions> {
         .map_err(|_| PyValueError::new_err(format!("options: no such metric: {metric:?}")))?;
     let graph = match d.get_item("graph")? {
         Some(g) if !g.is_none() => {
-            let g = g.cast::<PyDict>().map_err(|_| {
-                PyValueError::new_err("options[\"graph\"] must be None or a dict")
-            })?;
+            let g = g
+                .cast::<PyDict>()
+                .map_err(|_| PyValueError::new_err("options[\"graph\"] must be None or a dict"))?;
             Some(GraphOptions {
                 degree: field(g, "degree")?,
                 candidates: field(g, "candidates")?,

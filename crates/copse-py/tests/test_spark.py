@@ -268,7 +268,18 @@ def test_shipped_collection_is_read_from_the_executors_copy(spark, tmp_path):
     np.testing.assert_array_equal(got_dist, want_dist)
     np.testing.assert_array_equal(got_ids[:, 0], ids[:30])
 
-    # Tasks open the copy addFile shipped (in the executor's SparkFiles directory), not `path`.
+    # A URL Spark's file systems read is fetched whole with addFile.
+    result = cs.knn_join(
+        frame(spark, np.arange(30), vectors[:30], 2), path.as_uri(), 5, search_k=100_000,
+        ship=True,
+    )
+    got_ids, got_dist = result_arrays(result, 30, 5, np.arange(30))
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_array_equal(got_dist, want_dist)
+    with pytest.raises(ValueError, match="ship=True"):
+        cs.knn_join(frame(spark, np.arange(3), vectors[:3], 1), path.as_uri(), 5)
+
+    # Tasks open the copy Spark shipped (in the executor's SparkFiles directory), not `path`.
     import pyarrow as pa
 
     where = cs._Where.of(spark, str(path), ship=True)

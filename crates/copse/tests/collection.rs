@@ -767,6 +767,10 @@ fn segments_built_elsewhere_are_attached_in_one_commit() {
 
     // Three shards, built on other threads without the lock (as Spark tasks would be), one
     // of them with ids above 2^63.
+    assert!(matches!(
+        c.reserve_segments(usize::MAX),
+        Err(Error::WrongKind(_))
+    ));
     let numbers = c.reserve_segments(3).unwrap();
     assert_eq!(numbers.clone().count(), 3);
     let shards: Vec<Vec<(u64, Vec<f32>)>> = (0..3u64)

@@ -46,6 +46,9 @@ pub const MANIFEST_FILE: &str = "MANIFEST";
 /// The writer's lock file inside a collection directory.
 pub const LOCK_FILE: &str = "LOCK";
 
+/// Most segment numbers a writer holds reserved and unattached at once.
+const MAX_RESERVED: usize = 1 << 20;
+
 /// Trees per segment when the options do not say (with the graph, as for a graph index).
 const DEFAULT_TREES: usize = 8;
 
@@ -459,11 +462,16 @@ impl Collection {
     pub fn reserve_segments(&mut self, n: usize) -> Result<Range<u64>, Error> {
         let writer = self.writer_mut()?;
         let start = writer.next_segment;
-        let end = u64::try_from(n)
-            .ok()
-            .and_then(|n| start.checked_add(n))
+        let end = Some(n)
+            .filter(|&n| n <= MAX_RESERVED - writer.reserved.len())
+            .and_then(|n| start.checked_add(n as u64))
             .filter(|&end| end <= manifest::MAX_SEGMENT_NUMBER)
-            .ok_or_else(|| Error::WrongKind(format!("cannot reserve {n} more segments")))?;
+            .ok_or_else(|| {
+                Error::WrongKind(format!(
+                    "cannot reserve {n} more segments ({} are reserved; at most {MAX_RESERVED})",
+                    writer.reserved.len()
+                ))
+            })?;
         writer.next_segment = end;
         writer.reserved.extend(start..end);
         Ok(start..end)
