@@ -358,15 +358,7 @@ impl Collection {
         n_threads: i64,
     ) -> PyResult<()> {
         let options = options_from_dict(options)?;
-        let matrix = convert::matrix(vectors, options.dims(), "vectors")?;
-        let ids = convert::id_list(ids)?;
-        let rows = matrix.shape()[0];
-        if ids.len() != rows {
-            return Err(PyValueError::new_err(format!(
-                "{} ids for {rows} vectors: give one id per row",
-                ids.len()
-            )));
-        }
+        let (ids, matrix) = id_rows(ids, vectors, options.dims())?;
         let threads = match n_threads {
             -1 => 0,
             n if n >= 1 && n as usize <= copse::MAX_THREADS => n as usize,
@@ -574,6 +566,24 @@ impl Collection {
     }
 }
 
+/// `ids` and the rows of `vectors` (`dims` columns), one id per row.
+fn id_rows<'py>(
+    ids: &Bound<'py, PyAny>,
+    vectors: &Bound<'py, PyAny>,
+    dims: usize,
+) -> PyResult<(Vec<u64>, numpy::PyReadonlyArray2<'py, f32>)> {
+    let matrix = convert::matrix(vectors, dims, "vectors")?;
+    let ids = convert::id_list(ids)?;
+    let rows = matrix.shape()[0];
+    if ids.len() != rows {
+        return Err(PyValueError::new_err(format!(
+            "{} ids for {rows} vectors: give one id per row",
+            ids.len()
+        )));
+    }
+    Ok((ids, matrix))
+}
+
 /// The dict `Collection.build_options()` gives, back into options.
 fn options_from_dict(d: &Bound<'_, PyDict>) -> PyResult<CollectionOptions> {
     fn field<'py, T: FromPyObjectOwned<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
@@ -622,15 +632,7 @@ impl Collection {
         replace: bool,
     ) -> PyResult<()> {
         let dims = self.current().dims();
-        let matrix = convert::matrix(vectors, dims, "vectors")?;
-        let ids = convert::id_list(ids)?;
-        let rows = matrix.shape()[0];
-        if ids.len() != rows {
-            return Err(PyValueError::new_err(format!(
-                "{} ids for {rows} vectors: give one id per row",
-                ids.len()
-            )));
-        }
+        let (ids, matrix) = id_rows(ids, vectors, dims)?;
         let values = matrix.as_slice()?;
         self.change(py, |c| {
             if replace {

@@ -547,20 +547,7 @@ impl Collection {
                 )));
             }
             let index = Index::load(&path)?;
-            if index.dims() != manifest.dims || index.metric() != manifest.metric {
-                return Err(bad(format!(
-                    "segment is {} with {} dimensions, the collection {} with {}",
-                    index.metric(),
-                    index.dims(),
-                    manifest.metric,
-                    manifest.dims
-                )));
-            }
-            if index.graph_stats().is_some() != manifest.build.graph.is_some() {
-                return Err(bad(
-                    "segment and collection differ in kind (graph or forest)".into(),
-                ));
-            }
+            snapshot::check_fits(&index, manifest).map_err(bad)?;
             for id in index.ids() {
                 // A committed id stays refused while a delete of it is pending: the delete
                 // would otherwise land on the newer, attached copy.

@@ -475,15 +475,7 @@ fn check_segment(
             "the file is not the segment the manifest names (its header checksum differs)".into(),
         ));
     }
-    if index.dims() != manifest.dims || index.metric() != manifest.metric {
-        return Err(bad(format!(
-            "segment is {} with {} dimensions, the collection {} with {}",
-            index.metric(),
-            index.dims(),
-            manifest.metric,
-            manifest.dims
-        )));
-    }
+    check_fits(index, manifest).map_err(bad)?;
     if index.len() != entry.n_items {
         return Err(bad(format!(
             "segment has {} items, the manifest says {}",
@@ -495,6 +487,24 @@ fn check_segment(
         return Err(bad(format!(
             "the manifest deletes item {id}, which the segment does not have"
         )));
+    }
+    Ok(())
+}
+
+/// Checks that a segment file holds the collection's kind of vectors: its dimensions, metric
+/// and index kind (graph or forest).
+pub(super) fn check_fits(index: &Index, manifest: &Manifest) -> Result<(), String> {
+    if index.dims() != manifest.dims || index.metric() != manifest.metric {
+        return Err(format!(
+            "segment is {} with {} dimensions, the collection {} with {}",
+            index.metric(),
+            index.dims(),
+            manifest.metric,
+            manifest.dims
+        ));
+    }
+    if index.graph_stats().is_some() != manifest.build.graph.is_some() {
+        return Err("segment and collection differ in kind (graph or forest)".into());
     }
     Ok(())
 }
