@@ -381,20 +381,30 @@ def _search_batch(
     threads: int,
     filtered: bool,
 ) -> pa.RecordBatch:
-    query_ids = batch.column(0).to_numpy(zero_copy_only=False)
     if batch.column(0).null_count:
         raise ValueError("a query has a null id")
+    query_ids = batch.column(0).to_numpy(zero_copy_only=False)
     vectors = _matrix(batch.column(1), collection.f)
-    ids, distances = collection.search(vectors, k, search_k=search_k, n_threads=threads)
-    if filtered:
-        allowed = batch.column(2)
-        for row in np.flatnonzero(allowed.is_valid().to_numpy(zero_copy_only=False)):
-            only = _ids(allowed[int(row)].values, "filter id")
-            found, dist = collection.search(
-                vectors[row : row + 1], k, search_k=search_k, filter=only, n_threads=1
-            )
-            ids[row], distances[row] = _NO_ITEM, np.nan
-            ids[row, : found.shape[1]], distances[row, : found.shape[1]] = found[0], dist[0]
+    if not filtered:
+        ids, distances = collection.search(vectors, k, search_k=search_k, n_threads=threads)
+        return _rows(query_ids, ids, distances, ids != _NO_ITEM)
+    # Queries without a filter in one batch search; each filtered one alone, with its own.
+    allowed = batch.column(2)
+    has_filter = allowed.is_valid().to_numpy(zero_copy_only=False)
+    width = min(k, len(collection))
+    ids = np.full((len(vectors), width), _NO_ITEM, dtype=np.uint64)
+    distances = np.full((len(vectors), width), np.nan, dtype=np.float32)
+    plain = ~has_filter
+    if plain.any():
+        ids[plain], distances[plain] = collection.search(
+            vectors[plain], k, search_k=search_k, n_threads=threads
+        )
+    for row in np.flatnonzero(has_filter):
+        only = _ids(allowed[int(row)].values, "filter id")
+        found, dist = collection.search(
+            vectors[row : row + 1], k, search_k=search_k, filter=only, n_threads=1
+        )
+        ids[row, : found.shape[1]], distances[row, : found.shape[1]] = found[0], dist[0]
     return _rows(query_ids, ids, distances, ids != _NO_ITEM)
 
 

@@ -254,7 +254,7 @@ impl Collection {
         let writer = Writer::new(lock, &manifest);
         Ok(Collection {
             dir: dir.to_path_buf(),
-            snapshot: Arc::new(Snapshot::from_manifest(dir, manifest, None, None)?),
+            snapshot: Arc::new(Snapshot::from_manifest(dir, manifest, None, Vec::new())?),
             writer: Some(writer),
         })
     }
@@ -533,6 +533,7 @@ impl Collection {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         let manifest = &snapshot.manifest;
         let mut entries = Vec::with_capacity(numbers.len());
+        let mut opened = Vec::with_capacity(numbers.len());
         let mut seen_numbers = HashSet::new();
         let mut seen_ids = HashSet::new();
         for &number in numbers {
@@ -562,6 +563,7 @@ impl Collection {
                 header_checksum: index.header_checksum(),
                 deleted: Vec::new(),
             });
+            opened.push((number, Arc::new(index)));
         }
         if entries.is_empty() {
             return Ok(snapshot.generation());
@@ -569,7 +571,7 @@ impl Collection {
         let mut next = manifest.clone();
         next.segments.extend(entries);
         next.segments.sort_by_key(|s| s.number);
-        self.install(next, None)?;
+        self.install(next, opened)?;
         if let Some(writer) = self.writer.as_mut() {
             for number in numbers {
                 writer.reserved.remove(number);
@@ -610,7 +612,7 @@ impl Collection {
             }
             &writer.pending.adds
         };
-        let mut fresh = None;
+        let mut fresh = Vec::new();
         let number = writer.next_segment;
         if !added.is_empty() {
             let vectors = added.iter().map(|(&id, v)| (id, v.as_slice()));
@@ -624,7 +626,7 @@ impl Collection {
                 writer.threads,
             )?;
             manifest.segments.push(entry);
-            fresh = Some((number, index));
+            fresh.push((number, index));
             writer.next_segment = number.saturating_add(1);
         }
         if let Some(data) = &writer.pending.user_data {
@@ -718,7 +720,7 @@ impl Collection {
             .partition_point(|e| e.number < entry.number);
         let number = entry.number;
         manifest.segments.insert(at, entry);
-        self.install(manifest, Some((number, index)))
+        self.install(manifest, vec![(number, index)])
     }
 
     /// Commits `manifest` (one generation on from the snapshot's, with segments whose every
@@ -727,7 +729,7 @@ impl Collection {
     fn install(
         &mut self,
         mut manifest: Manifest,
-        fresh: Option<(u64, Arc<Index>)>,
+        fresh: Vec<(u64, Arc<Index>)>,
     ) -> Result<(), Error> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         manifest

@@ -107,7 +107,7 @@ impl Snapshot {
                     segments: prev.segments.clone(),
                 });
             }
-            match Snapshot::from_manifest(dir, manifest.clone(), previous, None) {
+            match Snapshot::from_manifest(dir, manifest.clone(), previous, Vec::new()) {
                 Err(Error::Io { path, source })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
@@ -130,12 +130,13 @@ impl Snapshot {
         })
     }
 
-    /// Opens `manifest`'s segments (`fresh` is a just-built segment, already open).
+    /// Opens `manifest`'s segments (`fresh`: segments this handle has open already, by number:
+    /// just built, or just checked by an attach).
     pub(super) fn from_manifest(
         dir: &Path,
         manifest: Manifest,
         previous: Option<&Snapshot>,
-        fresh: Option<(u64, Arc<Index>)>,
+        fresh: Vec<(u64, Arc<Index>)>,
     ) -> Result<Snapshot, Error> {
         let mut segments = Vec::with_capacity(manifest.segments.len());
         for entry in &manifest.segments {
@@ -143,10 +144,10 @@ impl Snapshot {
             let reused = previous
                 .and_then(|p| p.segments.iter().find(|s| s.number == entry.number))
                 .map(|s| Arc::clone(&s.index));
-            let index = match (reused, &fresh) {
-                (Some(index), _) => index,
-                (None, Some((number, index))) if *number == entry.number => Arc::clone(index),
-                (None, _) => Arc::new(Index::load(&path)?),
+            let opened = || fresh.iter().find(|(n, _)| *n == entry.number);
+            let index = match reused.or_else(|| opened().map(|(_, index)| Arc::clone(index))) {
+                Some(index) => index,
+                None => Arc::new(Index::load(&path)?),
             };
             check_segment(&path, entry, &index, &manifest)?;
             let unchanged = previous.and_then(|p| {
