@@ -10,12 +10,12 @@
 //! (nothing left can improve it) or `search_k` items have been scored.
 //!
 //! The visited set is the same bitset the tree walk uses, cleared through the list of visited
-//! ids, so its reset costs what the query visited. Every id read from the graph is checked
-//! against the present items before it is used: a corrupt graph (ids out of range, self loops,
-//! cycles) can only give in-range answers, and the search ends because each item is scored at
-//! most once.
+//! ids, so its reset costs what the query visited. Every id read from the graph is checked to
+//! be in range before it is used, and holes (which only a corrupt graph links to) are dropped
+//! before the results: a corrupt graph (ids out of range, self loops, cycles, holes) can only
+//! give in-range answers, and the search ends because each item is scored at most once.
 
-use copse_distance::{Kernels, prefetch};
+use copse_distance::{Kernels, prefetch_lines};
 use copse_format::{EMPTY_SLOT, View};
 
 use crate::filter::{All, Allow};
@@ -102,15 +102,12 @@ pub(crate) fn search<K: Kernels, M: QueryMetric, A: Allow>(
         if let Some(next) = s.beam.peek_unexpanded()
             && let Some(next_slots) = graph.slots(next.id)
         {
-            prefetch(next_slots);
+            prefetch_lines(next_slots);
         }
         s.shortlist.clear();
         for &next in slots {
             if next == EMPTY_SLOT {
                 break;
-            }
-            if !view.is_present(u64::from(next)) {
-                continue;
             }
             let Some(word) = s.visited.get_mut(next as usize / 64) else {
                 continue;
@@ -154,6 +151,18 @@ pub(crate) fn search<K: Kernels, M: QueryMetric, A: Allow>(
         std::mem::swap(&mut s.shortlist, &mut s.found);
         std::mem::swap(&mut s.scores, &mut s.found_scores);
     }
+    // A valid graph links present items only; a corrupt one's holes end here, before the
+    // results, rather than costing a test for every edge followed.
+    let mut kept = 0;
+    for i in 0..s.shortlist.len() {
+        if view.is_present(u64::from(s.shortlist[i])) {
+            s.shortlist[kept] = s.shortlist[i];
+            s.scores[kept] = s.scores[i];
+            kept += 1;
+        }
+    }
+    s.shortlist.truncate(kept);
+    s.scores.truncate(kept);
     if rough {
         keep_best(&s.scores, &s.shortlist, shortlist_len(n), &mut s.best);
         s.shortlist.clear();
