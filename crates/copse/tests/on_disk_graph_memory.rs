@@ -55,7 +55,7 @@ fn on_disk_graph_build_keeps_its_buffers_out_of_anonymous_memory() {
     let (in_memory_file, in_memory) = build(None);
     let vector_bytes = N * DIMS as u64 * 4;
     // What the graph build alone holds in an in-memory build: at least the candidate lists
-    // of two rounds (8 bytes an entry) and their flags.
+    // and the next round's (8 bytes an entry), and their flags.
     let graph_buffers = N * GraphOptions::default().candidates as u64 * (2 * 8 + 2);
     eprintln!(
         "vectors {vector_bytes} B, graph buffers at least {graph_buffers} B; peak RssAnon \
