@@ -87,14 +87,13 @@ fn encode_into(store: &VectorStore, out: &mut [u8]) {
     if metric == Metric::Hamming || stride == 0 {
         return;
     }
-    let rows = store.rows();
     let norms = store.norms();
     out.par_chunks_mut(stride)
         .enumerate()
         .for_each(|(id, record)| {
-            let row = rows.row(id).unwrap_or(&[]);
+            let row = store.vector(id as u32).unwrap_or_default();
             let norm = norms.get(id).copied().unwrap_or(0.0);
-            copse_format::encode_item_code(metric, row, norm, record);
+            copse_format::encode_item_code(metric, &row, norm, record);
         });
 }
 

@@ -49,7 +49,7 @@ pub fn build_on_disk(
 
     // Where the sections before the trees go: their lengths do not depend on the trees.
     // (The header's room does not depend on the section count, so a graph changes nothing here.)
-    let plan = section_plan(metric, false, false, false);
+    let plan = section_plan(metric, store.element(), false, false, false);
     let lengths = section_lengths(store, &[], After::default());
     let offsets = copse_format::planned_offsets(&lengths);
     let offset_of = |kind: SectionKind| {
@@ -60,7 +60,7 @@ pub fn build_on_disk(
     };
     let codes = match metric {
         Metric::Hamming => codes::encode(store)?,
-        _ if metric.stores_codes() => {
+        _ if store.element().stores_codes(metric) => {
             let at = offset_of(SectionKind::ItemCodes)?;
             pool.install(|| codes::encode_to_file(store, &file, at))?
         }
@@ -102,7 +102,7 @@ pub fn build_on_disk(
 
     codes.flush()?;
     store.flush()?;
-    let codes_placed = placed_codes(&codes, metric, offset_of)?;
+    let codes_placed = placed_codes(&codes, store.element().stores_codes(metric), offset_of)?;
     let mut out = BufWriter::with_capacity(1 << 20, file.try_clone().map_err(BuildError::Io)?);
     out.seek(SeekFrom::Start(0)).map_err(BuildError::Io)?;
     let items = Placed::InPlace(store.row_bytes(), offset_of(SectionKind::Items)?);
@@ -130,10 +130,10 @@ pub fn build_on_disk(
 /// The item codes section as the writer takes it: in place where the file stores codes.
 fn placed_codes<'a>(
     codes: &'a ItemCodes,
-    metric: Metric,
+    stored: bool,
     offset_of: impl Fn(SectionKind) -> Result<u64, BuildError>,
 ) -> Result<Placed<'a>, BuildError> {
-    Ok(if metric.stores_codes() {
+    Ok(if stored {
         Placed::InPlace(codes.as_bytes(), offset_of(SectionKind::ItemCodes)?)
     } else {
         Placed::Write(&[])

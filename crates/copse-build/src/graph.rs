@@ -33,7 +33,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use copse_distance::{Kernels, Rows, WithKernels};
-use copse_format::{EMPTY_SLOT, GraphHeader, Metric};
+use copse_format::{EMPTY_SLOT, Element, GraphHeader, Metric};
 use rayon::prelude::*;
 
 use crate::buffer::{Buffer, Buffers};
@@ -416,10 +416,21 @@ pub(crate) fn build_graph(
         .ok_or_else(|| BuildError::TooLarge("graph".into()))?;
     let metric = store.metric();
     let (extra, twice_max_squared) = dot_transform(store);
+    // Manhattan's distances read rows as f32: half-precision rows are widened once.
+    let widened = if metric == Metric::Manhattan && store.element() != Element::F32 {
+        let mut rows = buffers.filled(0.0f32, n * store.row_len())?;
+        store.widen_rows_into(&mut rows);
+        Some(rows)
+    } else {
+        None
+    };
     let space = Space {
         metric,
         codes,
-        rows: store.rows(),
+        rows: match &widened {
+            Some(rows) => Rows::new(rows, store.row_len()).unwrap_or(Rows::empty(0)),
+            None => store.rows(),
+        },
         words: store.words(),
         row_len: store.row_len(),
         extra: &extra,

@@ -21,7 +21,7 @@ use std::io::{Seek, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use copse_format::{
-    FORMAT_VERSION, FormatError, IndexInfo, IndexWriter, Metric, SectionKind, TreeEntry,
+    Element, FORMAT_VERSION, FormatError, IndexInfo, IndexWriter, Metric, SectionKind, TreeEntry,
 };
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -66,6 +66,31 @@ pub enum BuildError {
         position: usize,
         /// The value.
         value: f32,
+    },
+    /// A value is beyond the range of the row type the index stores (f16: 65504).
+    #[error(
+        "item {id}: value {value} at position {position} is out of range for {element} rows (largest finite {largest})"
+    )]
+    OutOfRange {
+        /// The item.
+        id: u64,
+        /// Where in the vector.
+        position: usize,
+        /// The value.
+        value: f32,
+        /// The row type.
+        element: copse_format::Element,
+        /// The type's largest finite value.
+        largest: f32,
+    },
+    /// The row type does not fit the metric (hamming stores bits; the others f32, f16 or
+    /// bf16).
+    #[error("{element} rows do not fit metric {metric}")]
+    ElementForMetric {
+        /// The row type.
+        element: copse_format::Element,
+        /// The metric.
+        metric: Metric,
     },
     /// A vector's squared norm overflows f32.
     #[error("item {id}: the vector's norm overflows f32")]
@@ -201,13 +226,19 @@ fn tree_rng(seed: u64, t: usize) -> Xoshiro256PlusPlus {
 /// The sections of an index of `metric`, with or without a graph and an id map, in file
 /// order. The item codes come before the trees, so an on-disk build knows where they go before
 /// any tree exists.
-pub fn section_plan(metric: Metric, graph: bool, id_map: bool, labels: bool) -> Vec<SectionKind> {
+pub fn section_plan(
+    metric: Metric,
+    element: Element,
+    graph: bool,
+    id_map: bool,
+    labels: bool,
+) -> Vec<SectionKind> {
     let mut plan = vec![SectionKind::Items];
     if metric.stores_norms() {
         plan.push(SectionKind::Norms);
     }
     plan.push(SectionKind::Present);
-    if metric.stores_codes() {
+    if element.stores_codes(metric) {
         plan.push(SectionKind::ItemCodes);
     }
     plan.extend([
@@ -231,7 +262,7 @@ pub fn section_plan(metric: Metric, graph: bool, id_map: bool, labels: bool) -> 
 /// Where the items section of a `metric` index starts (it is the first section, so its place
 /// depends only on the number of sections): on-disk builds put rows there from the start.
 pub fn items_offset(metric: Metric) -> u64 {
-    let plan = section_plan(metric, false, false, false);
+    let plan = section_plan(metric, metric.element(), false, false, false);
     copse_format::planned_offsets(&vec![0; plan.len()])[0]
 }
 
@@ -434,6 +465,7 @@ fn section_lengths(store: &VectorStore, trees: &[TreeParts<'_>], after: After<'_
     let metric = store.metric();
     let plan = section_plan(
         metric,
+        store.element(),
         graph.is_some(),
         store.id_map().is_some(),
         labels.is_some(),
@@ -480,9 +512,11 @@ pub(crate) fn write_index<W: Write + Seek>(
         n_trees: trees.len(),
         leaf_capacity: options.leaf_capacity,
         seed: options.seed,
+        element: store.element(),
     };
     let plan = section_plan(
         metric,
+        store.element(),
         graph.is_some(),
         store.id_map().is_some(),
         labels.is_some(),

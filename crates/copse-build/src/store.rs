@@ -14,7 +14,9 @@
 use std::collections::HashMap;
 use std::fs::File;
 
-use copse_distance::Rows;
+use std::borrow::Cow;
+
+use copse_distance::{Half, Rows, bf16, f16};
 use copse_format::{Element, Metric};
 
 use crate::BuildError;
@@ -23,6 +25,8 @@ use crate::BuildError;
 #[derive(Debug)]
 pub struct VectorStore {
     metric: Metric,
+    /// How rows are stored: f32, f16, bf16 or bits.
+    element: Element,
     dims: usize,
     row_len: usize,
     /// The rows, `n_items * row_len` elements (f32, or u64 words for hamming).
@@ -150,6 +154,17 @@ impl FileRows {
 impl VectorStore {
     /// An empty store for `dims`-dimensional vectors (bits, for hamming).
     pub fn new(dims: usize, metric: Metric) -> Result<Self, BuildError> {
+        VectorStore::with_element(dims, metric, metric.element())
+    }
+
+    /// An empty store whose rows are stored as `element`: f32, f16 or bf16 for the float
+    /// metrics, bits for hamming. Vectors are rounded to the type as they are added, and
+    /// everything built from them (norms, codes, trees, graph) is built from the rounded
+    /// values, which are what a query reads.
+    pub fn with_element(dims: usize, metric: Metric, element: Element) -> Result<Self, BuildError> {
+        if !element.fits(metric) {
+            return Err(BuildError::ElementForMetric { element, metric });
+        }
         if dims == 0 {
             return Err(BuildError::ZeroDimensions);
         }
@@ -158,6 +173,7 @@ impl VectorStore {
         }
         Ok(VectorStore {
             metric,
+            element,
             dims,
             row_len: metric.row_len(dims),
             rows: RowBuffer::Memory(Vec::new()),
@@ -225,7 +241,7 @@ impl VectorStore {
 
     /// Bytes of row data: `n_items * row_len` elements.
     fn rows_len(&self) -> usize {
-        self.n_items * self.row_len * self.metric.element().size()
+        self.n_items * self.row_len * self.element.size()
     }
 
     /// The rows as bytes, exactly `n_items * row_len` elements: the items section.
@@ -369,7 +385,7 @@ impl VectorStore {
 
     /// Bytes per row.
     fn row_bytes_each(&self) -> usize {
-        self.row_len * self.metric.element().size()
+        self.row_len * self.element.size()
     }
 
     /// Puts the rows in the order a file stores them, before a build: with an id map, sorted by
@@ -478,8 +494,20 @@ impl VectorStore {
                 value: vector[position],
             });
         }
-        match self.metric.element() {
-            Element::F32 => {
+        let rounded;
+        let vector = match self.element {
+            Element::F16 => {
+                rounded = round_to::<f16>(id, vector, self.element)?;
+                &rounded[..]
+            }
+            Element::Bf16 => {
+                rounded = round_to::<bf16>(id, vector, self.element)?;
+                &rounded[..]
+            }
+            Element::F32 | Element::Bits => vector,
+        };
+        match self.element {
+            Element::F32 | Element::F16 | Element::Bf16 => {
                 // Checked before a row is taken, so a refused vector leaves no trace.
                 let norm = if self.metric.stores_norms() {
                     // Fixed order: the same norm on every CPU, and the one queries compute.
@@ -494,7 +522,11 @@ impl VectorStore {
                 };
                 let row = self.row_for(id)?;
                 let (at, len) = (row as usize * self.row_len, self.row_len);
-                self.floats_mut()[at..at + len].copy_from_slice(vector);
+                match self.element {
+                    Element::F16 => put_rounded::<f16>(self.halves_mut(), at, vector),
+                    Element::Bf16 => put_rounded::<bf16>(self.halves_mut(), at, vector),
+                    _ => self.floats_mut()[at..at + len].copy_from_slice(vector),
+                }
                 if let Some(norm) = norm {
                     self.norms[row as usize] = norm;
                 }
@@ -564,7 +596,7 @@ impl VectorStore {
         let too_large = || BuildError::OutOfMemory { id: row.into() };
         let bytes = n
             .checked_mul(self.row_len)
-            .and_then(|cells| cells.checked_mul(self.metric.element().size()))
+            .and_then(|cells| cells.checked_mul(self.element.size()))
             .ok_or_else(too_large)?;
         self.rows.grow(bytes).map_err(|e| match e.kind() {
             std::io::ErrorKind::OutOfMemory => too_large(),
@@ -589,25 +621,73 @@ impl VectorStore {
         bytemuck::try_cast_slice_mut(&mut self.rows.bytes_mut()[..len]).unwrap_or(&mut [])
     }
 
+    fn halves_mut(&mut self) -> &mut [u16] {
+        let len = self.rows_len();
+        bytemuck::try_cast_slice_mut(&mut self.rows.bytes_mut()[..len]).unwrap_or(&mut [])
+    }
+
     fn words_mut(&mut self) -> &mut [u64] {
         let len = self.rows_len();
         bytemuck::try_cast_slice_mut(&mut self.rows.bytes_mut()[..len]).unwrap_or(&mut [])
     }
 
-    /// The f32 rows (empty for hamming).
+    /// The f32 rows (empty unless rows are stored as f32: see [`VectorStore::vector`]).
     pub fn rows(&self) -> Rows<'_> {
-        let floats: &[f32] = match self.metric.element() {
+        let floats: &[f32] = match self.element {
             Element::F32 => bytemuck::try_cast_slice(self.row_bytes()).unwrap_or(&[]),
-            Element::Bits => &[],
+            _ => &[],
         };
         Rows::new(floats, self.row_len).unwrap_or(Rows::empty(self.row_len))
     }
 
+    /// How rows are stored.
+    pub fn element(&self) -> Element {
+        self.element
+    }
+
+    /// The vector in row `row` as f32, whatever the row type (exact: every stored value is
+    /// an f32); `None` for hamming or a row out of range.
+    pub fn vector(&self, row: u32) -> Option<Cow<'_, [f32]>> {
+        fn widen<H: Half>(bytes: &[u8], row: usize, len: usize) -> Option<Cow<'static, [f32]>> {
+            let halves: &[H] = bytemuck::try_cast_slice(bytes).ok()?;
+            let start = row.checked_mul(len)?;
+            let values = halves.get(start..start.checked_add(len)?)?;
+            Some(Cow::Owned(values.iter().map(|h| h.widen()).collect()))
+        }
+        match self.element {
+            Element::F32 => self.rows().row(row as usize).map(Cow::Borrowed),
+            Element::F16 => widen::<f16>(self.row_bytes(), row as usize, self.row_len),
+            Element::Bf16 => widen::<bf16>(self.row_bytes(), row as usize, self.row_len),
+            Element::Bits => None,
+        }
+    }
+
+    /// Every row widened to f32 into `out` (`n_items * row_len` values), for builds that
+    /// read rows as f32 many times (manhattan's graph).
+    pub(crate) fn widen_rows_into(&self, out: &mut [f32]) {
+        fn widen<H: Half>(bytes: &[u8], out: &mut [f32]) {
+            let halves: &[H] = bytemuck::try_cast_slice(bytes).unwrap_or(&[]);
+            for (o, h) in out.iter_mut().zip(halves) {
+                *o = h.widen();
+            }
+        }
+        match self.element {
+            Element::F32 => {
+                let rows = self.rows().as_slice();
+                let n = rows.len().min(out.len());
+                out[..n].copy_from_slice(&rows[..n]);
+            }
+            Element::F16 => widen::<f16>(self.row_bytes(), out),
+            Element::Bf16 => widen::<bf16>(self.row_bytes(), out),
+            Element::Bits => {}
+        }
+    }
+
     /// The packed rows (empty for f32 metrics).
     pub fn words(&self) -> &[u64] {
-        match self.metric.element() {
+        match self.element {
             Element::Bits => bytemuck::try_cast_slice(self.row_bytes()).unwrap_or(&[]),
-            Element::F32 => &[],
+            _ => &[],
         }
     }
 
@@ -639,14 +719,48 @@ impl VectorStore {
         ids
     }
 
-    /// The f32 vector in row `row`, if in range.
-    pub fn row(&self, row: u32) -> Option<&[f32]> {
-        self.rows().row(row as usize)
-    }
-
     /// The packed vector in row `row`, if in range.
     pub fn bits(&self, row: u32) -> Option<&[u64]> {
         let start = (row as usize).checked_mul(self.row_len)?;
         self.words().get(start..start + self.row_len)
+    }
+}
+
+/// `vector` rounded to the half type `H` and widened back: the values the row will hold. A
+/// value beyond the type's range is an error naming it.
+fn round_to<H: Half>(id: u64, vector: &[f32], element: Element) -> Result<Vec<f32>, BuildError> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(vector.len())
+        .map_err(|_| BuildError::OutOfMemory { id })?;
+    for (position, &value) in vector.iter().enumerate() {
+        let widened = H::round(value).widen();
+        if !widened.is_finite() {
+            return Err(BuildError::OutOfRange {
+                id,
+                position,
+                value,
+                element,
+                largest: largest_finite::<H>(),
+            });
+        }
+        out.push(widened);
+    }
+    Ok(out)
+}
+
+/// The largest finite value of `H`.
+fn largest_finite<H: Half>() -> f32 {
+    match H::KIND {
+        copse_distance::HalfKind::F16 => f16::MAX.to_f32(),
+        copse_distance::HalfKind::Bf16 => bf16::MAX.to_f32(),
+    }
+}
+
+/// Stores the (already rounded) `values` as `H` from element `at` of `halves`.
+fn put_rounded<H: Half>(halves: &mut [u16], at: usize, values: &[f32]) {
+    if let Some(cells) = halves.get_mut(at..at + values.len()) {
+        for (cell, &v) in cells.iter_mut().zip(values) {
+            *cell = bytemuck::cast(H::round(v));
+        }
     }
 }

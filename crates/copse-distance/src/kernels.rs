@@ -73,6 +73,20 @@ pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::To
         lanes::scaled_l2(self.simd(), a, s, b, t)
     }
 
+    /// `metric` between the f32 query `q` and a row `r` stored as f32, [`crate::f16`] or
+    /// [`crate::bf16`] (widened to f32 in registers), over the common prefix.
+    #[inline(always)]
+    fn row<M: F32Metric, T: RowElement>(self, metric: M, q: &[f32], r: &[T]) -> f32 {
+        let _ = metric;
+        T::row_sum::<M, Self, false>(self, q, 1.0, r, 1.0)
+    }
+
+    /// [`Kernels::scaled_l2_squared`] with `b` a row stored as any [`RowElement`].
+    #[inline(always)]
+    fn row_scaled_l2<T: RowElement>(self, a: &[f32], s: f32, b: &[T], t: f32) -> f32 {
+        T::row_sum::<L2Squared, Self, true>(self, a, s, b, t)
+    }
+
     /// Inner product in the fixed order of [`crate::fixed`]: the same bits at every level.
     #[inline(always)]
     fn dot_fixed(self, a: &[f32], b: &[f32]) -> f32 {
@@ -206,17 +220,73 @@ impl F32Metric for Dot {}
 impl F32Metric for L2Squared {}
 impl F32Metric for L1 {}
 
-/// A row-major matrix of f32 with a fixed row length, checked once at construction.
+/// A type item rows can be stored in: `f32`, [`crate::f16`] or [`crate::bf16`]. Sealed.
+pub trait RowElement: Copy + Send + Sync + bytemuck::Pod + core::fmt::Debug + 'static {
+    /// The value as f32 (exact).
+    fn to_f32(self) -> f32;
+
+    /// `sum(step(q[i] * s, r[i] * t))` of metric `M` (the scalings only if `SCALED`).
+    #[doc(hidden)]
+    fn row_sum<M: F32Metric, K: Kernels, const SCALED: bool>(
+        k: K,
+        q: &[f32],
+        s: f32,
+        r: &[Self],
+        t: f32,
+    ) -> f32;
+}
+
+impl RowElement for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn row_sum<M: F32Metric, K: Kernels, const SCALED: bool>(
+        k: K,
+        q: &[f32],
+        s: f32,
+        r: &[f32],
+        t: f32,
+    ) -> f32 {
+        if SCALED {
+            // Only `L2Squared` is ever scaled.
+            lanes::scaled_l2(k.simd(), q, s, r, t)
+        } else {
+            lanes::pair::<M, _>(k.simd(), q, r)
+        }
+    }
+}
+
+impl<H: crate::half_rows::Half + core::fmt::Debug> RowElement for H {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self.widen()
+    }
+    #[inline(always)]
+    fn row_sum<M: F32Metric, K: Kernels, const SCALED: bool>(
+        k: K,
+        q: &[f32],
+        s: f32,
+        r: &[H],
+        t: f32,
+    ) -> f32 {
+        k.half_sum::<M, H, SCALED>(q, s, r, t)
+    }
+}
+
+/// A row-major matrix with a fixed row length, checked once at construction: f32 by default,
+/// or any [`RowElement`].
 #[derive(Debug, Clone, Copy)]
-pub struct Rows<'a> {
-    data: &'a [f32],
+pub struct Rows<'a, T = f32> {
+    data: &'a [T],
     dims: usize,
 }
 
-impl<'a> Rows<'a> {
+impl<'a, T> Rows<'a, T> {
     /// Views `data` as rows of `dims` values. `data.len()` must be a multiple of `dims`;
     /// `dims == 0` is allowed only with empty `data`.
-    pub fn new(data: &'a [f32], dims: usize) -> Result<Self, DistanceError> {
+    pub fn new(data: &'a [T], dims: usize) -> Result<Self, DistanceError> {
         let whole = if dims == 0 {
             data.is_empty()
         } else {
@@ -233,7 +303,7 @@ impl<'a> Rows<'a> {
     }
 
     /// No rows, of length `dims`.
-    pub const fn empty(dims: usize) -> Rows<'static> {
+    pub const fn empty(dims: usize) -> Rows<'static, T> {
         Rows { data: &[], dims }
     }
 
@@ -257,14 +327,14 @@ impl<'a> Rows<'a> {
 
     /// Row `i`, or `None` if out of range.
     #[inline(always)]
-    pub fn row(&self, i: usize) -> Option<&'a [f32]> {
+    pub fn row(&self, i: usize) -> Option<&'a [T]> {
         let start = i.checked_mul(self.dims)?;
         self.data.get(start..start.checked_add(self.dims)?)
     }
 
     /// The whole matrix, row after row.
     #[inline]
-    pub fn as_slice(&self) -> &'a [f32] {
+    pub fn as_slice(&self) -> &'a [T] {
         self.data
     }
 }
@@ -295,6 +365,18 @@ pub(crate) mod private {
         #[inline(always)]
         fn scale_add_i8_impl(self, c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
             crate::int8::scale_add_i8_portable(c, keep, add, v)
+        }
+        /// `sum(step(q[i] * s, r[i] * t))` for a half-precision row (the scalings only if
+        /// `SCALED`); levels with a widening instruction override it.
+        #[inline(always)]
+        fn half_sum<M: Lanewise, H: crate::half_rows::Half, const SCALED: bool>(
+            self,
+            q: &[f32],
+            s: f32,
+            r: &[H],
+            t: f32,
+        ) -> f32 {
+            crate::half_rows::sum_each::<M, _, H, SCALED>(self.simd(), q, s, r, t)
         }
         /// Popcount of `a ^ b` over the common prefix; levels with a vector popcount override it.
         #[inline(always)]

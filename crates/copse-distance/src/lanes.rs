@@ -336,7 +336,7 @@ const PREFETCH_LINES: usize = 8;
 /// will read it. Out-of-range ids are ignored. A hint only: it never faults and never changes a
 /// result.
 #[inline(always)]
-pub fn prefetch_row(rows: Rows<'_>, id: u32) {
+pub fn prefetch_row<T>(rows: Rows<'_, T>, id: u32) {
     if let Some(row) = rows.row(id as usize) {
         let bytes = core::mem::size_of_val(row);
         let lines = bytes.div_ceil(64).min(PREFETCH_LINES);

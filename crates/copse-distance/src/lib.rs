@@ -57,6 +57,7 @@
 
 mod arch;
 pub mod fixed;
+mod half_rows;
 mod hamming;
 mod int8;
 mod kernels;
@@ -71,8 +72,10 @@ pub use arch::Avx512;
 #[cfg(target_arch = "aarch64")]
 pub use arch::Neon;
 pub use arch::Scalar;
+pub use bytemuck;
+pub use half_rows::{Half, HalfKind, bf16, f16};
 pub use int8::quantize_i8;
-pub use kernels::{Dot, F32Metric, Kernels, L1, L2Squared, Rows, WithKernels};
+pub use kernels::{Dot, F32Metric, Kernels, L1, L2Squared, RowElement, Rows, WithKernels};
 pub use lanes::{prefetch, prefetch_lines, prefetch_row};
 pub use level::{Level, dispatch};
 pub use per_call::{dot, l1, l2_squared, norm_squared};

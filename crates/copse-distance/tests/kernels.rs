@@ -446,7 +446,7 @@ fn batch_kernels_reject_bad_arguments() {
         DistanceError::RaggedMatrix { len: 12, dims: 5 }
     );
     assert!(Rows::new(&matrix, 0).is_err());
-    assert!(Rows::new(&[], 0).unwrap().is_empty());
+    assert!(Rows::<f32>::new(&[], 0).unwrap().is_empty());
     assert_eq!(rows.row(4), None);
     assert_eq!(rows.row(usize::MAX), None);
 }

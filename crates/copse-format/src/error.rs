@@ -43,6 +43,9 @@ pub enum FormatError {
     /// A metric name could not be parsed.
     #[error("unknown metric {0:?}; expected angular, euclidean, manhattan, dot or hamming")]
     UnknownMetricName(String),
+    /// A row type name that is not one of `float32`, `float16`, `bfloat16`.
+    #[error("unknown row type {0:?} (expected float32, float16 or bfloat16)")]
+    UnknownElementName(String),
     /// A header field is out of range or inconsistent with another.
     #[error("corrupt index header: {0}")]
     BadHeader(String),

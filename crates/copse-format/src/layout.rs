@@ -304,7 +304,7 @@ pub const MAX_DEGREE: usize = 1024;
 pub fn split_stride(metric: Metric, row_len: usize) -> usize {
     match metric.element() {
         Element::Bits => size_of::<SplitNode>(),
-        Element::F32 => (size_of::<SplitNode>() + row_len).next_multiple_of(4),
+        _ => (size_of::<SplitNode>() + row_len).next_multiple_of(4),
     }
 }
 
@@ -341,6 +341,8 @@ pub struct IndexInfo {
     pub leaf_capacity: usize,
     /// Seed the trees were built with.
     pub seed: u64,
+    /// How item rows are stored ([`Metric::element`] unless rows are half precision).
+    pub element: Element,
 }
 
 impl IndexInfo {
@@ -351,7 +353,12 @@ impl IndexInfo {
 
     /// How items are stored.
     pub fn element(&self) -> Element {
-        self.metric.element()
+        self.element
+    }
+
+    /// True if the file keeps quantized item codes ([`Element::stores_codes`]).
+    pub fn stores_codes(&self) -> bool {
+        self.element.stores_codes(self.metric)
     }
 
     /// Bits per packed leaf id: enough for the largest id, at least 1.
@@ -390,6 +397,9 @@ impl IndexInfo {
         }
         if self.leaf_capacity == 0 {
             return bad("zero leaf capacity".into());
+        }
+        if !self.element.fits(self.metric) {
+            return bad(format!("{} rows for metric {}", self.element, self.metric));
         }
         Ok(())
     }

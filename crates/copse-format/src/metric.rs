@@ -29,13 +29,20 @@ pub enum Metric {
     Hamming,
 }
 
-/// How item vectors and split normals are stored.
+/// How item vectors are stored: the row type. Hamming stores bits; every other metric stores
+/// f32 (the default), or rows rounded to half precision to halve the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Element {
     /// `f32` values, one per dimension.
     F32,
     /// Bits packed into little-endian `u64` words, 64 dimensions per word.
     Bits,
+    /// IEEE binary16 values (11 significant bits, finite values up to 65504), one per
+    /// dimension.
+    F16,
+    /// bfloat16 values (an f32's upper 16 bits: 8 significant bits, f32's range), one per
+    /// dimension.
+    Bf16,
 }
 
 impl Metric {
@@ -72,7 +79,7 @@ impl Metric {
         })
     }
 
-    /// How the metric stores vectors.
+    /// How the metric stores vectors by default (f32, bits for hamming).
     pub fn element(self) -> Element {
         match self {
             Metric::Hamming => Element::Bits,
@@ -85,8 +92,9 @@ impl Metric {
         matches!(self, Metric::Angular | Metric::Dot)
     }
 
-    /// True if the index keeps quantized item codes for approximate scoring. Manhattan's
-    /// per-coordinate absolute values and hamming's bits gain nothing from them.
+    /// True if the metric scores from quantized item codes (where the index keeps them, see
+    /// [`crate::IndexInfo::stores_codes`]). Manhattan's per-coordinate absolute values and
+    /// hamming's bits gain nothing from them.
     pub fn stores_codes(self) -> bool {
         matches!(self, Metric::Angular | Metric::Euclidean | Metric::Dot)
     }
@@ -94,8 +102,8 @@ impl Metric {
     /// Stored elements per item for `dims` dimensions.
     pub fn row_len(self, dims: usize) -> usize {
         match self.element() {
-            Element::F32 => dims,
             Element::Bits => dims.div_ceil(64),
+            _ => dims,
         }
     }
 
@@ -119,11 +127,20 @@ impl Metric {
 }
 
 impl Element {
+    /// Every row type.
+    pub const ALL: [Element; 4] = [Element::F32, Element::Bits, Element::F16, Element::Bf16];
+
     pub(crate) fn code(self) -> u32 {
         match self {
             Element::F32 => 1,
             Element::Bits => 2,
+            Element::F16 => 3,
+            Element::Bf16 => 4,
         }
+    }
+
+    pub(crate) fn from_code(code: u32) -> Option<Element> {
+        Element::ALL.into_iter().find(|e| e.code() == code)
     }
 
     /// Bytes per stored element.
@@ -131,7 +148,55 @@ impl Element {
         match self {
             Element::F32 => 4,
             Element::Bits => 8,
+            Element::F16 | Element::Bf16 => 2,
         }
+    }
+
+    /// The name (numpy's, where numpy has the type): `float32`, `bits`, `float16`, `bfloat16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Element::F32 => "float32",
+            Element::Bits => "bits",
+            Element::F16 => "float16",
+            Element::Bf16 => "bfloat16",
+        }
+    }
+
+    /// Parses a row type for float metrics: `float32`/`f32`, `float16`/`f16`/`half`,
+    /// `bfloat16`/`bf16` (case and surrounding spaces ignored).
+    pub fn from_name(name: &str) -> Option<Element> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "float32" | "f32" => Element::F32,
+            "float16" | "f16" | "half" => Element::F16,
+            "bfloat16" | "bf16" => Element::Bf16,
+            _ => return None,
+        })
+    }
+
+    /// True if an index of `metric` with rows of this type keeps quantized item codes: the
+    /// metrics that score from them, with f32 rows. Half-precision rows are scored directly,
+    /// which costs less file than codes beside them (measured in `docs/performance.md`).
+    pub fn stores_codes(self, metric: Metric) -> bool {
+        metric.stores_codes() && self == Element::F32
+    }
+
+    /// True if `metric` can store its rows as this type: bits for hamming, any float type for
+    /// the others.
+    pub fn fits(self, metric: Metric) -> bool {
+        (self == Element::Bits) == (metric == Metric::Hamming)
+    }
+}
+
+impl core::fmt::Display for Element {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl core::str::FromStr for Element {
+    type Err = FormatError;
+    fn from_str(s: &str) -> Result<Element, FormatError> {
+        Element::from_name(s).ok_or_else(|| FormatError::UnknownElementName(s.to_owned()))
     }
 }
 

@@ -5,7 +5,7 @@
 use core::ops::Range;
 
 use bytemuck::Pod;
-use copse_distance::Rows;
+use copse_distance::{Rows, bf16, f16};
 
 use crate::layout::{
     FORMAT_VERSION, Header, LEAF_FLAG, MAGIC, OLDEST_VERSION, SECTION_ALIGN, SectionEntry,
@@ -122,6 +122,12 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
         let row_len = self.info.row_len();
         let items = match self.info.element() {
             Element::F32 => ItemRows::F32(
+                Rows::new(cast(data, &s.items), row_len).unwrap_or(Rows::empty(row_len)),
+            ),
+            Element::F16 => ItemRows::F16(
+                Rows::new(cast(data, &s.items), row_len).unwrap_or(Rows::empty(row_len)),
+            ),
+            Element::Bf16 => ItemRows::Bf16(
                 Rows::new(cast(data, &s.items), row_len).unwrap_or(Rows::empty(row_len)),
             ),
             Element::Bits => ItemRows::Bits {
@@ -268,11 +274,15 @@ fn cast<'a, T: Pod>(data: &'a [u8], range: &Range<usize>) -> &'a [T] {
         .unwrap_or(&[])
 }
 
-/// The item vectors, typed by how the metric stores them.
+/// The item vectors, typed by how the file stores them.
 #[derive(Debug, Clone, Copy)]
 pub enum ItemRows<'a> {
     /// One f32 row per item.
     F32(Rows<'a>),
+    /// One IEEE binary16 row per item.
+    F16(Rows<'a, f16>),
+    /// One bfloat16 row per item.
+    Bf16(Rows<'a, bf16>),
     /// Packed bits, `row_len` words per item.
     Bits {
         /// All rows, item after item.
@@ -477,11 +487,26 @@ impl<'a> View<'a> {
             .is_some_and(|word| word >> (id % 64) & 1 == 1)
     }
 
-    /// The f32 vector of item `id` (f32 metrics), present or not.
+    /// The f32 vector of item `id` (f32 rows), present or not.
     #[inline]
     pub fn item_f32(&self, id: usize) -> Option<&'a [f32]> {
         match self.items {
             ItemRows::F32(rows) => rows.row(id),
+            _ => None,
+        }
+    }
+
+    /// The vector of item `id` as f32 (stored as f32, f16 or bf16), present or not: the
+    /// stored values, widened exactly. `None` for hamming.
+    pub fn item_vector(&self, id: usize) -> Option<std::borrow::Cow<'a, [f32]>> {
+        use std::borrow::Cow;
+        fn widen<T: copse_distance::RowElement>(row: &[T]) -> Cow<'static, [f32]> {
+            Cow::Owned(row.iter().map(|x| x.to_f32()).collect())
+        }
+        match self.items {
+            ItemRows::F32(rows) => rows.row(id).map(Cow::Borrowed),
+            ItemRows::F16(rows) => rows.row(id).map(widen),
+            ItemRows::Bf16(rows) => rows.row(id).map(widen),
             ItemRows::Bits { .. } => None,
         }
     }
@@ -494,7 +519,7 @@ impl<'a> View<'a> {
                 let start = id.checked_mul(row_len)?;
                 words.get(start..start.checked_add(row_len)?)
             }
-            ItemRows::F32(_) => None,
+            _ => None,
         }
     }
 
@@ -505,8 +530,8 @@ impl<'a> View<'a> {
         let (header, normal) = record.split_at_checked(size_of::<SplitNode>())?;
         let node: SplitNode = bytemuck::pod_read_unaligned(header);
         let normal = match self.info.element() {
-            Element::F32 => normal.get(..self.info.row_len())?,
             Element::Bits => &[],
+            _ => normal.get(..self.info.row_len())?,
         };
         Some((node, bytemuck::cast_slice(normal)))
     }
@@ -595,12 +620,14 @@ fn validate(data: &[u8]) -> Result<(IndexInfo, Sections, Vec<SectionEntry>), For
     }
 
     let metric = Metric::from_code(header.metric)?;
-    if header.element != metric.element().code() {
-        return Err(FormatError::BadHeader(format!(
-            "element code {} does not fit metric {metric}",
-            header.element
-        )));
-    }
+    let element = Element::from_code(header.element)
+        .filter(|e| e.fits(metric))
+        .ok_or_else(|| {
+            FormatError::BadHeader(format!(
+                "element code {} does not fit metric {metric}",
+                header.element
+            ))
+        })?;
     let info = IndexInfo {
         version: header.version,
         metric,
@@ -610,6 +637,7 @@ fn validate(data: &[u8]) -> Result<(IndexInfo, Sections, Vec<SectionEntry>), For
         n_trees: header.n_trees as usize,
         leaf_capacity: header.leaf_capacity as usize,
         seed: header.seed,
+        element,
     };
     info.check()?;
     if header.id_bits != info.id_bits() {
@@ -783,7 +811,7 @@ fn locate_sections(
             range
         }
     };
-    let item_codes = if info.metric.stores_codes() {
+    let item_codes = if info.stores_codes() {
         sized(
             SectionKind::ItemCodes,
             need(SectionKind::ItemCodes)?,

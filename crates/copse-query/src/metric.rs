@@ -2,7 +2,7 @@
 //! candidates are scored. Internal scores are "lower is closer"; [`QueryMetric::user`] turns
 //! them into Annoy's reported distances.
 
-use copse_distance::{Dot, Kernels, L1, L2Squared, WithKernels};
+use copse_distance::{Dot, Kernels, L1, L2Squared, RowElement, Rows, WithKernels};
 use copse_format::{ItemRows, Metric, SplitNode, View};
 
 use crate::{Query, QueryError};
@@ -50,6 +50,8 @@ pub(crate) fn check_query(view: &View<'_>, query: Query<'_>) -> Result<(), Query
     let metric = view.info.metric;
     let len = match view.items {
         ItemRows::F32(rows) if metric != Metric::Hamming => rows.dims(),
+        ItemRows::F16(rows) if metric != Metric::Hamming => rows.dims(),
+        ItemRows::Bf16(rows) if metric != Metric::Hamming => rows.dims(),
         ItemRows::Bits { row_len, .. } if metric == Metric::Hamming => row_len,
         _ => {
             return Err(QueryError::Corrupt(
@@ -213,8 +215,14 @@ fn batch_scores<K: Kernels, F: copse_distance::F32Metric, const NEGATE: bool>(
     ids: &[u32],
     out: &mut [f32],
 ) -> Result<(), QueryError> {
-    k.batch_ids(metric, q.floats, rows_of(view)?, ids, out)
-        .map_err(kernel_error)?;
+    match view.items {
+        ItemRows::F32(rows) => k
+            .batch_ids(metric, q.floats, rows, ids, out)
+            .map_err(kernel_error)?,
+        ItemRows::F16(rows) => row_scores(k, metric, q.floats, rows, ids, out)?,
+        ItemRows::Bf16(rows) => row_scores(k, metric, q.floats, rows, ids, out)?,
+        ItemRows::Bits { .. } => return Err(wrong_rows()),
+    }
     if NEGATE {
         for score in out.iter_mut() {
             *score = -*score;
@@ -230,11 +238,31 @@ fn hyperplane_children(parent: f32, margin: f32) -> [f32; 2] {
     [parent.min(-margin), parent.min(margin)]
 }
 
-fn rows_of<'a>(view: &View<'a>) -> Result<copse_distance::Rows<'a>, QueryError> {
-    match view.items {
-        ItemRows::F32(rows) => Ok(rows),
-        ItemRows::Bits { .. } => Err(QueryError::Corrupt("item rows of the wrong kind")),
+/// `metric` between `q` and each row of `ids`, one row at a time (rows stored in half
+/// precision, which the batch kernels do not read).
+#[inline(always)]
+fn row_scores<K: Kernels, F: copse_distance::F32Metric, T: RowElement>(
+    k: K,
+    metric: F,
+    q: &[f32],
+    rows: Rows<'_, T>,
+    ids: &[u32],
+    out: &mut [f32],
+) -> Result<(), QueryError> {
+    for (i, (score, &id)) in out.iter_mut().zip(ids).enumerate() {
+        if let Some(&ahead) = ids.get(i + ROW_PREFETCH) {
+            copse_distance::prefetch_row(rows, ahead);
+        }
+        let x = rows
+            .row(id as usize)
+            .ok_or(QueryError::Corrupt("leaf id out of range"))?;
+        *score = k.row(metric, q, x);
     }
+    Ok(())
+}
+
+fn wrong_rows() -> QueryError {
+    QueryError::Corrupt("item rows of the wrong kind")
 }
 
 fn kernel_error(_: copse_distance::DistanceError) -> QueryError {
@@ -263,7 +291,24 @@ fn angular_scores<K: Kernels>(
     ids: &[u32],
     out: &mut [f32],
 ) -> Result<(), QueryError> {
-    let rows = rows_of(view)?;
+    match view.items {
+        ItemRows::F32(rows) => angular_rows(k, view.norms, q, rows, ids, out),
+        ItemRows::F16(rows) => angular_rows(k, view.norms, q, rows, ids, out),
+        ItemRows::Bf16(rows) => angular_rows(k, view.norms, q, rows, ids, out),
+        ItemRows::Bits { .. } => Err(wrong_rows()),
+    }
+}
+
+/// [`angular_scores`] for rows of one type.
+#[inline(always)]
+fn angular_rows<K: Kernels, T: RowElement>(
+    k: K,
+    norms: &[f32],
+    q: &Prepared<'_>,
+    rows: Rows<'_, T>,
+    ids: &[u32],
+    out: &mut [f32],
+) -> Result<(), QueryError> {
     for (i, (score, &id)) in out.iter_mut().zip(ids).enumerate() {
         if let Some(&ahead) = ids.get(i + ROW_PREFETCH) {
             copse_distance::prefetch_row(rows, ahead);
@@ -271,7 +316,7 @@ fn angular_scores<K: Kernels>(
         let x = rows
             .row(id as usize)
             .ok_or(QueryError::Corrupt("leaf id out of range"))?;
-        let norm = view.norms.get(id as usize).copied().unwrap_or(0.0);
+        let norm = norms.get(id as usize).copied().unwrap_or(0.0);
         *score = angular_score(k, q.floats, q.norm, x, norm);
     }
     Ok(())
@@ -304,16 +349,22 @@ const ROW_PREFETCH: usize = 4;
 /// exactly 0 from itself (both norms come from [`copse_distance::fixed::norm`]), and the result
 /// is clamped to the 4 that unit vectors cannot exceed.
 #[inline(always)]
-fn angular_score<K: Kernels>(k: K, q: &[f32], q_norm: f32, x: &[f32], x_norm: f32) -> f32 {
+fn angular_score<K: Kernels, T: RowElement>(
+    k: K,
+    q: &[f32],
+    q_norm: f32,
+    x: &[T],
+    x_norm: f32,
+) -> f32 {
     if !(q_norm > 0.0 && x_norm > 0.0) {
         return 2.0;
     }
     let (s, t) = (1.0 / q_norm, 1.0 / x_norm);
     if s.is_finite() && t.is_finite() {
-        k.scaled_l2_squared(q, s, x, t).min(4.0)
+        k.row_scaled_l2(q, s, x, t).min(4.0)
     } else {
         // Norms so small that their reciprocals overflow: the cosine, in f64.
-        let cos = f64::from(k.dot(q, x)) / (f64::from(q_norm) * f64::from(x_norm));
+        let cos = f64::from(k.row(Dot, q, x)) / (f64::from(q_norm) * f64::from(x_norm));
         (2.0 - 2.0 * cos).clamp(0.0, 4.0) as f32
     }
 }
@@ -389,18 +440,37 @@ impl WithKernels for PairDistance<'_, '_> {
         let (view, a, b) = (self.view, self.a as usize, self.b as usize);
         Some(match view.info.metric {
             Metric::Hamming => k.hamming(view.item_bits(a)?, view.item_bits(b)?) as f32,
-            metric => {
-                let (x, y) = (view.item_f32(a)?, view.item_f32(b)?);
-                match metric {
-                    Metric::Angular => {
-                        let (x_norm, y_norm) = (*view.norms.get(a)?, *view.norms.get(b)?);
-                        Angular::user(angular_score(k, x, x_norm, y, y_norm))
-                    }
-                    Metric::Euclidean => Euclidean::user(k.l2_squared(x, y)),
-                    Metric::Manhattan => Manhattan::user(k.l1(x, y)),
-                    _ => k.dot(x, y),
-                }
+            _ => {
+                // The first item widened to f32 (exact), the second read as stored.
+                let x = view.item_vector(a)?;
+                match view.items {
+                    ItemRows::F32(rows) => pair_distance(k, view, &x, a, rows.row(b)?, b),
+                    ItemRows::F16(rows) => pair_distance(k, view, &x, a, rows.row(b)?, b),
+                    ItemRows::Bf16(rows) => pair_distance(k, view, &x, a, rows.row(b)?, b),
+                    ItemRows::Bits { .. } => return None,
+                }?
             }
         })
     }
+}
+
+/// The reported distance between stored items `a` (as f32, `x`) and `b` (`y`, as stored).
+#[inline(always)]
+fn pair_distance<K: Kernels, T: RowElement>(
+    k: K,
+    view: &View<'_>,
+    x: &[f32],
+    a: usize,
+    y: &[T],
+    b: usize,
+) -> Option<f32> {
+    Some(match view.info.metric {
+        Metric::Angular => {
+            let (x_norm, y_norm) = (*view.norms.get(a)?, *view.norms.get(b)?);
+            Angular::user(angular_score(k, x, x_norm, y, y_norm))
+        }
+        Metric::Euclidean => Euclidean::user(k.row(L2Squared, x, y)),
+        Metric::Manhattan => Manhattan::user(k.row(L1, x, y)),
+        _ => k.row(Dot, x, y),
+    })
 }

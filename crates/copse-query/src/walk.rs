@@ -193,6 +193,11 @@ pub(crate) fn shortlist_len(n: usize) -> usize {
 pub(crate) enum Prefetch<'a> {
     Codes,
     Rows(copse_distance::Rows<'a>),
+    /// Rows of another type (half precision): every line of each, as the bytes it spans.
+    RowBytes {
+        bytes: &'a [u8],
+        stride: usize,
+    },
     Bits,
 }
 
@@ -246,7 +251,14 @@ pub(crate) fn emit<M: QueryMetric>(best: &mut BinaryHeap<Ranked>, out: &mut Vec<
     }
 }
 
-impl Prefetch<'_> {
+impl<'a> Prefetch<'a> {
+    fn row_bytes<T: copse_distance::RowElement>(rows: copse_distance::Rows<'a, T>) -> Self {
+        Prefetch::RowBytes {
+            bytes: copse_distance::bytemuck::cast_slice(rows.as_slice()),
+            stride: rows.dims() * size_of::<T>(),
+        }
+    }
+
     /// Starts loading what scoring will read for item `id`.
     #[inline(always)]
     pub(crate) fn item(self, view: &View<'_>, id: u32) {
@@ -257,6 +269,14 @@ impl Prefetch<'_> {
                 }
             }
             Prefetch::Rows(rows) => prefetch_row(rows, id),
+            Prefetch::RowBytes { bytes, stride } => {
+                let start = id as usize * stride;
+                if let Some(row) = bytes.get(start..start + stride) {
+                    for lines in row.chunks(512) {
+                        prefetch_lines(lines);
+                    }
+                }
+            }
             Prefetch::Bits => {
                 if let Some(bits) = view.item_bits(id as usize) {
                     prefetch(bits);
@@ -282,6 +302,8 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
     let prefetch_kind = match view.items {
         _ if M::APPROXIMATE && !view.codes.is_empty() => Prefetch::Codes,
         ItemRows::F32(rows) => Prefetch::Rows(rows),
+        ItemRows::F16(rows) => Prefetch::row_bytes(rows),
+        ItemRows::Bf16(rows) => Prefetch::row_bytes(rows),
         ItemRows::Bits { .. } => Prefetch::Bits,
     };
     // The query's code lives outside the scratch while the search borrows both.

@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use copse_build::{BuildOptions, GraphOptions, Progress, VectorStore};
-use copse_format::Metric;
+use copse_format::{Element, Metric};
 
 use crate::{Error, Index};
 
@@ -80,6 +80,41 @@ impl IndexBuilder {
             progress: None,
             on_disk: None,
         })
+    }
+
+    /// Stores item rows as `dtype`: [`Element::F32`] (the default), [`Element::F16`] or
+    /// [`Element::Bf16`] (half the file; hamming stores bits and takes only
+    /// [`Element::Bits`]). Vectors are rounded to the type as they are added (to nearest,
+    /// ties to even), and the index is built from, searched over and returns
+    /// ([`Index::item_vector`]) the rounded values. A value beyond the type's range (f16:
+    /// 65504) is an error when added. Set it before adding items.
+    pub fn dtype(mut self, dtype: Element) -> Result<Self, Error> {
+        self.set_dtype(dtype)?;
+        Ok(self)
+    }
+
+    /// Sets the row type in place (see [`IndexBuilder::dtype`]); an error once items are added.
+    pub fn set_dtype(&mut self, dtype: Element) -> Result<(), Error> {
+        if dtype == self.store.element() {
+            return Ok(());
+        }
+        if self.store.n_items() > 0 || self.built {
+            return Err(Error::WrongKind(
+                "the row type must be set before items are added".into(),
+            ));
+        }
+        self.store = VectorStore::with_element(self.store.dims(), self.store.metric(), dtype)?;
+        if let Some(on_disk) = &mut self.on_disk {
+            // The new store's rows go to a fresh temporary file (the old one is removed).
+            on_disk.temp = None;
+            self.detach_from_built_file()?;
+        }
+        Ok(())
+    }
+
+    /// How item rows are stored ([`IndexBuilder::dtype`]).
+    pub fn element(&self) -> Element {
+        self.store.element()
     }
 
     /// Builds in the file at `path` instead of in memory (Annoy's `on_disk_build`): item
@@ -352,7 +387,8 @@ impl IndexBuilder {
         self.len() == 0
     }
 
-    /// The vector of an added item (bits as 0.0/1.0 for hamming).
+    /// The vector of an added item as stored (rounded to the row type; bits as 0.0/1.0 for
+    /// hamming).
     pub fn item_vector(&self, id: u64) -> Result<Vec<f32>, Error> {
         if self.max_id().is_none_or(|max| id > max) {
             let n_items = self.n_items();
@@ -364,7 +400,7 @@ impl IndexBuilder {
                 let words = self.store.bits(row).unwrap_or(&[]);
                 crate::index::unpack_bits(words, self.store.dims())
             }
-            _ => self.store.row(row).unwrap_or(&[]).to_vec(),
+            _ => self.store.vector(row).unwrap_or_default().into_owned(),
         })
     }
 

@@ -341,6 +341,7 @@ impl Index {
                     n_trees: trees.n_trees(),
                     leaf_capacity: layout.leaf_capacity,
                     seed: 0,
+                    element: layout.metric.element(),
                 }
             }),
         }
@@ -530,9 +531,13 @@ impl Index {
         };
         let mut out = Vec::with_capacity(n.min(1024));
         let at = Index::row(&view, id)?;
+        let vector;
         let query = match view.info.metric {
             Metric::Hamming => Query::Bits(view.item_bits(at).unwrap_or(&[])),
-            _ => Query::F32(view.item_f32(at).unwrap_or(&[])),
+            _ => {
+                vector = view.item_vector(at).unwrap_or_default();
+                Query::F32(&vector)
+            }
         };
         self.search_filtered(&view, query, n, search_k, filter, &mut out)?;
         Ok(out)
@@ -769,7 +774,9 @@ impl Index {
         pool.push(scratch);
     }
 
-    /// The vector of item `id` (bits as 0.0/1.0 for hamming).
+    /// The vector of item `id` as the index stores it: rows stored in half precision
+    /// ([`crate::IndexBuilder::dtype`]) give the rounded values, widened to f32 (bits as
+    /// 0.0/1.0 for hamming).
     pub fn item_vector(&self, id: u64) -> Result<Vec<f32>, Error> {
         self.check_item(id)?;
         if let Some(annoy) = self.backing.annoy() {
@@ -784,7 +791,7 @@ impl Index {
         let at = Index::row(&view, id)?;
         Ok(match view.info.metric {
             Metric::Hamming => unpack_bits(view.item_bits(at).unwrap_or(&[]), view.info.dims),
-            _ => view.item_f32(at).unwrap_or(&[]).to_vec(),
+            _ => view.item_vector(at).unwrap_or_default().into_owned(),
         })
     }
 

@@ -53,7 +53,7 @@ pub use copse_build::{
     Progress, Stage,
 };
 pub use copse_distance::Level as SimdLevel;
-pub use copse_format::{FormatError, IndexInfo, MAX_DEGREE, Metric, SectionKind};
+pub use copse_format::{Element, FormatError, IndexInfo, MAX_DEGREE, Metric, SectionKind};
 pub use copse_query::{Neighbor, QueryError};
 pub use error::Error;
 pub use index::{Filter, GraphStats, Index, LoadOptions};

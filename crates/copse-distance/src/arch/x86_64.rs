@@ -1,15 +1,24 @@
 //! x86-64 levels: AVX2+FMA (pulp's V3) and AVX-512 (pulp's V4).
 
+use crate::half_rows::{Half, HalfKind, x86};
+use crate::kernels::private::Lanewise;
 use crate::{Kernels, Level, kernels::private::Token};
 
-/// AVX2 and FMA (x86-64-v3): 8 f32 lanes, a VPSHUFB popcount for hamming.
+/// AVX2 and FMA (x86-64-v3): 8 f32 lanes, a VPSHUFB popcount for hamming, VCVTPH2PS for f16
+/// rows where the CPU has F16C (every AVX2 CPU made has; the portable widening otherwise).
 #[derive(Debug, Clone, Copy)]
-pub struct Avx2(pulp::x86::V3);
+pub struct Avx2 {
+    simd: pulp::x86::V3,
+    f16c: bool,
+}
 
 impl Avx2 {
     /// The token, if this CPU has AVX2, FMA and the rest of x86-64-v3.
     pub fn try_new() -> Option<Self> {
-        pulp::x86::V3::try_new().map(Avx2)
+        pulp::x86::V3::try_new().map(|simd| Avx2 {
+            simd,
+            f16c: std::arch::is_x86_feature_detected!("f16c"),
+        })
     }
 }
 
@@ -17,7 +26,26 @@ impl Token for Avx2 {
     type Simd = pulp::x86::V3;
     #[inline(always)]
     fn simd(self) -> pulp::x86::V3 {
-        self.0
+        self.simd
+    }
+    #[inline(always)]
+    fn half_sum<M: Lanewise, H: Half, const SCALED: bool>(
+        self,
+        q: &[f32],
+        s: f32,
+        r: &[H],
+        t: f32,
+    ) -> f32 {
+        match H::KIND {
+            // SAFETY: `f16c` is only true where the CPU reported F16C; the token proves AVX2
+            // and FMA.
+            HalfKind::F16 if self.f16c => unsafe { x86::sum_f16c::<M, H, SCALED>(q, s, r, t) },
+            HalfKind::F16 => crate::half_rows::sum_each::<M, _, H, SCALED>(self.simd, q, s, r, t),
+            // SAFETY: bf16 widening needs AVX2 only, which the token proves.
+            HalfKind::Bf16 => unsafe {
+                crate::half_rows::sum::<M, _, _, H, SCALED>(self.simd, x86::WidenAvx2, q, s, r, t)
+            },
+        }
     }
     #[inline(always)]
     fn hamming_words(self, a: &[u64], b: &[u64]) -> u64 {
@@ -90,6 +118,20 @@ impl Token for Avx512 {
     #[inline(always)]
     fn simd(self) -> pulp::x86::V4 {
         self.simd
+    }
+    #[inline(always)]
+    fn half_sum<M: Lanewise, H: Half, const SCALED: bool>(
+        self,
+        q: &[f32],
+        s: f32,
+        r: &[H],
+        t: f32,
+    ) -> f32 {
+        // SAFETY: both widenings need AVX-512F/BW only (AVX-512F implies F16C), which the
+        // token proves.
+        unsafe {
+            crate::half_rows::sum::<M, _, _, H, SCALED>(self.simd, x86::WidenAvx512, q, s, r, t)
+        }
     }
     #[inline(always)]
     fn dot_i8_impl(self, q: &[f32], v: &[i8]) -> f32 {

@@ -1,0 +1,229 @@
+//! Rows stored in half precision (`IndexBuilder::dtype`): the index holds the rounded values,
+//! answers over them as an f64 brute force over the same rounded values does, returns them
+//! from `item_vector`, survives save/load/from_bytes, and refuses what the type cannot hold.
+//! (Every SIMD level runs the same checks in `levels.rs`; the kernels' bounds are in
+//! `copse-distance/tests/half_rows.rs`.)
+
+mod common;
+
+use common::{brute_force, distance, gaussian, recall, rng};
+use copse::{Element, Error, GraphOptions, Index, IndexBuilder, Metric};
+use copse_distance::{Half, bf16, f16};
+
+const FLOAT_METRICS: [Metric; 4] = [
+    Metric::Angular,
+    Metric::Euclidean,
+    Metric::Manhattan,
+    Metric::Dot,
+];
+
+/// The value a row of `element` holds for `x`.
+fn rounded(element: Element, x: f32) -> f32 {
+    match element {
+        Element::F16 => f16::round(x).to_f32(),
+        Element::Bf16 => bf16::round(x).to_f32(),
+        _ => x,
+    }
+}
+
+/// Builds `data` with rows of `element`, with or without a graph.
+fn build(metric: Metric, element: Element, data: &[Vec<f32>], graph: bool) -> Index {
+    let mut b = IndexBuilder::new(data[0].len(), metric)
+        .unwrap()
+        .dtype(element)
+        .unwrap()
+        .seed(7);
+    if graph {
+        b = b.graph(Some(GraphOptions::default()));
+    }
+    for (id, v) in data.iter().enumerate() {
+        b.add_item(id as u64, v).unwrap();
+    }
+    b.build(8).unwrap()
+}
+
+/// Checks `index` against an f64 brute force over the rounded rows: every returned distance
+/// is the oracle's distance of that item (to f32 rounding), and recall@10 is high.
+pub fn check_against_oracle(index: &Index, metric: Metric, element: Element, data: &[Vec<f32>]) {
+    let stored: Vec<Vec<f32>> = data
+        .iter()
+        .map(|v| v.iter().map(|&x| rounded(element, x)).collect())
+        .collect();
+    let mut r = rng(99);
+    let queries = gaussian(&mut r, 20, data[0].len());
+    let mut total = 0.0;
+    for q in &queries {
+        let truth = brute_force(metric, &stored, q);
+        let found = index.nns_by_vector(q, 10, Some(data.len() * 10)).unwrap();
+        assert_eq!(found.len(), 10);
+        for n in &found {
+            let exact = distance(metric, q, &stored[n.id as usize]);
+            let err = (f64::from(n.distance) - exact).abs();
+            assert!(
+                err <= 1e-4 * exact.abs().max(1.0),
+                "{metric} {element}: item {} at {} but {exact} in f64",
+                n.id,
+                n.distance
+            );
+        }
+        let dists: Vec<f64> = found.iter().map(|n| f64::from(n.distance)).collect();
+        total += recall(metric, &truth, &dists, 10);
+    }
+    let mean = total / queries.len() as f64;
+    assert!(mean >= 0.98, "{metric} {element}: recall {mean}");
+}
+
+#[test]
+fn half_rows_answer_as_brute_force_over_the_rounded_values() {
+    let data = gaussian(&mut rng(1), 1500, 37);
+    for metric in FLOAT_METRICS {
+        for element in [Element::F16, Element::Bf16] {
+            for graph in [false, true] {
+                let index = build(metric, element, &data, graph);
+                assert_eq!(index.info().element, element);
+                check_against_oracle(&index, metric, element, &data);
+            }
+        }
+    }
+}
+
+#[test]
+fn item_vector_is_the_rounded_value_and_self_distance_is_zero() {
+    let data = gaussian(&mut rng(2), 300, 50);
+    for metric in FLOAT_METRICS {
+        for element in [Element::F16, Element::Bf16] {
+            let mut b = IndexBuilder::new(50, metric)
+                .unwrap()
+                .dtype(element)
+                .unwrap();
+            for (id, v) in data.iter().enumerate() {
+                b.add_item(id as u64, v).unwrap();
+            }
+            let want: Vec<f32> = data[3].iter().map(|&x| rounded(element, x)).collect();
+            assert_eq!(
+                b.item_vector(3).unwrap(),
+                want,
+                "builder {metric} {element}"
+            );
+            let index = b.build(4).unwrap();
+            assert_eq!(index.item_vector(3).unwrap(), want, "{metric} {element}");
+            if metric != Metric::Dot {
+                for i in 0..300 {
+                    assert_eq!(index.distance(i, i).unwrap(), 0.0, "{metric} {element} {i}");
+                }
+                let found = index.nns_by_item(5, 3, Some(300)).unwrap();
+                assert_eq!((found[0].id, found[0].distance), (5, 0.0));
+            }
+            // distance(a, b) is the oracle's over the stored values.
+            let other: Vec<f32> = data[9].iter().map(|&x| rounded(element, x)).collect();
+            let exact = distance(metric, &want, &other);
+            let got = f64::from(index.distance(3, 9).unwrap());
+            assert!((got - exact).abs() <= 1e-4 * exact.abs().max(1.0));
+        }
+    }
+}
+
+#[test]
+fn half_files_round_trip_and_are_smaller() {
+    let data = gaussian(&mut rng(3), 2000, 64);
+    let dir = tempfile::tempdir().unwrap();
+    for metric in FLOAT_METRICS {
+        let f32_len = build(metric, Element::F32, &data, true).as_bytes().len();
+        for element in [Element::F16, Element::Bf16] {
+            let index = build(metric, element, &data, true);
+            let bytes = index.as_bytes().to_vec();
+            // Half the rows' bytes, and no item codes (see `Element::stores_codes`).
+            assert!(
+                bytes.len() * 10 < f32_len * 8,
+                "{metric} {element}: {} vs {f32_len}",
+                bytes.len()
+            );
+            let path = dir.path().join(format!("{metric}-{element}.copse"));
+            index.save(&path).unwrap();
+            let loaded = Index::load(&path).unwrap();
+            let from_bytes = Index::from_bytes(&bytes).unwrap();
+            loaded.verify().unwrap();
+            assert_eq!(loaded.info().element, element);
+            for q in gaussian(&mut rng(4), 5, 64) {
+                let a = index.nns_by_vector(&q, 10, None).unwrap();
+                assert_eq!(a, loaded.nns_by_vector(&q, 10, None).unwrap());
+                assert_eq!(a, from_bytes.nns_by_vector(&q, 10, None).unwrap());
+            }
+            assert_eq!(
+                loaded.item_vector(7).unwrap(),
+                index.item_vector(7).unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn values_a_type_cannot_hold_are_errors_that_leave_no_trace() {
+    let mut b = IndexBuilder::new(3, Metric::Euclidean)
+        .unwrap()
+        .dtype(Element::F16)
+        .unwrap();
+    b.add_item(0, &[1.0, 2.0, 3.0]).unwrap();
+    let err = b.add_item(1, &[1.0, 70000.0, 3.0]).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("70000") && text.contains("float16"), "{text}");
+    assert!(matches!(
+        b.add_item(1, &[1.0, f32::NAN, 3.0]),
+        Err(Error::NotFinite { .. })
+    ));
+    assert_eq!(b.len(), 1);
+    // 65504 is f16's largest value; 65519 still rounds to it.
+    b.add_item(2, &[65504.0, -65519.0, 1e-8]).unwrap();
+    assert_eq!(
+        b.item_vector(2).unwrap(),
+        vec![65504.0, -65504.0, f16::round(1e-8).to_f32()]
+    );
+    // bf16 holds f32's range but not its very top.
+    let mut b = IndexBuilder::new(2, Metric::Euclidean)
+        .unwrap()
+        .dtype(Element::Bf16)
+        .unwrap();
+    b.add_item(0, &[1e38, -1e-38]).unwrap();
+    let text = b.add_item(1, &[f32::MAX, 0.0]).unwrap_err().to_string();
+    assert!(text.contains("bfloat16"), "{text}");
+    // The type is chosen before items, and fits the metric.
+    let mut b = IndexBuilder::new(2, Metric::Angular).unwrap();
+    b.add_item(0, &[1.0, 0.0]).unwrap();
+    assert!(b.set_dtype(Element::F16).is_err());
+    assert!(
+        IndexBuilder::new(64, Metric::Hamming)
+            .unwrap()
+            .dtype(Element::F16)
+            .is_err()
+    );
+    assert!(
+        IndexBuilder::new(4, Metric::Angular)
+            .unwrap()
+            .dtype(Element::Bits)
+            .is_err()
+    );
+    assert_eq!("float16".parse::<Element>().unwrap(), Element::F16);
+    assert_eq!("bf16".parse::<Element>().unwrap(), Element::Bf16);
+    assert!("int4".parse::<Element>().is_err());
+}
+
+#[test]
+fn on_disk_half_builds_match_in_memory_ones() {
+    let data = gaussian(&mut rng(5), 800, 20);
+    let dir = tempfile::tempdir().unwrap();
+    for metric in FLOAT_METRICS {
+        let memory = build(metric, Element::F16, &data, true).as_bytes().to_vec();
+        let path = dir.path().join(format!("{metric}.copse"));
+        let mut b = IndexBuilder::new(20, metric)
+            .unwrap()
+            .seed(7)
+            .graph(Some(GraphOptions::default()));
+        b.on_disk_build(&path).unwrap();
+        b.set_dtype(Element::F16).unwrap();
+        for (id, v) in data.iter().enumerate() {
+            b.add_item(id as u64, v).unwrap();
+        }
+        b.build(8).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), memory, "{metric}");
+    }
+}
