@@ -49,7 +49,7 @@ pub fn build_on_disk(
 
     // Where the sections before the trees go: their lengths do not depend on the trees.
     // (The header's room does not depend on the section count, so a graph changes nothing here.)
-    let plan = section_plan(metric, store.element(), false, false, false);
+    let plan = section_plan(metric, store.keeps_codes(), false, false, false);
     let lengths = section_lengths(store, &[], After::default());
     let offsets = copse_format::planned_offsets(&lengths);
     let offset_of = |kind: SectionKind| {
@@ -60,7 +60,7 @@ pub fn build_on_disk(
     };
     let codes = match metric {
         Metric::Hamming => codes::encode(store)?,
-        _ if store.element().stores_codes(metric) => {
+        _ if store.keeps_codes() => {
             let at = offset_of(SectionKind::ItemCodes)?;
             pool.install(|| codes::encode_to_file(store, &file, at))?
         }
@@ -102,7 +102,7 @@ pub fn build_on_disk(
 
     codes.flush()?;
     store.flush()?;
-    let codes_placed = placed_codes(&codes, store.element().stores_codes(metric), offset_of)?;
+    let codes_placed = placed_codes(&codes, store.keeps_codes(), offset_of)?;
     let mut out = BufWriter::with_capacity(1 << 20, file.try_clone().map_err(BuildError::Io)?);
     out.seek(SeekFrom::Start(0)).map_err(BuildError::Io)?;
     let items = Placed::InPlace(store.row_bytes(), offset_of(SectionKind::Items)?);

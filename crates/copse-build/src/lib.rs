@@ -21,7 +21,7 @@ use std::io::{Seek, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use copse_format::{
-    Element, FORMAT_VERSION, FormatError, IndexInfo, IndexWriter, Metric, SectionKind, TreeEntry,
+    FORMAT_VERSION, FormatError, IndexInfo, IndexWriter, Metric, SectionKind, TreeEntry,
 };
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -82,6 +82,14 @@ pub enum BuildError {
         element: copse_format::Element,
         /// The type's largest finite value.
         largest: f32,
+    },
+    /// Item codes were asked for (or declined) where the choice is fixed.
+    #[error("item codes are not optional for {element} rows of metric {metric}")]
+    CodesFixed {
+        /// The row type.
+        element: copse_format::Element,
+        /// The metric.
+        metric: Metric,
     },
     /// The row type does not fit the metric (hamming stores bits; the others f32, f16 or
     /// bf16).
@@ -228,7 +236,7 @@ fn tree_rng(seed: u64, t: usize) -> Xoshiro256PlusPlus {
 /// any tree exists.
 pub fn section_plan(
     metric: Metric,
-    element: Element,
+    codes: bool,
     graph: bool,
     id_map: bool,
     labels: bool,
@@ -238,7 +246,7 @@ pub fn section_plan(
         plan.push(SectionKind::Norms);
     }
     plan.push(SectionKind::Present);
-    if element.stores_codes(metric) {
+    if codes {
         plan.push(SectionKind::ItemCodes);
     }
     plan.extend([
@@ -262,7 +270,7 @@ pub fn section_plan(
 /// Where the items section of a `metric` index starts (it is the first section, so its place
 /// depends only on the number of sections): on-disk builds put rows there from the start.
 pub fn items_offset(metric: Metric) -> u64 {
-    let plan = section_plan(metric, metric.element(), false, false, false);
+    let plan = section_plan(metric, false, false, false, false);
     copse_format::planned_offsets(&vec![0; plan.len()])[0]
 }
 
@@ -465,7 +473,7 @@ fn section_lengths(store: &VectorStore, trees: &[TreeParts<'_>], after: After<'_
     let metric = store.metric();
     let plan = section_plan(
         metric,
-        store.element(),
+        store.keeps_codes(),
         graph.is_some(),
         store.id_map().is_some(),
         labels.is_some(),
@@ -516,7 +524,7 @@ pub(crate) fn write_index<W: Write + Seek>(
     };
     let plan = section_plan(
         metric,
-        store.element(),
+        store.keeps_codes(),
         graph.is_some(),
         store.id_map().is_some(),
         labels.is_some(),

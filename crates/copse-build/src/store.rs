@@ -27,6 +27,9 @@ pub struct VectorStore {
     metric: Metric,
     /// How rows are stored: f32, f16, bf16 or bits.
     element: Element,
+    /// True if the file keeps the item codes beside the rows (always, for f32 rows of the
+    /// metrics that score from codes; a choice with half-precision rows).
+    codes: bool,
     dims: usize,
     row_len: usize,
     /// The rows, `n_items * row_len` elements (f32, or u64 words for hamming).
@@ -174,6 +177,7 @@ impl VectorStore {
         Ok(VectorStore {
             metric,
             element,
+            codes: element.requires_codes(metric),
             dims,
             row_len: metric.row_len(dims),
             rows: RowBuffer::Memory(Vec::new()),
@@ -643,6 +647,26 @@ impl VectorStore {
     /// How rows are stored.
     pub fn element(&self) -> Element {
         self.element
+    }
+
+    /// True if the file keeps item codes beside the rows.
+    pub fn keeps_codes(&self) -> bool {
+        self.codes
+    }
+
+    /// Keeps item codes beside half-precision rows, or not (f32 rows of the metrics that score
+    /// from codes always keep them; manhattan and hamming have none). An error where the
+    /// choice is not open.
+    pub fn set_codes(&mut self, codes: bool) -> Result<(), BuildError> {
+        let open = self.element.allows_codes(self.metric) && !self.element.requires_codes(self.metric);
+        if codes != self.codes && !open {
+            return Err(BuildError::CodesFixed {
+                element: self.element,
+                metric: self.metric,
+            });
+        }
+        self.codes = codes;
+        Ok(())
     }
 
     /// The vector in row `row` as f32, whatever the row type (exact: every stored value is

@@ -77,6 +77,7 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
                 "path": args.index.display().to_string(),
                 "format_version": info.version,
                 "metric": info.metric.name(),
+                "dtype": info.element.name(),
                 "dims": info.dims,
                 "items": index.n_items(),
                 "present_items": index.len(),
@@ -106,6 +107,7 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
             writeln!(out, "format version: {}", info.version)?;
             writeln!(out, "metric:         {}", info.metric)?;
             writeln!(out, "dimensions:     {}", info.dims)?;
+            writeln!(out, "rows stored as: {}", info.element)?;
             if index.has_id_map() {
                 writeln!(
                     out,

@@ -356,10 +356,6 @@ impl IndexInfo {
         self.element
     }
 
-    /// True if the file keeps quantized item codes ([`Element::stores_codes`]).
-    pub fn stores_codes(&self) -> bool {
-        self.element.stores_codes(self.metric)
-    }
 
     /// Bits per packed leaf id: enough for the largest id, at least 1.
     pub fn id_bits(&self) -> u32 {

@@ -173,11 +173,17 @@ impl Element {
         })
     }
 
-    /// True if an index of `metric` with rows of this type keeps quantized item codes: the
-    /// metrics that score from them, with f32 rows. Half-precision rows are scored directly,
-    /// which costs less file than codes beside them (measured in `docs/performance.md`).
-    pub fn stores_codes(self, metric: Metric) -> bool {
+    /// True if an index of `metric` with rows of this type must keep quantized item codes:
+    /// the metrics that score from them, with f32 rows. With half-precision rows they are
+    /// optional (without them, candidates are scored from the rows directly; measured in
+    /// `docs/performance.md`).
+    pub fn requires_codes(self, metric: Metric) -> bool {
         metric.stores_codes() && self == Element::F32
+    }
+
+    /// True if an index of `metric` with rows of this type may keep item codes.
+    pub fn allows_codes(self, metric: Metric) -> bool {
+        metric.stores_codes() && self != Element::Bits
     }
 
     /// True if `metric` can store its rows as this type: bits for hamming, any float type for

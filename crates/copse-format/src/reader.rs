@@ -811,15 +811,19 @@ fn locate_sections(
             range
         }
     };
-    let item_codes = if info.stores_codes() {
-        sized(
+    let item_codes = if info.element.requires_codes(info.metric) {
+        Some(need(SectionKind::ItemCodes)?)
+    } else {
+        take(SectionKind::ItemCodes)
+    };
+    let item_codes = match item_codes {
+        Some(range) if info.element.allows_codes(info.metric) => sized(
             SectionKind::ItemCodes,
-            need(SectionKind::ItemCodes)?,
+            range,
             info.n_items
                 .checked_mul(item_code_stride(info.row_len()) as u64),
-        )?
-    } else {
-        forbid(SectionKind::ItemCodes, take(SectionKind::ItemCodes))?
+        )?,
+        other => forbid(SectionKind::ItemCodes, other)?,
     };
     Ok(Sections {
         items,

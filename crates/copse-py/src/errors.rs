@@ -37,6 +37,9 @@ pub(crate) fn to_py(error: Error) -> PyErr {
             | BuildError::BadLeafCapacity(_)
             | BuildError::BadGraph(_)
             | BuildError::NormOverflow { .. }
+            | BuildError::OutOfRange { .. }
+            | BuildError::CodesFixed { .. }
+            | BuildError::ElementForMetric { .. }
             | BuildError::TooLarge(_) => PyValueError::new_err(message),
             _ => PyRuntimeError::new_err(message),
         },

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use copse::{GraphOptions, Index, IndexBuilder, LoadOptions, Metric, Neighbor};
+use copse::{Element, GraphOptions, Index, IndexBuilder, LoadOptions, Metric, Neighbor};
 use numpy::IntoPyArray;
 use numpy::PyUntypedArrayMethods;
 use numpy::ndarray::Array2;
@@ -133,6 +133,10 @@ struct State {
 pub struct AnnoyIndex {
     f: usize,
     metric: Metric,
+    /// How rows are stored (`dtype=`), and whether half rows keep item codes (`item_codes=`;
+    /// `None`: the library's default).
+    dtype: Element,
+    item_codes: Option<bool>,
     state: Mutex<State>,
 }
 
@@ -275,6 +279,39 @@ fn not_built() -> PyErr {
     )
 }
 
+/// A builder for `f` dimensions under `metric`, rows stored as `dtype`.
+fn builder_for(
+    f: usize,
+    metric: Metric,
+    dtype: Element,
+    item_codes: Option<bool>,
+    seed: u64,
+) -> PyResult<IndexBuilder> {
+    let mut builder = IndexBuilder::new(f, metric).map_err(to_py)?.seed(seed);
+    builder.set_dtype(dtype).map_err(to_py)?;
+    if let Some(keep) = item_codes {
+        builder.set_item_codes(keep).map_err(to_py)?;
+    }
+    Ok(builder)
+}
+
+/// A row type from `dtype=`: a name (`"float16"`, `"f16"`, `"bfloat16"`, ...) or a numpy
+/// dtype or scalar type (`np.float16`), by its name.
+fn parse_dtype(dtype: &Bound<'_, PyAny>) -> PyResult<Element> {
+    let name: String = match dtype.extract::<String>() {
+        Ok(name) => name,
+        Err(_) => match dtype.getattr("__name__") {
+            Ok(name) => name.extract()?,
+            Err(_) => dtype.str()?.extract()?,
+        },
+    };
+    name.parse::<Element>().map_err(|_| {
+        PyValueError::new_err(format!(
+            "No such dtype: {name:?} (use 'float32', 'float16' or 'bfloat16')"
+        ))
+    })
+}
+
 impl AnnoyIndex {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while the lock is held; if something ever did, the state is still a
@@ -289,6 +326,8 @@ impl AnnoyIndex {
         AnnoyIndex {
             f: index.dims(),
             metric: index.metric(),
+            dtype: index.info().element,
+            item_codes: None,
             state: Mutex::new(State {
                 phase: Phase::Loaded { index, path },
                 seed,
@@ -308,9 +347,7 @@ impl AnnoyIndex {
     }
 
     fn new_builder(&self, seed: u64) -> PyResult<IndexBuilder> {
-        Ok(IndexBuilder::new(self.f, self.metric)
-            .map_err(to_py)?
-            .seed(seed))
+        builder_for(self.f, self.metric, self.dtype, self.item_codes, seed)
     }
 
     /// The item counts and, if the index is queryable, the index.
@@ -350,8 +387,14 @@ impl AnnoyIndex {
 impl AnnoyIndex {
     /// `AnnoyIndex(f, metric)`: an empty index of `f`-dimensional vectors.
     #[new]
-    #[pyo3(signature = (f, metric = None))]
-    fn new(py: Python<'_>, f: i64, metric: Option<&str>) -> PyResult<Self> {
+    #[pyo3(signature = (f, metric = None, dtype = None, item_codes = None))]
+    fn new(
+        py: Python<'_>,
+        f: i64,
+        metric: Option<&str>,
+        dtype: Option<&Bound<'_, PyAny>>,
+        item_codes: Option<bool>,
+    ) -> PyResult<Self> {
         let metric = match metric {
             Some(name) => Metric::from_name(name).ok_or_else(|| {
                 PyValueError::new_err(format!(
@@ -375,11 +418,17 @@ impl AnnoyIndex {
                 "f must be a positive number of dimensions, not {f}"
             ))
         })?;
+        let dtype = match dtype {
+            None => metric.element(),
+            Some(d) => parse_dtype(d)?,
+        };
         let seed = copse::DEFAULT_SEED;
-        let builder = IndexBuilder::new(f, metric).map_err(to_py)?.seed(seed);
+        let builder = builder_for(f, metric, dtype, item_codes, seed)?;
         Ok(AnnoyIndex {
             f,
             metric,
+            dtype,
+            item_codes,
             state: Mutex::new(State {
                 phase: Phase::Adding(builder),
                 seed,

@@ -103,13 +103,37 @@ impl IndexBuilder {
                 "the row type must be set before items are added".into(),
             ));
         }
-        self.store = VectorStore::with_element(self.store.dims(), self.store.metric(), dtype)?;
+        let codes = self.store.keeps_codes();
+        let mut store = VectorStore::with_element(self.store.dims(), self.store.metric(), dtype)?;
+        // A choice of codes made before carries over where the new type leaves it open.
+        let _ = store.set_codes(codes);
+        self.store = store;
         if let Some(on_disk) = &mut self.on_disk {
             // The new store's rows go to a fresh temporary file (the old one is removed).
             on_disk.temp = None;
             self.detach_from_built_file()?;
         }
         Ok(())
+    }
+
+    /// With half-precision rows ([`IndexBuilder::dtype`]), also keeps the i8 item codes that
+    /// f32 indexes score candidates from (angular, euclidean and dot). With them, queries
+    /// score candidates from one byte per dimension and run about as fast as with f32 rows,
+    /// for a file a quarter of f32 rows larger; without them (the default), candidates are
+    /// scored from the half rows, for the smallest file. Measured in `docs/performance.md`.
+    /// An error where the choice is not open (f32 rows always keep codes; manhattan and
+    /// hamming have none).
+    pub fn item_codes(mut self, keep: bool) -> Result<Self, Error> {
+        self.set_item_codes(keep)?;
+        Ok(self)
+    }
+
+    /// Sets [`IndexBuilder::item_codes`] in place.
+    pub fn set_item_codes(&mut self, keep: bool) -> Result<(), Error> {
+        if self.built {
+            return Err(Error::AlreadyBuilt);
+        }
+        Ok(self.store.set_codes(keep)?)
     }
 
     /// How item rows are stored ([`IndexBuilder::dtype`]).

@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::{brute_force, distance, gaussian, recall, rng};
+use common::{check_against_oracle, distance, gaussian, rng, rounded};
 use copse::{Element, Error, GraphOptions, Index, IndexBuilder, Metric};
-use copse_distance::{Half, bf16, f16};
+use copse_distance::{Half, f16};
 
 const FLOAT_METRICS: [Metric; 4] = [
     Metric::Angular,
@@ -16,15 +16,6 @@ const FLOAT_METRICS: [Metric; 4] = [
     Metric::Manhattan,
     Metric::Dot,
 ];
-
-/// The value a row of `element` holds for `x`.
-fn rounded(element: Element, x: f32) -> f32 {
-    match element {
-        Element::F16 => f16::round(x).to_f32(),
-        Element::Bf16 => bf16::round(x).to_f32(),
-        _ => x,
-    }
-}
 
 /// Builds `data` with rows of `element`, with or without a graph.
 fn build(metric: Metric, element: Element, data: &[Vec<f32>], graph: bool) -> Index {
@@ -40,37 +31,6 @@ fn build(metric: Metric, element: Element, data: &[Vec<f32>], graph: bool) -> In
         b.add_item(id as u64, v).unwrap();
     }
     b.build(8).unwrap()
-}
-
-/// Checks `index` against an f64 brute force over the rounded rows: every returned distance
-/// is the oracle's distance of that item (to f32 rounding), and recall@10 is high.
-pub fn check_against_oracle(index: &Index, metric: Metric, element: Element, data: &[Vec<f32>]) {
-    let stored: Vec<Vec<f32>> = data
-        .iter()
-        .map(|v| v.iter().map(|&x| rounded(element, x)).collect())
-        .collect();
-    let mut r = rng(99);
-    let queries = gaussian(&mut r, 20, data[0].len());
-    let mut total = 0.0;
-    for q in &queries {
-        let truth = brute_force(metric, &stored, q);
-        let found = index.nns_by_vector(q, 10, Some(data.len() * 10)).unwrap();
-        assert_eq!(found.len(), 10);
-        for n in &found {
-            let exact = distance(metric, q, &stored[n.id as usize]);
-            let err = (f64::from(n.distance) - exact).abs();
-            assert!(
-                err <= 1e-4 * exact.abs().max(1.0),
-                "{metric} {element}: item {} at {} but {exact} in f64",
-                n.id,
-                n.distance
-            );
-        }
-        let dists: Vec<f64> = found.iter().map(|n| f64::from(n.distance)).collect();
-        total += recall(metric, &truth, &dists, 10);
-    }
-    let mean = total / queries.len() as f64;
-    assert!(mean >= 0.98, "{metric} {element}: recall {mean}");
 }
 
 #[test]

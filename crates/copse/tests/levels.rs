@@ -8,7 +8,7 @@
 mod common;
 
 use common::{METRICS, gaussian, rng};
-use copse::{IndexBuilder, Metric};
+use copse::{Element, IndexBuilder, Metric};
 use copse_distance::Level;
 use rand::RngExt;
 use std::path::{Path, PathBuf};
@@ -65,6 +65,27 @@ fn child_builds_and_checks_self_distances() {
         index
             .save(dir.join(format!("{metric}-graph.copse")))
             .unwrap();
+        // Half-precision rows: the same file at every level, and answers that agree with an
+        // f64 brute force over the rounded values.
+        if metric != Metric::Hamming {
+            for element in [Element::F16, Element::Bf16] {
+                let data = gaussian(&mut rng(11), 1200, 37);
+                let mut b = IndexBuilder::new(37, metric)
+                    .unwrap()
+                    .dtype(element)
+                    .unwrap()
+                    .seed(5)
+                    .graph(Some(copse::GraphOptions::default()));
+                for (id, v) in data.iter().enumerate() {
+                    b.add_item(id as u64, v).unwrap();
+                }
+                let index = b.build_with_threads(4, 2).unwrap();
+                common::check_against_oracle(&index, metric, element, &data);
+                index
+                    .save(dir.join(format!("{metric}-{element}.copse")))
+                    .unwrap();
+            }
+        }
     }
     for metric in METRICS {
         for d in SELF_DIMS {
@@ -182,8 +203,16 @@ fn every_level_builds_the_same_bytes_and_exact_self_distances() {
     let (first, first_dir) = &built[0];
     for (level, dir) in &built[1..] {
         for metric in METRICS {
-            for d in BUILD_DIMS {
-                let name = format!("{metric}-{d}.copse");
+            let halves = match metric {
+                Metric::Hamming => vec![],
+                _ => vec![format!("{metric}-float16.copse"), format!("{metric}-bfloat16.copse")],
+            };
+            let names = BUILD_DIMS
+                .iter()
+                .map(|d| format!("{metric}-{d}.copse"))
+                .chain([format!("{metric}-graph.copse")])
+                .chain(halves);
+            for name in names {
                 let a = std::fs::read(first_dir.join(&name)).unwrap();
                 let b = std::fs::read(dir.join(&name)).unwrap();
                 let differing = a.iter().zip(&b).filter(|(x, y)| x != y).count();

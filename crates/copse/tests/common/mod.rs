@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use copse::Metric;
+use copse::{Element, Index, Metric};
+use copse_distance::{Half, bf16, f16};
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -189,3 +190,44 @@ pub fn reseal(bytes: &mut [u8]) {
     let checksum = xxhash_rust::xxh3::xxh3_64(&bytes[..len]);
     bytes[checksum_at..checksum_at + 8].copy_from_slice(&checksum.to_le_bytes());
 }
+
+/// The value a row of `element` holds for `x`.
+pub fn rounded(element: Element, x: f32) -> f32 {
+    match element {
+        Element::F16 => f16::round(x).to_f32(),
+        Element::Bf16 => bf16::round(x).to_f32(),
+        _ => x,
+    }
+}
+
+/// Checks `index` against an f64 brute force over the rounded rows: every returned distance
+/// is the oracle's distance of that item (to f32 rounding), and recall@10 is high.
+pub fn check_against_oracle(index: &Index, metric: Metric, element: Element, data: &[Vec<f32>]) {
+    let stored: Vec<Vec<f32>> = data
+        .iter()
+        .map(|v| v.iter().map(|&x| rounded(element, x)).collect())
+        .collect();
+    let mut r = rng(99);
+    let queries = gaussian(&mut r, 20, data[0].len());
+    let mut total = 0.0;
+    for q in &queries {
+        let truth = brute_force(metric, &stored, q);
+        let found = index.nns_by_vector(q, 10, Some(data.len() * 10)).unwrap();
+        assert_eq!(found.len(), 10);
+        for n in &found {
+            let exact = distance(metric, q, &stored[n.id as usize]);
+            let err = (f64::from(n.distance) - exact).abs();
+            assert!(
+                err <= 1e-4 * exact.abs().max(1.0),
+                "{metric} {element}: item {} at {} but {exact} in f64",
+                n.id,
+                n.distance
+            );
+        }
+        let dists: Vec<f64> = found.iter().map(|n| f64::from(n.distance)).collect();
+        total += recall(metric, &truth, &dists, 10);
+    }
+    let mean = total / queries.len() as f64;
+    assert!(mean >= 0.98, "{metric} {element}: recall {mean}");
+}
+
