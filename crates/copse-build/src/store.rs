@@ -177,7 +177,7 @@ impl VectorStore {
         Ok(VectorStore {
             metric,
             element,
-            codes: element.requires_codes(metric),
+            codes: element.allows_codes(metric),
             dims,
             row_len: metric.row_len(dims),
             rows: RowBuffer::Memory(Vec::new()),
@@ -658,7 +658,8 @@ impl VectorStore {
     /// from codes always keep them; manhattan and hamming have none). An error where the
     /// choice is not open.
     pub fn set_codes(&mut self, codes: bool) -> Result<(), BuildError> {
-        let open = self.element.allows_codes(self.metric) && !self.element.requires_codes(self.metric);
+        let open =
+            self.element.allows_codes(self.metric) && !self.element.requires_codes(self.metric);
         if codes != self.codes && !open {
             return Err(BuildError::CodesFixed {
                 element: self.element,

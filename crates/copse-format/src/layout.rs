@@ -356,7 +356,6 @@ impl IndexInfo {
         self.element
     }
 
-
     /// Bits per packed leaf id: enough for the largest id, at least 1.
     pub fn id_bits(&self) -> u32 {
         IndexInfo::id_bits_for(self.n_items)

@@ -26,6 +26,8 @@ pub struct IndexBuilder {
     seed: u64,
     leaf_capacity: usize,
     graph: Option<GraphOptions>,
+    /// The caller's choice of item codes beside half rows ([`IndexBuilder::item_codes`]).
+    codes: Option<bool>,
     built: bool,
     progress: Option<ProgressFn>,
     on_disk: Option<OnDisk>,
@@ -76,6 +78,7 @@ impl IndexBuilder {
             seed: copse_build::DEFAULT_SEED,
             leaf_capacity: copse_build::DEFAULT_LEAF_CAPACITY,
             graph: None,
+            codes: None,
             built: false,
             progress: None,
             on_disk: None,
@@ -103,10 +106,11 @@ impl IndexBuilder {
                 "the row type must be set before items are added".into(),
             ));
         }
-        let codes = self.store.keeps_codes();
         let mut store = VectorStore::with_element(self.store.dims(), self.store.metric(), dtype)?;
         // A choice of codes made before carries over where the new type leaves it open.
-        let _ = store.set_codes(codes);
+        if let Some(keep) = self.codes {
+            let _ = store.set_codes(keep);
+        }
         self.store = store;
         if let Some(on_disk) = &mut self.on_disk {
             // The new store's rows go to a fresh temporary file (the old one is removed).
@@ -116,24 +120,26 @@ impl IndexBuilder {
         Ok(())
     }
 
-    /// With half-precision rows ([`IndexBuilder::dtype`]), also keeps the i8 item codes that
-    /// f32 indexes score candidates from (angular, euclidean and dot). With them, queries
-    /// score candidates from one byte per dimension and run about as fast as with f32 rows,
-    /// for a file a quarter of f32 rows larger; without them (the default), candidates are
-    /// scored from the half rows, for the smallest file. Measured in `docs/performance.md`.
-    /// An error where the choice is not open (f32 rows always keep codes; manhattan and
-    /// hamming have none).
+    /// With half-precision rows ([`IndexBuilder::dtype`]), whether to keep the i8 item codes
+    /// that f32 indexes score candidates from (angular, euclidean and dot). With them (the
+    /// default), queries score candidates from one byte per dimension and run as fast as with
+    /// f32 rows; without them, candidates are scored from the half rows, for a smaller file
+    /// (by a quarter of f32 rows) and fewer queries per second (about 0.6x on GloVe and 384-d
+    /// embeddings, measured in `docs/performance.md`). An error where the choice is not open
+    /// (f32 rows always keep codes; manhattan and hamming have none).
     pub fn item_codes(mut self, keep: bool) -> Result<Self, Error> {
         self.set_item_codes(keep)?;
         Ok(self)
     }
 
-    /// Sets [`IndexBuilder::item_codes`] in place.
+    /// Sets [`IndexBuilder::item_codes`] in place (after [`IndexBuilder::set_dtype`]).
     pub fn set_item_codes(&mut self, keep: bool) -> Result<(), Error> {
         if self.built {
             return Err(Error::AlreadyBuilt);
         }
-        Ok(self.store.set_codes(keep)?)
+        self.store.set_codes(keep)?;
+        self.codes = Some(keep);
+        Ok(())
     }
 
     /// How item rows are stored ([`IndexBuilder::dtype`]).

@@ -19,11 +19,25 @@ const FLOAT_METRICS: [Metric; 4] = [
 
 /// Builds `data` with rows of `element`, with or without a graph.
 fn build(metric: Metric, element: Element, data: &[Vec<f32>], graph: bool) -> Index {
+    build_codes(metric, element, data, graph, None)
+}
+
+/// [`build`], with item codes kept or dropped (`None`: the default).
+fn build_codes(
+    metric: Metric,
+    element: Element,
+    data: &[Vec<f32>],
+    graph: bool,
+    codes: Option<bool>,
+) -> Index {
     let mut b = IndexBuilder::new(data[0].len(), metric)
         .unwrap()
         .dtype(element)
         .unwrap()
         .seed(7);
+    if let Some(keep) = codes.filter(|_| metric != Metric::Manhattan) {
+        b.set_item_codes(keep).unwrap();
+    }
     if graph {
         b = b.graph(Some(GraphOptions::default()));
     }
@@ -39,9 +53,11 @@ fn half_rows_answer_as_brute_force_over_the_rounded_values() {
     for metric in FLOAT_METRICS {
         for element in [Element::F16, Element::Bf16] {
             for graph in [false, true] {
-                let index = build(metric, element, &data, graph);
-                assert_eq!(index.info().element, element);
-                check_against_oracle(&index, metric, element, &data);
+                for codes in [true, false] {
+                    let index = build_codes(metric, element, &data, graph, Some(codes));
+                    assert_eq!(index.info().element, element);
+                    check_against_oracle(&index, metric, element, &data);
+                }
             }
         }
     }
@@ -92,7 +108,7 @@ fn half_files_round_trip_and_are_smaller() {
         for element in [Element::F16, Element::Bf16] {
             let index = build(metric, element, &data, true);
             let bytes = index.as_bytes().to_vec();
-            // Half the rows' bytes, and no item codes (see `Element::stores_codes`).
+            // Half the rows' bytes.
             assert!(
                 bytes.len() * 10 < f32_len * 8,
                 "{metric} {element}: {} vs {f32_len}",
@@ -186,4 +202,46 @@ fn on_disk_half_builds_match_in_memory_ones() {
         b.build(8).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), memory, "{metric}");
     }
+}
+
+#[test]
+fn item_codes_are_a_choice_for_half_rows_only() {
+    let data = gaussian(&mut rng(6), 500, 16);
+    let build_with = |metric: Metric, element: Element, codes: Option<bool>| {
+        let mut b = IndexBuilder::new(16, metric).unwrap();
+        b.set_dtype(element).unwrap();
+        if let Some(keep) = codes {
+            b.set_item_codes(keep).unwrap();
+        }
+        for (id, v) in data.iter().enumerate() {
+            b.add_item(id as u64, v).unwrap();
+        }
+        b.build(4).unwrap()
+    };
+    let has_codes = |index: &Index| {
+        index
+            .sections()
+            .iter()
+            .any(|(kind, _)| *kind == copse::SectionKind::ItemCodes)
+    };
+    for metric in [Metric::Angular, Metric::Euclidean, Metric::Dot] {
+        assert!(has_codes(&build_with(metric, Element::F32, None)));
+        assert!(
+            has_codes(&build_with(metric, Element::F16, None)),
+            "{metric}"
+        );
+        let without = build_with(metric, Element::F16, Some(false));
+        assert!(!has_codes(&without), "{metric}");
+        check_against_oracle(&without, metric, Element::F16, &data);
+        let index = build_with(metric, Element::Bf16, Some(false));
+        check_against_oracle(&index, metric, Element::Bf16, &data);
+    }
+    // Not a choice: f32 rows keep them, manhattan has none.
+    let mut b = IndexBuilder::new(4, Metric::Angular).unwrap();
+    assert!(b.set_item_codes(false).is_err());
+    let mut b = IndexBuilder::new(4, Metric::Manhattan)
+        .unwrap()
+        .dtype(Element::F16)
+        .unwrap();
+    assert!(b.set_item_codes(true).is_err());
 }

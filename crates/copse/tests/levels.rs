@@ -205,7 +205,10 @@ fn every_level_builds_the_same_bytes_and_exact_self_distances() {
         for metric in METRICS {
             let halves = match metric {
                 Metric::Hamming => vec![],
-                _ => vec![format!("{metric}-float16.copse"), format!("{metric}-bfloat16.copse")],
+                _ => vec![
+                    format!("{metric}-float16.copse"),
+                    format!("{metric}-bfloat16.copse"),
+                ],
             };
             let names = BUILD_DIMS
                 .iter()

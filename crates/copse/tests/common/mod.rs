@@ -230,4 +230,3 @@ pub fn check_against_oracle(index: &Index, metric: Metric, element: Element, dat
     let mean = total / queries.len() as f64;
     assert!(mean >= 0.98, "{metric} {element}: recall {mean}");
 }
-
