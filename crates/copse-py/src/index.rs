@@ -438,6 +438,12 @@ impl AnnoyIndex {
         })
     }
 
+    /// How item vectors are stored: "float32", "float16", "bfloat16" or "bits" (read-only).
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.dtype.name()
+    }
+
     /// The number of dimensions (read-only).
     #[getter]
     fn f(&self) -> usize {

@@ -8,7 +8,7 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use common::{METRICS, gaussian, rng};
-use copse::{Error, GraphOptions, Index, IndexBuilder, LoadOptions, Metric};
+use copse::{Element, Error, GraphOptions, Index, IndexBuilder, LoadOptions, Metric};
 use copse_format::{Header, SectionEntry};
 use rand::RngExt;
 
@@ -24,6 +24,11 @@ fn dims(metric: Metric) -> usize {
 /// layouts are corrupted. Angular and dot have sparse 64-bit ids (an id map), the others dense
 /// ones; angular and euclidean have labels.
 fn small_index(metric: Metric) -> Vec<u8> {
+    small_index_of(metric, metric.element(), true)
+}
+
+/// [`small_index`] with rows stored as `element`, with or without item codes.
+fn small_index_of(metric: Metric, element: Element, codes: bool) -> Vec<u8> {
     let d = dims(metric);
     let mut r = rng(metric as u64 + 1);
     let graph = matches!(
@@ -39,7 +44,12 @@ fn small_index(metric: Metric) -> Vec<u8> {
         .unwrap()
         .seed(7)
         .leaf_capacity(4)
-        .graph(graph);
+        .graph(graph)
+        .dtype(element)
+        .unwrap();
+    if element.allows_codes(metric) && !element.requires_codes(metric) {
+        b.set_item_codes(codes).unwrap();
+    }
     for (i, v) in gaussian(&mut r, 60, d).into_iter().enumerate() {
         if i % 9 == 4 {
             continue;
@@ -140,10 +150,28 @@ fn survive(bytes: &[u8], metric: Metric, case: &str) {
     assert!(outcome.is_ok(), "{metric}: panic on {case}");
 }
 
+/// The files the corruption tests take apart: one per metric with f32 rows (bits for
+/// hamming), and half-precision rows with and without item codes.
+fn cases() -> Vec<(Metric, Vec<u8>)> {
+    let mut cases: Vec<(Metric, Vec<u8>)> = METRICS.map(|m| (m, small_index(m))).into();
+    cases.push((
+        Metric::Euclidean,
+        small_index_of(Metric::Euclidean, Element::F16, true),
+    ));
+    cases.push((
+        Metric::Angular,
+        small_index_of(Metric::Angular, Element::Bf16, false),
+    ));
+    cases.push((
+        Metric::Manhattan,
+        small_index_of(Metric::Manhattan, Element::F16, false),
+    ));
+    cases
+}
+
 #[test]
 fn every_truncation_is_an_error_or_in_range() {
-    for metric in METRICS {
-        let bytes = small_index(metric);
+    for (metric, bytes) in cases() {
         exercise(&bytes, metric);
         for len in 0..bytes.len() {
             let cut = &bytes[..len];
@@ -156,9 +184,8 @@ fn every_truncation_is_an_error_or_in_range() {
 
 #[test]
 fn single_byte_corruptions_are_errors_or_in_range() {
-    for metric in METRICS {
-        let bytes = small_index(metric);
-        let mut r = rng(99 + metric as u64);
+    for (case, (metric, bytes)) in cases().into_iter().enumerate() {
+        let mut r = rng(99 + case as u64);
         let mut cases: Vec<(usize, u8)> = Vec::new();
         // Every byte, three ways: all bits flipped, the top bit flipped, plus one.
         for (pos, &byte) in bytes.iter().enumerate() {

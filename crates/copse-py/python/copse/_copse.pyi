@@ -30,13 +30,31 @@ class AnnoyIndex:
     more items can be added.
     """
 
-    def __init__(self, f: int, metric: Optional[_Metric] = None) -> None:
+    def __init__(
+        self,
+        f: int,
+        metric: Optional[_Metric] = None,
+        dtype: Optional[Union[str, Any]] = None,
+        item_codes: Optional[bool] = None,
+    ) -> None:
         """An empty index of ``f``-dimensional vectors under ``metric``.
 
         Without a metric, warns (``FutureWarning``, as Annoy) and uses ``"angular"``;
         ``"cosine"`` is another name for ``"angular"``. Raises ``ValueError`` for an unknown
         metric or ``f < 1``.
+
+        ``dtype`` is how item vectors are stored: ``"float32"`` (the default), ``"float16"``
+        or ``"bfloat16"`` (also ``np.float16`` and the names ``"f16"``, ``"bf16"``). The half
+        types halve the vectors' bytes; vectors are rounded as they are added, and the index
+        searches and returns (``get_item_vector``) the rounded values. A value float16 cannot
+        hold (beyond 65504) raises ``ValueError``. Hamming stores bits and takes only the
+        default. ``item_codes=False`` (half types, angular/euclidean/dot) drops the 8-bit codes
+        candidates are scored from: a smaller file, slower queries.
         """
+    @property
+    def dtype(self) -> str:
+        """How item vectors are stored: ``"float32"``, ``"float16"``, ``"bfloat16"`` or
+        ``"bits"`` (hamming)."""
     @property
     def f(self) -> int:
         """The number of dimensions (read-only)."""
