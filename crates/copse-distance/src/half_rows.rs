@@ -1,5 +1,5 @@
-//! Kernels between an f32 query and a row stored in half precision: IEEE binary16 ([`f16`]) or
-//! bfloat16 ([`bf16`]). Each block of the row is widened to f32 in registers (VCVTPH2PS for
+//! Kernels between an f32 query and a row stored in half precision: IEEE binary16 ([`struct@f16`]) or
+//! bfloat16 ([`struct@bf16`]). Each block of the row is widened to f32 in registers (VCVTPH2PS for
 //! f16; a 16-bit shift for bf16, whose bits are an f32's upper half) and fed to the same
 //! lane-wise step as the f32 kernels, so a half row costs one conversion more per vector than
 //! an f32 one and half its memory traffic.
@@ -20,7 +20,7 @@ pub enum HalfKind {
     Bf16,
 }
 
-/// A half-precision element a row can be stored in: [`f16`] or [`bf16`]. Sealed.
+/// A half-precision element a row can be stored in: [`struct@f16`] or [`struct@bf16`]. Sealed.
 pub trait Half: Copy + Send + Sync + bytemuck::Pod + 'static + sealed::Sealed {
     /// The format.
     const KIND: HalfKind;

@@ -73,8 +73,8 @@ pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::To
         lanes::scaled_l2(self.simd(), a, s, b, t)
     }
 
-    /// `metric` between the f32 query `q` and a row `r` stored as f32, [`crate::f16`] or
-    /// [`crate::bf16`] (widened to f32 in registers), over the common prefix.
+    /// `metric` between the f32 query `q` and a row `r` stored as f32, [`struct@crate::f16`] or
+    /// [`struct@crate::bf16`] (widened to f32 in registers), over the common prefix.
     #[inline(always)]
     fn row<M: F32Metric, T: RowElement>(self, metric: M, q: &[f32], r: &[T]) -> f32 {
         let _ = metric;
@@ -220,7 +220,7 @@ impl F32Metric for Dot {}
 impl F32Metric for L2Squared {}
 impl F32Metric for L1 {}
 
-/// A type item rows can be stored in: `f32`, [`crate::f16`] or [`crate::bf16`]. Sealed.
+/// A type item rows can be stored in: `f32`, [`struct@crate::f16`] or [`struct@crate::bf16`]. Sealed.
 pub trait RowElement: Copy + Send + Sync + bytemuck::Pod + core::fmt::Debug + 'static {
     /// The value as f32 (exact).
     fn to_f32(self) -> f32;

@@ -93,7 +93,7 @@ impl Metric {
     }
 
     /// True if the metric scores from quantized item codes (where the index keeps them, see
-    /// [`crate::IndexInfo::stores_codes`]). Manhattan's per-coordinate absolute values and
+    /// [`Element::allows_codes`]). Manhattan's per-coordinate absolute values and
     /// hamming's bits gain nothing from them.
     pub fn stores_codes(self) -> bool {
         matches!(self, Metric::Angular | Metric::Euclidean | Metric::Dot)

@@ -441,7 +441,11 @@ impl AnnoyIndex {
     /// How item vectors are stored: "float32", "float16", "bfloat16" or "bits" (read-only).
     #[getter]
     fn dtype(&self) -> &'static str {
-        self.dtype.name()
+        // A loaded file's own type, whatever the object was made with.
+        match self.snapshot().1 {
+            Some(index) => index.info().element.name(),
+            None => self.dtype.name(),
+        }
     }
 
     /// The number of dimensions (read-only).

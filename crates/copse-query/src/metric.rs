@@ -219,8 +219,8 @@ fn batch_scores<K: Kernels, F: copse_distance::F32Metric, const NEGATE: bool>(
         ItemRows::F32(rows) => k
             .batch_ids(metric, q.floats, rows, ids, out)
             .map_err(kernel_error)?,
-        ItemRows::F16(rows) => row_scores(k, metric, q.floats, rows, ids, out)?,
-        ItemRows::Bf16(rows) => row_scores(k, metric, q.floats, rows, ids, out)?,
+        ItemRows::F16(rows) => row_scores::<K, F, _, false>(k, metric, q, (rows, &[]), ids, out)?,
+        ItemRows::Bf16(rows) => row_scores::<K, F, _, false>(k, metric, q, (rows, &[]), ids, out)?,
         ItemRows::Bits { .. } => return Err(wrong_rows()),
     }
     if NEGATE {
@@ -238,14 +238,15 @@ fn hyperplane_children(parent: f32, margin: f32) -> [f32; 2] {
     [parent.min(-margin), parent.min(margin)]
 }
 
-/// `metric` between `q` and each row of `ids`, one row at a time (rows stored in half
-/// precision, which the batch kernels do not read).
+/// Scores of `ids` from rows of any type, one row at a time: `metric` between `q` and each
+/// row, or with `ANGULAR` the angular score from the rows and `norms` (half-precision rows,
+/// which the batch kernels do not read, and every angular re-rank).
 #[inline(always)]
-fn row_scores<K: Kernels, F: copse_distance::F32Metric, T: RowElement>(
+fn row_scores<K: Kernels, F: copse_distance::F32Metric, T: RowElement, const ANGULAR: bool>(
     k: K,
     metric: F,
-    q: &[f32],
-    rows: Rows<'_, T>,
+    q: &Prepared<'_>,
+    (rows, norms): (Rows<'_, T>, &[f32]),
     ids: &[u32],
     out: &mut [f32],
 ) -> Result<(), QueryError> {
@@ -256,7 +257,12 @@ fn row_scores<K: Kernels, F: copse_distance::F32Metric, T: RowElement>(
         let x = rows
             .row(id as usize)
             .ok_or(QueryError::Corrupt("leaf id out of range"))?;
-        *score = k.row(metric, q, x);
+        *score = if ANGULAR {
+            let norm = norms.get(id as usize).copied().unwrap_or(0.0);
+            angular_score(k, q.floats, q.norm, x, norm)
+        } else {
+            k.row(metric, q.floats, x)
+        };
     }
     Ok(())
 }
@@ -282,7 +288,7 @@ impl QueryMetric for Angular {
     const USES_QUERY_NORM: bool = true;
 }
 
-/// Exact angular scores of `ids`, from the f32 rows and norms.
+/// Exact angular scores of `ids`, from the rows and norms.
 #[inline(always)]
 fn angular_scores<K: Kernels>(
     k: K,
@@ -291,35 +297,13 @@ fn angular_scores<K: Kernels>(
     ids: &[u32],
     out: &mut [f32],
 ) -> Result<(), QueryError> {
+    let norms = view.norms;
     match view.items {
-        ItemRows::F32(rows) => angular_rows(k, view.norms, q, rows, ids, out),
-        ItemRows::F16(rows) => angular_rows(k, view.norms, q, rows, ids, out),
-        ItemRows::Bf16(rows) => angular_rows(k, view.norms, q, rows, ids, out),
+        ItemRows::F32(rows) => row_scores::<K, _, _, true>(k, Dot, q, (rows, norms), ids, out),
+        ItemRows::F16(rows) => row_scores::<K, _, _, true>(k, Dot, q, (rows, norms), ids, out),
+        ItemRows::Bf16(rows) => row_scores::<K, _, _, true>(k, Dot, q, (rows, norms), ids, out),
         ItemRows::Bits { .. } => Err(wrong_rows()),
     }
-}
-
-/// [`angular_scores`] for rows of one type.
-#[inline(always)]
-fn angular_rows<K: Kernels, T: RowElement>(
-    k: K,
-    norms: &[f32],
-    q: &Prepared<'_>,
-    rows: Rows<'_, T>,
-    ids: &[u32],
-    out: &mut [f32],
-) -> Result<(), QueryError> {
-    for (i, (score, &id)) in out.iter_mut().zip(ids).enumerate() {
-        if let Some(&ahead) = ids.get(i + ROW_PREFETCH) {
-            copse_distance::prefetch_row(rows, ahead);
-        }
-        let x = rows
-            .row(id as usize)
-            .ok_or(QueryError::Corrupt("leaf id out of range"))?;
-        let norm = norms.get(id as usize).copied().unwrap_or(0.0);
-        *score = angular_score(k, q.floats, q.norm, x, norm);
-    }
-    Ok(())
 }
 
 /// Exact hamming scores of `ids`, from the bit rows.
