@@ -1,8 +1,8 @@
-//! Kernels between an f32 query and a row stored in half precision: IEEE binary16 ([`struct@f16`]) or
-//! bfloat16 ([`struct@bf16`]). Each block of the row is widened to f32 in registers (VCVTPH2PS for
-//! f16; a 16-bit shift for bf16, whose bits are an f32's upper half) and fed to the same
-//! lane-wise step as the f32 kernels, so a half row costs one conversion more per vector than
-//! an f32 one and half its memory traffic.
+//! Kernels between an f32 query and a row stored in half precision: IEEE binary16
+//! ([`struct@f16`]) or bfloat16 ([`struct@bf16`]). Each block of the row is widened to f32 in
+//! registers (VCVTPH2PS for f16; a 16-bit shift for bf16, whose bits are an f32's upper half)
+//! and fed to the same lane-wise step as the f32 kernels, so a half row costs one conversion
+//! more per vector than an f32 one and half its memory traffic.
 
 use core::mem::size_of;
 

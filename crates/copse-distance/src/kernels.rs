@@ -220,7 +220,8 @@ impl F32Metric for Dot {}
 impl F32Metric for L2Squared {}
 impl F32Metric for L1 {}
 
-/// A type item rows can be stored in: `f32`, [`struct@crate::f16`] or [`struct@crate::bf16`]. Sealed.
+/// A type item rows can be stored in: `f32`, [`struct@crate::f16`] or [`struct@crate::bf16`].
+/// Sealed.
 pub trait RowElement: Copy + Send + Sync + bytemuck::Pod + core::fmt::Debug + 'static {
     /// The value as f32 (exact).
     fn to_f32(self) -> f32;

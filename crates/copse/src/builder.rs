@@ -26,8 +26,6 @@ pub struct IndexBuilder {
     seed: u64,
     leaf_capacity: usize,
     graph: Option<GraphOptions>,
-    /// The caller's choice of item codes beside half rows ([`IndexBuilder::item_codes`]).
-    codes: Option<bool>,
     built: bool,
     progress: Option<ProgressFn>,
     on_disk: Option<OnDisk>,
@@ -78,7 +76,6 @@ impl IndexBuilder {
             seed: copse_build::DEFAULT_SEED,
             leaf_capacity: copse_build::DEFAULT_LEAF_CAPACITY,
             graph: None,
-            codes: None,
             built: false,
             progress: None,
             on_disk: None,
@@ -106,10 +103,12 @@ impl IndexBuilder {
                 "the row type must be set before items are added".into(),
             ));
         }
-        let mut store = VectorStore::with_element(self.store.dims(), self.store.metric(), dtype)?;
-        // A choice of codes made before carries over where the new type leaves it open.
-        if let Some(keep) = self.codes {
-            let _ = store.set_codes(keep);
+        let metric = self.store.metric();
+        let mut store = VectorStore::with_element(self.store.dims(), metric, dtype)?;
+        // A choice of codes made for one half type carries over to the other.
+        let chosen = |e: Element| e.allows_codes(metric) && !e.requires_codes(metric);
+        if chosen(self.store.element()) && chosen(dtype) {
+            store.set_codes(self.store.keeps_codes())?;
         }
         self.store = store;
         if let Some(on_disk) = &mut self.on_disk {
@@ -137,9 +136,7 @@ impl IndexBuilder {
         if self.built {
             return Err(Error::AlreadyBuilt);
         }
-        self.store.set_codes(keep)?;
-        self.codes = Some(keep);
-        Ok(())
+        Ok(self.store.set_codes(keep)?)
     }
 
     /// How item rows are stored ([`IndexBuilder::dtype`]).
