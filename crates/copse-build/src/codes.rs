@@ -10,7 +10,7 @@
 //! and each item is assigned to the side its quantized row falls on. For angular the codes hold
 //! the unit vector, which changes no side (a positive scale) and is what two-means uses anyway.
 
-use copse_format::{Metric, item_code_stride};
+use copse_format::{Element, Metric, item_code_stride};
 use rayon::prelude::*;
 
 use crate::{BuildError, VectorStore};
@@ -85,6 +85,13 @@ fn encode_into(store: &VectorStore, out: &mut [u8]) {
     let metric = store.metric();
     let stride = item_code_stride(store.row_len());
     if metric == Metric::Hamming || stride == 0 {
+        return;
+    }
+    if store.element() == Element::I8 {
+        // The rows are the records already.
+        let rows = store.row_bytes();
+        let n = rows.len().min(out.len());
+        out[..n].copy_from_slice(&rows[..n]);
         return;
     }
     let norms = store.norms();

@@ -160,7 +160,7 @@ impl VectorStore {
         VectorStore::with_element(dims, metric, metric.element())
     }
 
-    /// An empty store whose rows are stored as `element`: f32, f16 or bf16 for the float
+    /// An empty store whose rows are stored as `element`: f32, f16, bf16 or i8 for the float
     /// metrics, bits for hamming. Vectors are rounded to the type as they are added, and
     /// everything built from them (norms, codes, trees, graph) is built from the rounded
     /// values, which are what a query reads.
@@ -245,7 +245,7 @@ impl VectorStore {
 
     /// Bytes of row data: `n_items * row_len` elements.
     fn rows_len(&self) -> usize {
-        self.n_items * self.row_len * self.element.size()
+        self.n_items * self.element.row_bytes(self.row_len)
     }
 
     /// The rows as bytes, exactly `n_items * row_len` elements: the items section.
@@ -389,7 +389,7 @@ impl VectorStore {
 
     /// Bytes per row.
     fn row_bytes_each(&self) -> usize {
-        self.row_len * self.element.size()
+        self.element.row_bytes(self.row_len)
     }
 
     /// Puts the rows in the order a file stores them, before a build: with an id map, sorted by
@@ -508,7 +508,7 @@ impl VectorStore {
                 rounded = round_to::<bf16>(id, vector, self.element)?;
                 &rounded[..]
             }
-            Element::F32 | Element::Bits => vector,
+            Element::F32 | Element::Bits | Element::I8 => vector,
         };
         match self.element {
             Element::F32 | Element::F16 | Element::Bf16 => {
@@ -536,6 +536,7 @@ impl VectorStore {
                 }
                 self.mark_present(row, id);
             }
+            Element::I8 => self.add_codes(id, vector)?,
             Element::Bits => {
                 let mut words = vec![0u64; self.row_len];
                 for (i, &v) in vector.iter().enumerate() {
@@ -546,6 +547,45 @@ impl VectorStore {
                 self.put_words(id, &words)?;
             }
         }
+        Ok(())
+    }
+
+    /// Stores item `id` as an i8 code record (for angular, of its unit vector), and as its norm
+    /// that of the stored row: what queries read.
+    fn add_codes(&mut self, id: u64, vector: &[f32]) -> Result<(), BuildError> {
+        let stride = self.element.row_bytes(self.row_len);
+        let mut record = Vec::new();
+        record
+            .try_reserve_exact(stride)
+            .map_err(|_| BuildError::OutOfMemory { id })?;
+        record.resize(stride, 0);
+        let unit_norm = if self.metric == Metric::Angular {
+            let squared = copse_distance::fixed::norm_squared(vector)?;
+            if !squared.is_finite() {
+                return Err(BuildError::NormOverflow { id });
+            }
+            copse_distance::fixed::norm_of_squared(squared)
+        } else {
+            0.0
+        };
+        copse_format::encode_item_code(self.metric, vector, unit_norm, &mut record);
+        let norm = if self.metric.stores_norms() {
+            let stored = decode_record(&record, self.row_len);
+            let squared = copse_distance::fixed::norm_squared(&stored)?;
+            if !squared.is_finite() {
+                return Err(BuildError::NormOverflow { id });
+            }
+            Some(copse_distance::fixed::norm_of_squared(squared))
+        } else {
+            None
+        };
+        let row = self.row_for(id)?;
+        let at = row as usize * stride;
+        self.rows.bytes_mut()[at..at + stride].copy_from_slice(&record);
+        if let Some(norm) = norm {
+            self.norms[row as usize] = norm;
+        }
+        self.mark_present(row, id);
         Ok(())
     }
 
@@ -599,8 +639,7 @@ impl VectorStore {
         }
         let too_large = || BuildError::OutOfMemory { id: row.into() };
         let bytes = n
-            .checked_mul(self.row_len)
-            .and_then(|cells| cells.checked_mul(self.element.size()))
+            .checked_mul(self.element.row_bytes(self.row_len))
             .ok_or_else(too_large)?;
         self.rows.grow(bytes).map_err(|e| match e.kind() {
             std::io::ErrorKind::OutOfMemory => too_large(),
@@ -683,6 +722,12 @@ impl VectorStore {
             Element::F32 => self.rows().row(row as usize).map(Cow::Borrowed),
             Element::F16 => widen::<f16>(self.row_bytes(), row as usize, self.row_len),
             Element::Bf16 => widen::<bf16>(self.row_bytes(), row as usize, self.row_len),
+            Element::I8 => {
+                let stride = self.element.row_bytes(self.row_len);
+                let start = (row as usize).checked_mul(stride)?;
+                let record = self.row_bytes().get(start..start.checked_add(stride)?)?;
+                Some(Cow::Owned(decode_record(record, self.row_len)))
+            }
             Element::Bits => None,
         }
     }
@@ -704,6 +749,13 @@ impl VectorStore {
             }
             Element::F16 => widen::<f16>(self.row_bytes(), out),
             Element::Bf16 => widen::<bf16>(self.row_bytes(), out),
+            Element::I8 => {
+                let stride = self.element.row_bytes(self.row_len);
+                let records = self.row_bytes().chunks_exact(stride);
+                for (record, out) in records.zip(out.chunks_exact_mut(self.row_len)) {
+                    out.copy_from_slice(&decode_record(record, self.row_len));
+                }
+            }
             Element::Bits => {}
         }
     }
@@ -749,6 +801,16 @@ impl VectorStore {
         let start = (row as usize).checked_mul(self.row_len)?;
         self.words().get(start..start + self.row_len)
     }
+}
+
+/// The values an i8 code record of `row_len` codes stands for: each code times the scale,
+/// rounded to f32 (as the query kernels and the file's reader compute them).
+fn decode_record(record: &[u8], row_len: usize) -> Vec<f32> {
+    let scale = f32::from_le_bytes([record[0], record[1], record[2], record[3]]);
+    record[8..8 + row_len]
+        .iter()
+        .map(|&c| f32::from(c as i8) * scale)
+        .collect()
 }
 
 /// `vector` rounded to the half type `H` and widened back: the values the row will hold. A

@@ -35,10 +35,11 @@ pub struct BuildArgs {
     /// above 0.5 are set bits).
     #[arg(long, default_value = "angular", value_parser = parse_metric)]
     pub metric: Metric,
-    /// How item vectors are stored: float32, float16 (f16) or bfloat16 (bf16). The half types
-    /// halve the vectors' bytes; the index holds, searches and returns the rounded values, and
-    /// a value float16 cannot hold (beyond 65504) is an error. Hamming stores bits and takes
-    /// only the default.
+    /// How item vectors are stored: float32, float16 (f16), bfloat16 (bf16) or int8 (i8). The
+    /// half types halve the vectors' bytes; int8 stores one byte a dimension and a scale per
+    /// vector (for angular, of the unit vector: the direction is kept, not the length). The
+    /// index holds, searches and returns the rounded values, and a value float16 cannot hold
+    /// (beyond 65504) is an error. Hamming stores bits and takes only the default.
     #[arg(long, value_parser = parse_dtype)]
     pub dtype: Option<Element>,
     /// With --dtype float16 or bfloat16, drop the i8 item codes that candidates are scored

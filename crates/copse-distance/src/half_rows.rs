@@ -1,8 +1,10 @@
-//! Kernels between an f32 query and a row stored in half precision: IEEE binary16
-//! ([`struct@f16`]) or bfloat16 ([`struct@bf16`]). Each block of the row is widened to f32 in
-//! registers (VCVTPH2PS for f16; a 16-bit shift for bf16, whose bits are an f32's upper half)
-//! and fed to the same lane-wise step as the f32 kernels, so a half row costs one conversion
-//! more per vector than an f32 one and half its memory traffic.
+//! Kernels between an f32 query and a row stored compactly: in half precision, IEEE binary16
+//! ([`struct@f16`]) or bfloat16 ([`struct@bf16`]), or as i8 codes with a scale
+//! ([`ScaledI8`]). Each block of the row is widened to f32 in registers (VCVTPH2PS for f16; a
+//! 16-bit shift for bf16, whose bits are an f32's upper half; a sign extension, a conversion
+//! and a multiplication by the scale for i8) and fed to the same lane-wise step as the f32
+//! kernels, so a compact row costs one conversion more per vector than an f32 one and a half
+//! or a quarter of its memory traffic.
 
 use core::mem::size_of;
 
@@ -61,28 +63,75 @@ impl Half for bf16 {
     }
 }
 
-/// Widens one vector of half values to f32 lanes.
-pub(crate) trait Widen<S: Simd>: Copy {
+/// A row of i8 codes and the scale they are multiplied by: value `i` is `codes[i] * scale`,
+/// the product rounded to f32.
+#[derive(Debug, Clone, Copy)]
+pub struct ScaledI8<'a> {
+    /// The codes.
+    pub codes: &'a [i8],
+    /// What every code is multiplied by.
+    pub scale: f32,
+}
+
+impl ScaledI8<'_> {
+    /// Value `i` as f32 (0 past the end).
+    #[inline(always)]
+    pub fn value(&self, i: usize) -> f32 {
+        self.codes
+            .get(i)
+            .map_or(0.0, |&c| f32::from(c) * self.scale)
+    }
+}
+
+/// Widens one vector of stored values of type `E` to f32 lanes.
+pub(crate) trait Widen<S: Simd, E: Copy>: Copy {
     /// The `S::F32_LANES` values from `p` on, as f32.
     ///
     /// # Safety
-    /// `p` must be valid for reading `S::F32_LANES` values of `H`.
-    unsafe fn widen<H: Half>(self, simd: S, p: *const H) -> S::f32s;
+    /// `p` must be valid for reading `S::F32_LANES` values of `E`.
+    unsafe fn widen(self, simd: S, p: *const E) -> S::f32s;
+
+    /// One value as f32, exactly as [`Widen::widen`] gives it.
+    fn one(self, x: E) -> f32;
 }
 
-/// Widening one value at a time (portable levels).
+/// Widening one half value at a time (portable levels).
 #[derive(Clone, Copy)]
 pub(crate) struct WidenEach;
 
-impl<S: Simd> Widen<S> for WidenEach {
+impl<S: Simd, H: Half> Widen<S, H> for WidenEach {
     #[inline(always)]
-    unsafe fn widen<H: Half>(self, _: S, p: *const H) -> S::f32s {
+    unsafe fn widen(self, _: S, p: *const H) -> S::f32s {
         let mut lanes = [0.0f32; 16];
         for (i, lane) in lanes.iter_mut().enumerate().take(S::F32_LANES) {
             // SAFETY: the caller guarantees `S::F32_LANES` readable values from `p`.
             *lane = unsafe { p.add(i).read_unaligned() }.widen();
         }
         S::as_simd_f32s(&lanes[..S::F32_LANES]).0[0]
+    }
+    #[inline(always)]
+    fn one(self, x: H) -> f32 {
+        x.widen()
+    }
+}
+
+/// Scaling one i8 code at a time (portable levels); the field is the row's scale.
+#[derive(Clone, Copy)]
+pub(crate) struct ScaleEach(pub f32);
+
+impl<S: Simd> Widen<S, i8> for ScaleEach {
+    #[inline(always)]
+    unsafe fn widen(self, _: S, p: *const i8) -> S::f32s {
+        let mut lanes = [0.0f32; 16];
+        for (i, lane) in lanes.iter_mut().enumerate().take(S::F32_LANES) {
+            // SAFETY: the caller guarantees `S::F32_LANES` readable values from `p`.
+            *lane = f32::from(unsafe { p.add(i).read() }) * self.0;
+        }
+        S::as_simd_f32s(&lanes[..S::F32_LANES]).0[0]
+    }
+    #[inline(always)]
+    fn one(self, x: i8) -> f32 {
+        f32::from(x) * self.0
     }
 }
 
@@ -93,12 +142,12 @@ impl<S: Simd> Widen<S> for WidenEach {
 /// # Safety
 /// `widen` must be safe to call with the target features the caller runs under.
 #[inline(always)]
-pub(crate) unsafe fn sum<M: Lanewise, S: Simd, W: Widen<S>, H: Half, const SCALED: bool>(
+pub(crate) unsafe fn sum<M: Lanewise, S: Simd, E: Copy, W: Widen<S, E>, const SCALED: bool>(
     simd: S,
     widen: W,
     q: &[f32],
     s: f32,
-    r: &[H],
+    r: &[E],
     t: f32,
 ) -> f32 {
     let n = q.len().min(r.len());
@@ -128,7 +177,7 @@ pub(crate) unsafe fn sum<M: Lanewise, S: Simd, W: Widen<S>, H: Half, const SCALE
         let (mut qt, mut rt) = ([0.0f32; 16], [0.0f32; 16]);
         for i in done..n {
             qt[i - done] = q[i];
-            rt[i - done] = r[i].widen();
+            rt[i - done] = widen.one(r[i]);
         }
         let x = S::as_simd_f32s(&qt[..lanes]).0[0];
         let y = S::as_simd_f32s(&rt[..lanes]).0[0];
@@ -165,7 +214,20 @@ pub(crate) fn sum_each<M: Lanewise, S: Simd, H: Half, const SCALED: bool>(
     t: f32,
 ) -> f32 {
     // SAFETY: `WidenEach` uses no target features.
-    unsafe { sum::<M, S, WidenEach, H, SCALED>(simd, WidenEach, q, s, r, t) }
+    unsafe { sum::<M, S, H, WidenEach, SCALED>(simd, WidenEach, q, s, r, t) }
+}
+
+/// [`sum`] of an i8 row (each code times `row.scale`) on the portable levels.
+#[inline(always)]
+pub(crate) fn i8_sum_each<M: Lanewise, S: Simd, const SCALED: bool>(
+    simd: S,
+    q: &[f32],
+    s: f32,
+    row: ScaledI8<'_>,
+    t: f32,
+) -> f32 {
+    // SAFETY: `ScaleEach` uses no target features.
+    unsafe { sum::<M, S, i8, ScaleEach, SCALED>(simd, ScaleEach(row.scale), q, s, row.codes, t) }
 }
 
 const _: () = assert!(size_of::<f16>() == 2 && size_of::<bf16>() == 2);
@@ -182,9 +244,9 @@ pub(crate) mod x86 {
     #[derive(Clone, Copy)]
     pub(crate) struct WidenAvx2;
 
-    impl Widen<pulp::x86::V3> for WidenAvx2 {
+    impl<H: Half> Widen<pulp::x86::V3, H> for WidenAvx2 {
         #[inline(always)]
-        unsafe fn widen<H: Half>(self, _: pulp::x86::V3, p: *const H) -> pulp::f32x8 {
+        unsafe fn widen(self, _: pulp::x86::V3, p: *const H) -> pulp::f32x8 {
             // SAFETY: the caller guarantees 8 readable values (16 bytes) and AVX2 (and F16C
             // for f16, see `sum_f16c`).
             unsafe {
@@ -197,6 +259,31 @@ pub(crate) mod x86 {
                 };
                 core::mem::transmute::<__m256, pulp::f32x8>(wide)
             }
+        }
+        #[inline(always)]
+        fn one(self, x: H) -> f32 {
+            x.widen()
+        }
+    }
+
+    /// AVX2: i8 codes by VPMOVSXBD and VCVTDQ2PS, times the row's scale (the field).
+    #[derive(Clone, Copy)]
+    pub(crate) struct ScaleAvx2(pub f32);
+
+    impl Widen<pulp::x86::V3, i8> for ScaleAvx2 {
+        #[inline(always)]
+        unsafe fn widen(self, _: pulp::x86::V3, p: *const i8) -> pulp::f32x8 {
+            // SAFETY: the caller guarantees 8 readable codes and AVX2.
+            unsafe {
+                let codes = _mm_loadl_epi64(p.cast());
+                let wide = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes));
+                let scaled = _mm256_mul_ps(wide, _mm256_set1_ps(self.0));
+                core::mem::transmute::<__m256, pulp::f32x8>(scaled)
+            }
+        }
+        #[inline(always)]
+        fn one(self, x: i8) -> f32 {
+            f32::from(x) * self.0
         }
     }
 
@@ -216,7 +303,7 @@ pub(crate) mod x86 {
         // besides what every x86-64 AVX2 CPU has) and F16C.
         unsafe {
             let simd = pulp::x86::V3::new_unchecked();
-            super::sum::<M, _, _, H, SCALED>(simd, WidenAvx2, q, s, r, t)
+            super::sum::<M, _, H, _, SCALED>(simd, WidenAvx2, q, s, r, t)
         }
     }
 
@@ -226,9 +313,9 @@ pub(crate) mod x86 {
     pub(crate) struct WidenAvx512;
 
     #[cfg(feature = "x86-v4")]
-    impl Widen<pulp::x86::V4> for WidenAvx512 {
+    impl<H: Half> Widen<pulp::x86::V4, H> for WidenAvx512 {
         #[inline(always)]
-        unsafe fn widen<H: Half>(self, _: pulp::x86::V4, p: *const H) -> pulp::f32x16 {
+        unsafe fn widen(self, _: pulp::x86::V4, p: *const H) -> pulp::f32x16 {
             // SAFETY: the caller guarantees 16 readable values (32 bytes) and AVX-512F/BW.
             unsafe {
                 let halves = _mm256_loadu_si256(p.cast());
@@ -240,6 +327,33 @@ pub(crate) mod x86 {
                 };
                 core::mem::transmute::<__m512, pulp::f32x16>(wide)
             }
+        }
+        #[inline(always)]
+        fn one(self, x: H) -> f32 {
+            x.widen()
+        }
+    }
+
+    /// AVX-512: i8 codes by VPMOVSXBD and VCVTDQ2PS, times the row's scale (the field).
+    #[cfg(feature = "x86-v4")]
+    #[derive(Clone, Copy)]
+    pub(crate) struct ScaleAvx512(pub f32);
+
+    #[cfg(feature = "x86-v4")]
+    impl Widen<pulp::x86::V4, i8> for ScaleAvx512 {
+        #[inline(always)]
+        unsafe fn widen(self, _: pulp::x86::V4, p: *const i8) -> pulp::f32x16 {
+            // SAFETY: the caller guarantees 16 readable codes and AVX-512F.
+            unsafe {
+                let codes = _mm_loadu_si128(p.cast());
+                let wide = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes));
+                let scaled = _mm512_mul_ps(wide, _mm512_set1_ps(self.0));
+                core::mem::transmute::<__m512, pulp::f32x16>(scaled)
+            }
+        }
+        #[inline(always)]
+        fn one(self, x: i8) -> f32 {
+            f32::from(x) * self.0
         }
     }
 }

@@ -2,7 +2,7 @@
 //! and [`Rows`], the matrix view the batch kernels read. The arithmetic itself lives in
 //! `lanes.rs` (f32) and `hamming.rs`; the level tokens in `arch/`.
 
-use crate::{DistanceError, Level, hamming, lanes};
+use crate::{DistanceError, Level, ScaledI8, hamming, lanes};
 
 /// A SIMD level's kernels. Holding a value of a type that implements this trait proves the CPU
 /// supports the level, so calling its methods is always safe.
@@ -73,18 +73,20 @@ pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::To
         lanes::scaled_l2(self.simd(), a, s, b, t)
     }
 
-    /// `metric` between the f32 query `q` and a row `r` stored as f32, [`struct@crate::f16`] or
-    /// [`struct@crate::bf16`] (widened to f32 in registers), over the common prefix.
+    /// `metric` between the f32 query `q` and a stored row `r`: a slice of f32,
+    /// [`struct@crate::f16`] or [`struct@crate::bf16`], or [`ScaledI8`] codes (widened to f32 in
+    /// registers), over the common prefix.
     #[inline(always)]
-    fn row<M: F32Metric, T: RowElement>(self, metric: M, q: &[f32], r: &[T]) -> f32 {
+    fn row<M: F32Metric, R: StoredRow>(self, metric: M, q: &[f32], r: R) -> f32 {
         let _ = metric;
-        T::row_sum::<M, Self, false>(self, q, 1.0, r, 1.0)
+        r.row_sum::<M, Self, false>(self, q, 1.0, 1.0)
     }
 
-    /// [`Kernels::scaled_l2_squared`] with `b` a row stored as any [`RowElement`].
+    /// [`Kernels::scaled_l2_squared`] with `b` any [`StoredRow`] (each of its values widened
+    /// to f32, then multiplied by `t`).
     #[inline(always)]
-    fn row_scaled_l2<T: RowElement>(self, a: &[f32], s: f32, b: &[T], t: f32) -> f32 {
-        T::row_sum::<L2Squared, Self, true>(self, a, s, b, t)
+    fn row_scaled_l2<R: StoredRow>(self, a: &[f32], s: f32, b: R, t: f32) -> f32 {
+        b.row_sum::<L2Squared, Self, true>(self, a, s, t)
     }
 
     /// Inner product in the fixed order of [`crate::fixed`]: the same bits at every level.
@@ -276,6 +278,46 @@ impl<H: crate::half_rows::Half + core::fmt::Debug> RowElement for H {
     }
 }
 
+/// A stored row the kernels read against an f32 query: a slice of any [`RowElement`], or
+/// i8 codes with their scale ([`ScaledI8`]).
+pub trait StoredRow: Copy {
+    /// `sum(step(q[i] * s, r[i] * t))` of metric `M` (the scalings only if `SCALED`).
+    #[doc(hidden)]
+    fn row_sum<M: F32Metric, K: Kernels, const SCALED: bool>(
+        self,
+        k: K,
+        q: &[f32],
+        s: f32,
+        t: f32,
+    ) -> f32;
+}
+
+impl<T: RowElement> StoredRow for &[T] {
+    #[inline(always)]
+    fn row_sum<M: F32Metric, K: Kernels, const SCALED: bool>(
+        self,
+        k: K,
+        q: &[f32],
+        s: f32,
+        t: f32,
+    ) -> f32 {
+        T::row_sum::<M, K, SCALED>(k, q, s, self, t)
+    }
+}
+
+impl StoredRow for ScaledI8<'_> {
+    #[inline(always)]
+    fn row_sum<M: F32Metric, K: Kernels, const SCALED: bool>(
+        self,
+        k: K,
+        q: &[f32],
+        s: f32,
+        t: f32,
+    ) -> f32 {
+        k.i8_sum::<M, SCALED>(q, s, self, t)
+    }
+}
+
 /// A row-major matrix with a fixed row length, checked once at construction: f32 by default,
 /// or any [`RowElement`].
 #[derive(Debug, Clone, Copy)]
@@ -378,6 +420,18 @@ pub(crate) mod private {
             t: f32,
         ) -> f32 {
             crate::half_rows::sum_each::<M, _, H, SCALED>(self.simd(), q, s, r, t)
+        }
+        /// `sum(step(q[i] * s, row[i] * t))` for an i8 row (each code times its scale, the
+        /// other scalings only if `SCALED`); levels with a widening conversion override it.
+        #[inline(always)]
+        fn i8_sum<M: Lanewise, const SCALED: bool>(
+            self,
+            q: &[f32],
+            s: f32,
+            row: crate::ScaledI8<'_>,
+            t: f32,
+        ) -> f32 {
+            crate::half_rows::i8_sum_each::<M, _, SCALED>(self.simd(), q, s, row, t)
         }
         /// Popcount of `a ^ b` over the common prefix; levels with a vector popcount override it.
         #[inline(always)]

@@ -73,9 +73,11 @@ pub use arch::Avx512;
 pub use arch::Neon;
 pub use arch::Scalar;
 pub use bytemuck;
-pub use half_rows::{Half, HalfKind, bf16, f16};
+pub use half_rows::{Half, HalfKind, ScaledI8, bf16, f16};
 pub use int8::quantize_i8;
-pub use kernels::{Dot, F32Metric, Kernels, L1, L2Squared, RowElement, Rows, WithKernels};
+pub use kernels::{
+    Dot, F32Metric, Kernels, L1, L2Squared, RowElement, Rows, StoredRow, WithKernels,
+};
 pub use lanes::{prefetch, prefetch_lines, prefetch_row};
 pub use level::{Level, dispatch};
 pub use per_call::{dot, l1, l2_squared, norm_squared};

@@ -1,10 +1,12 @@
-//! Rows stored as f16 and bf16, at every level this CPU supports (each forced on its own),
-//! against an f64 reference of the stored values: widening a half value to f32 is exact, so
-//! the reference is the f32 kernels' (Higham's bound for recursive summation, see
-//! `kernels.rs`), computed on the widened row.
+//! Rows stored as f16, bf16 and scaled i8 codes, at every level this CPU supports (each
+//! forced on its own), against an f64 reference of the stored values: widening a half value to
+//! f32 is exact, and an i8 row's value is its code times the scale rounded to f32 once, so the
+//! reference is the f32 kernels' (Higham's bound for recursive summation, see `kernels.rs`),
+//! computed on the widened row.
 
 use copse_distance::{
-    Dot, F32Metric, Half, Kernels, L1, L2Squared, Level, RowElement, WithKernels, bf16, f16,
+    Dot, F32Metric, Half, Kernels, L1, L2Squared, Level, RowElement, ScaledI8, StoredRow,
+    WithKernels, bf16, f16,
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal, Uniform};
@@ -34,19 +36,19 @@ enum Which {
     Scaled,
 }
 
-struct RowOp<'a, T> {
+struct RowOp<'a, R> {
     which: Which,
     q: &'a [f32],
-    r: &'a [T],
+    r: R,
     s: f32,
     t: f32,
 }
 
-impl<T: RowElement> WithKernels for RowOp<'_, T> {
+impl<R: StoredRow> WithKernels for RowOp<'_, R> {
     type Output = f32;
     #[inline(always)]
     fn run<K: Kernels>(self, k: K) -> f32 {
-        fn row<M: F32Metric, K: Kernels, T: RowElement>(k: K, m: M, q: &[f32], r: &[T]) -> f32 {
+        fn row<M: F32Metric, K: Kernels, R: StoredRow>(k: K, m: M, q: &[f32], r: R) -> f32 {
             k.row(m, q, r)
         }
         match self.which {
@@ -82,49 +84,55 @@ fn reference(which: Which, q: &[f32], r: &[f32], s: f32, t: f32) -> (f64, f64) {
 fn check<H: Half + RowElement>(name: &str, spread: f32) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(17);
     let normal = Normal::new(0.0f32, spread).unwrap();
-    let scale = Uniform::new(0.01f32, 3.0).unwrap();
     for level in levels() {
         for n in lengths() {
             let q: Vec<f32> = (0..n).map(|_| normal.sample(&mut rng)).collect();
             let stored: Vec<H> = (0..n).map(|_| H::round(normal.sample(&mut rng))).collect();
             let widened: Vec<f32> = stored.iter().map(|h| h.to_f32()).collect();
-            let (s, t) = (scale.sample(&mut rng), scale.sample(&mut rng));
-            for which in [Which::Dot, Which::L2, Which::L1, Which::Scaled] {
-                let got = level
-                    .dispatch(RowOp {
-                        which,
-                        q: &q,
-                        r: &stored,
-                        s,
-                        t,
-                    })
-                    .unwrap();
-                let (exact, magnitude) = reference(which, &q, &widened, s, t);
-                let k = (n + 2) as f64 * U;
-                let limit = k / (1.0 - k) * magnitude;
-                let err = (f64::from(got) - exact).abs();
-                assert!(
-                    err <= limit,
-                    "{name} {level} n={n} {which:?}: got {got}, exact {exact}, error {err:e} > {limit:e}"
-                );
-            }
-            // A query equal to the stored values is exactly 0 from the row, scaled alike too.
-            for which in [Which::L2, Which::L1, Which::Scaled] {
-                let got = level
-                    .dispatch(RowOp {
-                        which,
-                        q: &widened,
-                        r: &stored,
-                        s,
-                        t: s,
-                    })
-                    .unwrap();
-                assert_eq!(
-                    got, 0.0,
-                    "{name} {level} n={n} {which:?} of identical values"
-                );
-            }
+            check_row(&mut rng, name, level, &q, &stored[..], &widened);
         }
+    }
+}
+
+/// Checks every metric between `q` and the stored row `r`, whose values are `widened`,
+/// against the f64 reference, and that a query equal to the stored values is exactly 0 away.
+fn check_row<R: StoredRow>(
+    rng: &mut Xoshiro256PlusPlus,
+    name: &str,
+    level: Level,
+    q: &[f32],
+    r: R,
+    widened: &[f32],
+) {
+    let n = q.len();
+    let scale = Uniform::new(0.01f32, 3.0).unwrap();
+    let (s, t) = (scale.sample(rng), scale.sample(rng));
+    for which in [Which::Dot, Which::L2, Which::L1, Which::Scaled] {
+        let got = level.dispatch(RowOp { which, q, r, s, t }).unwrap();
+        let (exact, magnitude) = reference(which, q, widened, s, t);
+        let k = (n + 2) as f64 * U;
+        let limit = k / (1.0 - k) * magnitude;
+        let err = (f64::from(got) - exact).abs();
+        assert!(
+            err <= limit,
+            "{name} {level} n={n} {which:?}: got {got}, exact {exact}, error {err:e} > {limit:e}"
+        );
+    }
+    // A query equal to the stored values is exactly 0 from the row, scaled alike too.
+    for which in [Which::L2, Which::L1, Which::Scaled] {
+        let got = level
+            .dispatch(RowOp {
+                which,
+                q: widened,
+                r,
+                s,
+                t: s,
+            })
+            .unwrap();
+        assert_eq!(
+            got, 0.0,
+            "{name} {level} n={n} {which:?} of identical values"
+        );
     }
 }
 
@@ -141,6 +149,29 @@ fn bf16_rows_match_f64_reference_at_every_level() {
     check::<bf16>("bf16", 1.0);
     check::<bf16>("bf16 large", 1e15);
     check::<bf16>("bf16 tiny", 1e-15);
+}
+
+#[test]
+fn scaled_i8_rows_match_f64_reference_at_every_level() {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(29);
+    let codes = Uniform::new_inclusive(-127i8, 127).unwrap();
+    let normal = Normal::new(0.0f32, 1.0).unwrap();
+    for level in levels() {
+        for scale in [0.0123f32, 1.0, 7.5e-5, 2.5e12, 0.0] {
+            for n in lengths() {
+                let q: Vec<f32> = (0..n)
+                    .map(|_| normal.sample(&mut rng) * scale * 60.0)
+                    .collect();
+                let stored: Vec<i8> = (0..n).map(|_| codes.sample(&mut rng)).collect();
+                let row = ScaledI8 {
+                    codes: &stored,
+                    scale,
+                };
+                let widened: Vec<f32> = (0..n).map(|i| row.value(i)).collect();
+                check_row(&mut rng, "i8", level, &q, row, &widened);
+            }
+        }
+    }
 }
 
 #[test]

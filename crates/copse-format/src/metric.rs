@@ -30,7 +30,8 @@ pub enum Metric {
 }
 
 /// How item vectors are stored: the row type. Hamming stores bits; every other metric stores
-/// f32 (the default), or rows rounded to half precision to halve the file.
+/// f32 (the default), rows rounded to half precision to halve the file, or 8-bit codes with a
+/// scale per row for a quarter of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Element {
     /// `f32` values, one per dimension.
@@ -43,6 +44,12 @@ pub enum Element {
     /// bfloat16 values (an f32's upper 16 bits: 8 significant bits, f32's range), one per
     /// dimension.
     Bf16,
+    /// i8 codes with one f32 scale per row: value `i` is `code[i] × scale`, where `scale` is
+    /// the row's largest magnitude over 127. A row is the record of
+    /// [`crate::SectionKind::ItemCodes`], kept in the items section (the file has no separate
+    /// codes). For angular, the codes are those of the unit vector: the row stores the
+    /// vector's direction, not its length.
+    I8,
 }
 
 impl Metric {
@@ -128,7 +135,13 @@ impl Metric {
 
 impl Element {
     /// Every row type.
-    pub const ALL: [Element; 4] = [Element::F32, Element::Bits, Element::F16, Element::Bf16];
+    pub const ALL: [Element; 5] = [
+        Element::F32,
+        Element::Bits,
+        Element::F16,
+        Element::Bf16,
+        Element::I8,
+    ];
 
     pub(crate) fn code(self) -> u32 {
         match self {
@@ -136,6 +149,7 @@ impl Element {
             Element::Bits => 2,
             Element::F16 => 3,
             Element::Bf16 => 4,
+            Element::I8 => 5,
         }
     }
 
@@ -143,32 +157,38 @@ impl Element {
         Element::ALL.into_iter().find(|e| e.code() == code)
     }
 
-    /// Bytes per stored element.
-    pub fn size(self) -> usize {
+    /// Bytes per stored row of `row_len` elements (words, for bits): for i8 rows, the
+    /// [`crate::item_code_stride`] of an item-code record (scale, sum of squared codes, codes,
+    /// padding).
+    pub fn row_bytes(self, row_len: usize) -> usize {
         match self {
-            Element::F32 => 4,
-            Element::Bits => 8,
-            Element::F16 | Element::Bf16 => 2,
+            Element::F32 => 4 * row_len,
+            Element::Bits => 8 * row_len,
+            Element::F16 | Element::Bf16 => 2 * row_len,
+            Element::I8 => crate::item_code_stride(row_len),
         }
     }
 
-    /// The name (numpy's, where numpy has the type): `float32`, `bits`, `float16`, `bfloat16`.
+    /// The name (numpy's, where numpy has the type): `float32`, `bits`, `float16`, `bfloat16`,
+    /// `int8`.
     pub fn name(self) -> &'static str {
         match self {
             Element::F32 => "float32",
             Element::Bits => "bits",
             Element::F16 => "float16",
             Element::Bf16 => "bfloat16",
+            Element::I8 => "int8",
         }
     }
 
     /// Parses a row type for float metrics: `float32`/`f32`, `float16`/`f16`/`half`,
-    /// `bfloat16`/`bf16` (case and surrounding spaces ignored).
+    /// `bfloat16`/`bf16`, `int8`/`i8` (case and surrounding spaces ignored).
     pub fn from_name(name: &str) -> Option<Element> {
         Some(match name.trim().to_ascii_lowercase().as_str() {
             "float32" | "f32" => Element::F32,
             "float16" | "f16" | "half" => Element::F16,
             "bfloat16" | "bf16" => Element::Bf16,
+            "int8" | "i8" => Element::I8,
             _ => return None,
         })
     }
@@ -181,9 +201,10 @@ impl Element {
         metric.stores_codes() && self == Element::F32
     }
 
-    /// True if an index of `metric` with rows of this type may keep item codes.
+    /// True if an index of `metric` with rows of this type may keep item codes in their own
+    /// section (i8 rows are the codes themselves).
     pub fn allows_codes(self, metric: Metric) -> bool {
-        metric.stores_codes() && self != Element::Bits
+        metric.stores_codes() && matches!(self, Element::F32 | Element::F16 | Element::Bf16)
     }
 
     /// True if `metric` can store its rows as this type: bits for hamming, any float type for

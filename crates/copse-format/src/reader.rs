@@ -90,6 +90,7 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
         self.verify_checksums()?;
         let view = self.view();
         check_id_map(view.ids)?;
+        check_item_codes(&view.codes, view.info.element())?;
         view.labels.verify()?;
         check_graph(&view.graph, |row| view.is_present(u64::from(row)))
     }
@@ -134,6 +135,20 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
                 words: cast(data, &s.items),
                 row_len,
             },
+            Element::I8 => ItemRows::I8(ItemCodes {
+                bytes: data.get(s.items.clone()).unwrap_or(&[]),
+                stride: item_code_stride(row_len),
+                row_len,
+            }),
+        };
+        // i8 rows are item-code records: the approximate pass reads them as codes too.
+        let codes = match items {
+            ItemRows::I8(codes) => codes,
+            _ => ItemCodes {
+                bytes: data.get(s.item_codes.clone()).unwrap_or(&[]),
+                stride: item_code_stride(row_len),
+                row_len,
+            },
         };
         View {
             info: &self.info,
@@ -146,11 +161,7 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
             leaf_offsets: cast(data, &s.leaf_offsets),
             leaf_ids: data.get(s.leaf_ids.clone()).unwrap_or(&[]),
             id_bits: self.info.id_bits(),
-            codes: ItemCodes {
-                bytes: data.get(s.item_codes.clone()).unwrap_or(&[]),
-                stride: item_code_stride(row_len),
-                row_len,
-            },
+            codes,
             annoy_nodes: data.get(s.annoy_nodes.clone()).unwrap_or(&[]),
             graph: Graph {
                 slots: cast(data, &s.graph),
@@ -213,6 +224,38 @@ fn check_id_map(ids: &[u64]) -> Result<(), FormatError> {
             problem: format!("is not ascending at row {}", row + 1),
         }),
     }
+}
+
+/// Checks every item-code record (see [`IndexFile::verify`]): a finite, non-negative scale
+/// and the sum of squared codes it carries, so a bad scale is an error, not wrong distances.
+fn check_item_codes(codes: &ItemCodes<'_>, element: Element) -> Result<(), FormatError> {
+    let kind = if element == Element::I8 {
+        SectionKind::Items
+    } else {
+        SectionKind::ItemCodes
+    };
+    let rows = codes.bytes.len().checked_div(codes.stride).unwrap_or(0);
+    for row in 0..rows {
+        let problem = match codes.get(row as u32) {
+            None => Some("is cut short".to_string()),
+            Some((scale, squares, values)) => {
+                let sum = values
+                    .iter()
+                    .fold(0.0f32, |sum, &c| sum + f32::from(c) * f32::from(c));
+                if !(scale.is_finite() && scale >= 0.0) {
+                    Some(format!("has scale {scale} for row {row}"))
+                } else if sum.to_bits() != squares.to_bits() {
+                    Some(format!("has a wrong sum of squares for row {row}"))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(problem) = problem {
+            return Err(FormatError::BadSection { kind, problem });
+        }
+    }
+    Ok(())
 }
 
 /// Checks a graph's structure (see [`IndexFile::verify`]).
@@ -283,6 +326,8 @@ pub enum ItemRows<'a> {
     F16(Rows<'a, f16>),
     /// One bfloat16 row per item.
     Bf16(Rows<'a, bf16>),
+    /// One item-code record per item (i8 codes and their scale).
+    I8(ItemCodes<'a>),
     /// Packed bits, `row_len` words per item.
     Bits {
         /// All rows, item after item.
@@ -342,6 +387,11 @@ impl<'a> ItemCodes<'a> {
     /// True if the index has no codes.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
+    }
+
+    /// Codes per item (the row length).
+    pub fn row_len(&self) -> usize {
+        self.row_len
     }
 
     /// The whole record of item `id` (for prefetching).
@@ -496,8 +546,9 @@ impl<'a> View<'a> {
         }
     }
 
-    /// The vector of item `id` as f32 (stored as f32, f16 or bf16), present or not: the
-    /// stored values, widened exactly. `None` for hamming.
+    /// The vector of item `id` as f32, present or not: the stored values, widened exactly
+    /// (f32, f16, bf16), or i8 codes times their scale, each product rounded to f32 (for
+    /// angular, the unit vector's). `None` for hamming.
     pub fn item_vector(&self, id: usize) -> Option<std::borrow::Cow<'a, [f32]>> {
         use std::borrow::Cow;
         fn widen<T: copse_distance::RowElement>(row: &[T]) -> Cow<'static, [f32]> {
@@ -507,6 +558,9 @@ impl<'a> View<'a> {
             ItemRows::F32(rows) => rows.row(id).map(Cow::Borrowed),
             ItemRows::F16(rows) => rows.row(id).map(widen),
             ItemRows::Bf16(rows) => rows.row(id).map(widen),
+            ItemRows::I8(codes) => codes.get(id as u32).map(|(scale, _, codes)| {
+                Cow::Owned(codes.iter().map(|&c| f32::from(c) * scale).collect())
+            }),
             ItemRows::Bits { .. } => None,
         }
     }
@@ -748,7 +802,7 @@ fn locate_sections(
         });
     }
 
-    let row_bytes = (info.row_len() * info.element().size()) as u64;
+    let row_bytes = info.element().row_bytes(info.row_len()) as u64;
     let items = sized(
         SectionKind::Items,
         need(SectionKind::Items)?,

@@ -295,8 +295,8 @@ fn builder_for(
     Ok(builder)
 }
 
-/// A row type from `dtype=`: a name (`"float16"`, `"f16"`, `"bfloat16"`, ...) or a numpy
-/// dtype or scalar type (`np.float16`), by its name.
+/// A row type from `dtype=`: a name (`"float16"`, `"f16"`, `"bfloat16"`, `"int8"`, ...) or a
+/// numpy dtype or scalar type (`np.float16`, `np.int8`), by its name.
 fn parse_dtype(dtype: &Bound<'_, PyAny>) -> PyResult<Element> {
     let name: String = match dtype.extract::<String>() {
         Ok(name) => name,
@@ -307,7 +307,7 @@ fn parse_dtype(dtype: &Bound<'_, PyAny>) -> PyResult<Element> {
     };
     name.parse::<Element>().map_err(|_| {
         PyValueError::new_err(format!(
-            "No such dtype: {name:?} (use 'float32', 'float16' or 'bfloat16')"
+            "No such dtype: {name:?} (use 'float32', 'float16', 'bfloat16' or 'int8')"
         ))
     })
 }
@@ -438,7 +438,7 @@ impl AnnoyIndex {
         })
     }
 
-    /// How item vectors are stored: "float32", "float16", "bfloat16" or "bits" (read-only).
+    /// How item vectors are stored: "float32", "float16", "bfloat16", "int8" or "bits" (read-only).
     #[getter]
     fn dtype(&self) -> &'static str {
         // A loaded file's own type, whatever the object was made with.

@@ -1,6 +1,6 @@
-"""Half-precision rows (``AnnoyIndex(f, metric, dtype=...)``): the index stores, searches and
-returns the rounded values, checked against a brute force over the same rounded values in
-float64."""
+"""Half-precision and int8 rows (``AnnoyIndex(f, metric, dtype=...)``): the index stores,
+searches and returns the rounded values, checked against a brute force over the same rounded
+values in float64."""
 
 import pickle
 
@@ -12,7 +12,16 @@ from copse import AnnoyIndex
 FLOAT_METRICS = ["angular", "euclidean", "manhattan", "dot"]
 
 
-def rounded(data, dtype):
+def rounded(data, dtype, metric):
+    if dtype == "int8":
+        # One scale per row, max |x| / 127; angular stores the unit vector.
+        data = data.astype(np.float32)
+        if metric == "angular":
+            norms = np.linalg.norm(data.astype(np.float64), axis=1, keepdims=True)
+            data = data / norms.astype(np.float32)
+        scale = np.abs(data).max(axis=1, keepdims=True) / np.float32(127)
+        codes = np.clip(np.round(data / scale), -127, 127)
+        return (codes * scale).astype(np.float32).astype(np.float64)
     if dtype == "float16":
         return data.astype(np.float16).astype(np.float64)
     # bfloat16: an f32's upper half, rounded to nearest even.
@@ -34,19 +43,20 @@ def oracle(metric, stored, q):
 
 
 @pytest.mark.parametrize("metric", FLOAT_METRICS)
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8"])
 @pytest.mark.parametrize("item_codes", [None, False])
 def test_answers_match_brute_force_over_rounded_values(metric, dtype, item_codes):
-    if metric == "manhattan" and item_codes is False:
-        pytest.skip("manhattan keeps no item codes")
+    if item_codes is False and (metric == "manhattan" or dtype == "int8"):
+        pytest.skip("manhattan keeps no item codes; int8 rows are item codes")
     rng = np.random.default_rng(3)
     data = rng.standard_normal((800, 24)).astype(np.float32)
     index = AnnoyIndex(24, metric, dtype=dtype, item_codes=item_codes)
     assert index.dtype == dtype
     index.add_items(None, data)
     index.build(6, graph=True)
-    stored = rounded(data, dtype)
-    assert np.array_equal(np.array(index.get_item_vector(5)), stored[5].astype(np.float32))
+    stored = rounded(data, dtype, metric)
+    # Half types round exactly as numpy does; int8's scale may differ in the last bit.
+    np.testing.assert_allclose(index.get_item_vector(5), stored[5], rtol=2e-7 if dtype == "int8" else 0)
     for q in rng.standard_normal((10, 24)).astype(np.float32):
         ids, dists = index.get_nns_by_vector(q, 10, search_k=8000, include_distances=True)
         exact = oracle(metric, stored, q)
@@ -76,6 +86,29 @@ def test_saved_loaded_and_pickled_half_indexes_answer_alike(tmp_path):
     assert loaded.get_nns_by_item(7, 1, include_distances=True) == ([7], [0.0])
 
 
+def test_int8_files_are_small_and_round_trip(tmp_path):
+    rng = np.random.default_rng(5)
+    data = rng.standard_normal((2000, 96)).astype(np.float32)
+    sizes = {}
+    for dtype in ["float32", np.int8]:
+        index = AnnoyIndex(96, "euclidean", dtype=dtype)
+        index.add_items(None, data)
+        index.build(2, graph=True)
+        path = str(tmp_path / f"{np.dtype(dtype).name}.ann")
+        index.save(path)
+        sizes[np.dtype(dtype).name] = len(index.serialize())
+        loaded = AnnoyIndex(96, "euclidean")
+        loaded.load(path)
+        assert loaded.dtype == np.dtype(dtype).name
+        q = data[11]
+        assert loaded.get_nns_by_vector(q, 5, include_distances=True) == index.get_nns_by_vector(
+            q, 5, include_distances=True
+        )
+        assert loaded.get_nns_by_item(11, 1, include_distances=True) == ([11], [0.0])
+    # int8 rows are the item codes float32 files keep beside their rows: the rows' bytes go.
+    assert sizes["int8"] <= sizes["float32"] - 0.9 * data.nbytes, sizes
+
+
 def test_bad_dtypes_and_values_raise():
     with pytest.raises(ValueError, match="dtype"):
         AnnoyIndex(4, "angular", dtype="int4")
@@ -83,6 +116,14 @@ def test_bad_dtypes_and_values_raise():
         AnnoyIndex(64, "hamming", dtype="float16")
     with pytest.raises(ValueError):
         AnnoyIndex(4, "manhattan", dtype="float16", item_codes=True)
+    with pytest.raises(ValueError):
+        AnnoyIndex(4, "euclidean", dtype="int8", item_codes=True)
+    with pytest.raises(ValueError):
+        AnnoyIndex(64, "hamming", dtype=np.int8)
+    index = AnnoyIndex(3, "dot", dtype="i8")
+    with pytest.raises(ValueError):
+        index.add_item(0, [1.0, float("inf"), 0.0])
+    assert index.get_n_items() == 0
     index = AnnoyIndex(3, "euclidean", dtype="f16")
     with pytest.raises(ValueError, match="float16"):
         index.add_item(0, [1.0, 1e5, 0.0])

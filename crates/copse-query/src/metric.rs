@@ -2,8 +2,10 @@
 //! candidates are scored. Internal scores are "lower is closer"; [`QueryMetric::user`] turns
 //! them into Annoy's reported distances.
 
-use copse_distance::{Dot, Kernels, L1, L2Squared, RowElement, Rows, WithKernels};
-use copse_format::{ItemRows, Metric, SplitNode, View};
+use copse_distance::{
+    Dot, Kernels, L1, L2Squared, RowElement, Rows, ScaledI8, StoredRow, WithKernels,
+};
+use copse_format::{ItemCodes, ItemRows, Metric, SplitNode, View};
 
 use crate::{Query, QueryError};
 
@@ -52,6 +54,7 @@ pub(crate) fn check_query(view: &View<'_>, query: Query<'_>) -> Result<(), Query
         ItemRows::F32(rows) if metric != Metric::Hamming => rows.dims(),
         ItemRows::F16(rows) if metric != Metric::Hamming => rows.dims(),
         ItemRows::Bf16(rows) if metric != Metric::Hamming => rows.dims(),
+        ItemRows::I8(codes) if metric != Metric::Hamming => codes.row_len(),
         ItemRows::Bits { row_len, .. } if metric == Metric::Hamming => row_len,
         _ => {
             return Err(QueryError::Corrupt(
@@ -221,6 +224,7 @@ fn batch_scores<K: Kernels, F: copse_distance::F32Metric, const NEGATE: bool>(
             .map_err(kernel_error)?,
         ItemRows::F16(rows) => row_scores::<K, F, _, false>(k, metric, q, (rows, &[]), ids, out)?,
         ItemRows::Bf16(rows) => row_scores::<K, F, _, false>(k, metric, q, (rows, &[]), ids, out)?,
+        ItemRows::I8(codes) => row_scores::<K, F, _, false>(k, metric, q, (codes, &[]), ids, out)?,
         ItemRows::Bits { .. } => return Err(wrong_rows()),
     }
     if NEGATE {
@@ -238,24 +242,62 @@ fn hyperplane_children(parent: f32, margin: f32) -> [f32; 2] {
     [parent.min(-margin), parent.min(margin)]
 }
 
+/// Where exact scoring reads item rows: a matrix of f32, f16 or bf16 rows, or i8 code
+/// records.
+trait RowSource: Copy {
+    /// A row as the kernels read it.
+    type Row: StoredRow;
+    /// Row `id`, if in range.
+    fn stored_row(&self, id: u32) -> Option<Self::Row>;
+    /// Starts loading row `id`.
+    fn prefetch(&self, id: u32);
+}
+
+impl<'a, T: RowElement> RowSource for Rows<'a, T> {
+    type Row = &'a [T];
+    #[inline(always)]
+    fn stored_row(&self, id: u32) -> Option<&'a [T]> {
+        self.row(id as usize)
+    }
+    #[inline(always)]
+    fn prefetch(&self, id: u32) {
+        copse_distance::prefetch_row(*self, id);
+    }
+}
+
+impl<'a> RowSource for ItemCodes<'a> {
+    type Row = ScaledI8<'a>;
+    #[inline(always)]
+    fn stored_row(&self, id: u32) -> Option<ScaledI8<'a>> {
+        let (scale, _, codes) = self.get(id)?;
+        Some(ScaledI8 { codes, scale })
+    }
+    #[inline(always)]
+    fn prefetch(&self, id: u32) {
+        if let Some(record) = self.record(id) {
+            copse_distance::prefetch_lines(record);
+        }
+    }
+}
+
 /// Scores of `ids` from rows of any type, one row at a time: `metric` between `q` and each
-/// row, or with `ANGULAR` the angular score from the rows and `norms` (half-precision rows,
-/// which the batch kernels do not read, and every angular re-rank).
+/// row, or with `ANGULAR` the angular score from the rows and `norms` (compact rows, which
+/// the batch kernels do not read, and every angular re-rank).
 #[inline(always)]
-fn row_scores<K: Kernels, F: copse_distance::F32Metric, T: RowElement, const ANGULAR: bool>(
+fn row_scores<K: Kernels, F: copse_distance::F32Metric, R: RowSource, const ANGULAR: bool>(
     k: K,
     metric: F,
     q: &Prepared<'_>,
-    (rows, norms): (Rows<'_, T>, &[f32]),
+    (rows, norms): (R, &[f32]),
     ids: &[u32],
     out: &mut [f32],
 ) -> Result<(), QueryError> {
     for (i, (score, &id)) in out.iter_mut().zip(ids).enumerate() {
         if let Some(&ahead) = ids.get(i + ROW_PREFETCH) {
-            copse_distance::prefetch_row(rows, ahead);
+            rows.prefetch(ahead);
         }
         let x = rows
-            .row(id as usize)
+            .stored_row(id)
             .ok_or(QueryError::Corrupt("leaf id out of range"))?;
         *score = if ANGULAR {
             let norm = norms.get(id as usize).copied().unwrap_or(0.0);
@@ -302,6 +344,7 @@ fn angular_scores<K: Kernels>(
         ItemRows::F32(rows) => row_scores::<K, _, _, true>(k, Dot, q, (rows, norms), ids, out),
         ItemRows::F16(rows) => row_scores::<K, _, _, true>(k, Dot, q, (rows, norms), ids, out),
         ItemRows::Bf16(rows) => row_scores::<K, _, _, true>(k, Dot, q, (rows, norms), ids, out),
+        ItemRows::I8(codes) => row_scores::<K, _, _, true>(k, Dot, q, (codes, norms), ids, out),
         ItemRows::Bits { .. } => Err(wrong_rows()),
     }
 }
@@ -333,13 +376,7 @@ const ROW_PREFETCH: usize = 4;
 /// exactly 0 from itself (both norms come from [`copse_distance::fixed::norm`]), and the result
 /// is clamped to the 4 that unit vectors cannot exceed.
 #[inline(always)]
-fn angular_score<K: Kernels, T: RowElement>(
-    k: K,
-    q: &[f32],
-    q_norm: f32,
-    x: &[T],
-    x_norm: f32,
-) -> f32 {
+fn angular_score<K: Kernels, R: StoredRow>(k: K, q: &[f32], q_norm: f32, x: R, x_norm: f32) -> f32 {
     if !(q_norm > 0.0 && x_norm > 0.0) {
         return 2.0;
     }
@@ -431,6 +468,9 @@ impl WithKernels for PairDistance<'_, '_> {
                     ItemRows::F32(rows) => pair_distance(k, view, &x, a, rows.row(b)?, b),
                     ItemRows::F16(rows) => pair_distance(k, view, &x, a, rows.row(b)?, b),
                     ItemRows::Bf16(rows) => pair_distance(k, view, &x, a, rows.row(b)?, b),
+                    ItemRows::I8(codes) => {
+                        pair_distance(k, view, &x, a, codes.stored_row(b as u32)?, b)
+                    }
                     ItemRows::Bits { .. } => return None,
                 }?
             }
@@ -440,12 +480,12 @@ impl WithKernels for PairDistance<'_, '_> {
 
 /// The reported distance between stored items `a` (as f32, `x`) and `b` (`y`, as stored).
 #[inline(always)]
-fn pair_distance<K: Kernels, T: RowElement>(
+fn pair_distance<K: Kernels, R: StoredRow>(
     k: K,
     view: &View<'_>,
     x: &[f32],
     a: usize,
-    y: &[T],
+    y: R,
     b: usize,
 ) -> Option<f32> {
     Some(match view.info.metric {

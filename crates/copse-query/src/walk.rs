@@ -304,6 +304,7 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
         ItemRows::F32(rows) => Prefetch::Rows(rows),
         ItemRows::F16(rows) => Prefetch::row_bytes(rows),
         ItemRows::Bf16(rows) => Prefetch::row_bytes(rows),
+        ItemRows::I8(_) => Prefetch::Codes,
         ItemRows::Bits { .. } => Prefetch::Bits,
     };
     // The query's code lives outside the scratch while the search borrows both.

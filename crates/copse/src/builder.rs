@@ -83,11 +83,14 @@ impl IndexBuilder {
     }
 
     /// Stores item rows as `dtype`: [`Element::F32`] (the default), [`Element::F16`] or
-    /// [`Element::Bf16`] (half the file; hamming stores bits and takes only
-    /// [`Element::Bits`]). Vectors are rounded to the type as they are added (to nearest,
-    /// ties to even), and the index is built from, searched over and returns
-    /// ([`Index::item_vector`]) the rounded values. A value beyond the type's range (f16:
-    /// 65504) is an error when added. Set it before adding items.
+    /// [`Element::Bf16`] (half the rows' bytes), or [`Element::I8`] (a quarter, plus an f32
+    /// scale per row; the rows double as the 8-bit scoring codes); hamming stores bits and
+    /// takes only [`Element::Bits`]. Vectors are rounded to the type as they are added (to
+    /// nearest, ties to even; i8: `round(x / scale)` with `scale = max |x| / 127` per row),
+    /// and the index is built from, searched over and returns ([`Index::item_vector`]) the
+    /// stored values. With i8 rows angular keeps only each vector's direction: the stored
+    /// value is the quantized unit vector. A value beyond the type's range (f16: 65504) is an
+    /// error when added. Set it before adding items.
     pub fn dtype(mut self, dtype: Element) -> Result<Self, Error> {
         self.set_dtype(dtype)?;
         Ok(self)

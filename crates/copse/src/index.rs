@@ -774,9 +774,9 @@ impl Index {
         pool.push(scratch);
     }
 
-    /// The vector of item `id` as the index stores it: rows stored in half precision
-    /// ([`crate::IndexBuilder::dtype`]) give the rounded values, widened to f32 (bits as
-    /// 0.0/1.0 for hamming).
+    /// The vector of item `id` as the index stores it: rows stored in half precision or i8
+    /// ([`crate::IndexBuilder::dtype`]) give the stored values converted to f32 (i8: each
+    /// code times the row's scale; for angular a unit vector), bits as 0.0/1.0 for hamming.
     pub fn item_vector(&self, id: u64) -> Result<Vec<f32>, Error> {
         self.check_item(id)?;
         if let Some(annoy) = self.backing.annoy() {

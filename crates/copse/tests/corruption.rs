@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use common::{METRICS, gaussian, rng};
 use copse::{Element, Error, GraphOptions, Index, IndexBuilder, LoadOptions, Metric};
-use copse_format::{Header, SectionEntry};
+use copse_format::{Header, SectionEntry, SectionKind};
 use rand::RngExt;
 
 /// Single-byte corruptions tried per metric, at least.
@@ -166,7 +166,79 @@ fn cases() -> Vec<(Metric, Vec<u8>)> {
         Metric::Manhattan,
         small_index_of(Metric::Manhattan, Element::F16, false),
     ));
+    cases.push((
+        Metric::Angular,
+        small_index_of(Metric::Angular, Element::I8, false),
+    ));
+    cases.push((
+        Metric::Manhattan,
+        small_index_of(Metric::Manhattan, Element::I8, false),
+    ));
     cases
+}
+
+/// An item-code record's scale set to what no writer produces, with every checksum made to
+/// match again: `verify` names the bad scale, and queries on the unverified file survive.
+#[test]
+fn bad_scales_are_errors_even_with_matching_checksums() {
+    for (metric, element, kind) in [
+        (Metric::Angular, Element::I8, SectionKind::Items),
+        (Metric::Euclidean, Element::I8, SectionKind::Items),
+        (Metric::Euclidean, Element::F32, SectionKind::ItemCodes),
+    ] {
+        let bytes = small_index_of(metric, element, true);
+        let (offset, _) = section_ranges(&bytes)
+            .into_iter()
+            .zip(section_kinds(&bytes))
+            .find_map(|(range, k)| (k == kind.code()).then_some(range))
+            .unwrap();
+        let stride = copse_format::item_code_stride(dims(metric));
+        for scale in [f32::NAN, f32::INFINITY, -1.0, -0.5e-3] {
+            let mut copy = bytes.clone();
+            let at = offset + 5 * stride;
+            copy[at..at + 4].copy_from_slice(&scale.to_le_bytes());
+            reseal(&mut copy);
+            let index = Index::from_bytes(&copy).unwrap();
+            let err = index.verify().unwrap_err().to_string();
+            assert!(err.contains("scale"), "{metric} {element} {scale}: {err}");
+            survive(&copy, metric, &format!("{element} scale {scale}"));
+        }
+        // A sum of squares that does not match the codes is caught too.
+        let mut copy = bytes.clone();
+        let at = offset + 5 * stride + 4;
+        copy[at] ^= 1;
+        reseal(&mut copy);
+        let err = Index::from_bytes(&copy).unwrap().verify().unwrap_err();
+        assert!(
+            err.to_string().contains("squares"),
+            "{metric} {element}: {err}"
+        );
+    }
+}
+
+/// Recomputes every section checksum and the header's, as a writer would have.
+fn reseal(bytes: &mut [u8]) {
+    let entry = size_of::<SectionEntry>();
+    for (i, (offset, len)) in section_ranges(bytes).into_iter().enumerate() {
+        let sum = xxhash_rust::xxh3::xxh3_64(&bytes[offset..offset + len]);
+        let at = size_of::<Header>() + entry * i + std::mem::offset_of!(SectionEntry, checksum);
+        bytes[at..at + 8].copy_from_slice(&sum.to_le_bytes());
+    }
+    let at = std::mem::offset_of!(Header, checksum);
+    bytes[at..at + 8].fill(0);
+    let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..header_len(bytes)]);
+    bytes[at..at + 8].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// The kind code of each section, from the section table.
+fn section_kinds(bytes: &[u8]) -> Vec<u32> {
+    let entry = size_of::<SectionEntry>();
+    (0..header(bytes).n_sections as usize)
+        .map(|i| {
+            let at = size_of::<Header>() + entry * i;
+            bytemuck::pod_read_unaligned::<SectionEntry>(&bytes[at..at + entry]).kind
+        })
+        .collect()
 }
 
 #[test]

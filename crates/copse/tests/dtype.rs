@@ -1,12 +1,13 @@
-//! Rows stored in half precision (`IndexBuilder::dtype`): the index holds the rounded values,
-//! answers over them as an f64 brute force over the same rounded values does, returns them
-//! from `item_vector`, survives save/load/from_bytes, and refuses what the type cannot hold.
+//! Rows stored in half precision or as i8 codes (`IndexBuilder::dtype`): the index holds the
+//! rounded values, answers over them as an f64 brute force over the same rounded values does,
+//! returns them from `item_vector`, survives save/load/from_bytes, and refuses what the type
+//! cannot hold.
 //! (Every SIMD level runs the same checks in `levels.rs`; the kernels' bounds are in
 //! `copse-distance/tests/half_rows.rs`.)
 
 mod common;
 
-use common::{check_against_oracle, distance, gaussian, rng, rounded};
+use common::{check_against_oracle, distance, gaussian, rng, stored};
 use copse::{Element, Error, GraphOptions, Index, IndexBuilder, Metric};
 use copse_distance::{Half, f16};
 
@@ -35,7 +36,7 @@ fn build_codes(
         .dtype(element)
         .unwrap()
         .seed(7);
-    if let Some(keep) = codes.filter(|_| metric != Metric::Manhattan) {
+    if let Some(keep) = codes.filter(|_| metric != Metric::Manhattan && element != Element::I8) {
         b.set_item_codes(keep).unwrap();
     }
     if graph {
@@ -64,10 +65,22 @@ fn half_rows_answer_as_brute_force_over_the_rounded_values() {
 }
 
 #[test]
+fn i8_rows_answer_as_brute_force_over_the_stored_values() {
+    let data = gaussian(&mut rng(11), 1500, 37);
+    for metric in FLOAT_METRICS {
+        for graph in [false, true] {
+            let index = build(metric, Element::I8, &data, graph);
+            assert_eq!(index.info().element, Element::I8);
+            check_against_oracle(&index, metric, Element::I8, &data);
+        }
+    }
+}
+
+#[test]
 fn item_vector_is_the_rounded_value_and_self_distance_is_zero() {
     let data = gaussian(&mut rng(2), 300, 50);
     for metric in FLOAT_METRICS {
-        for element in [Element::F16, Element::Bf16] {
+        for element in [Element::F16, Element::Bf16, Element::I8] {
             let mut b = IndexBuilder::new(50, metric)
                 .unwrap()
                 .dtype(element)
@@ -75,7 +88,7 @@ fn item_vector_is_the_rounded_value_and_self_distance_is_zero() {
             for (id, v) in data.iter().enumerate() {
                 b.add_item(id as u64, v).unwrap();
             }
-            let want: Vec<f32> = data[3].iter().map(|&x| rounded(element, x)).collect();
+            let want = stored(metric, element, &data[3]);
             assert_eq!(
                 b.item_vector(3).unwrap(),
                 want,
@@ -91,7 +104,7 @@ fn item_vector_is_the_rounded_value_and_self_distance_is_zero() {
                 assert_eq!((found[0].id, found[0].distance), (5, 0.0));
             }
             // distance(a, b) is the oracle's over the stored values.
-            let other: Vec<f32> = data[9].iter().map(|&x| rounded(element, x)).collect();
+            let other = stored(metric, element, &data[9]);
             let exact = distance(metric, &want, &other);
             let got = f64::from(index.distance(3, 9).unwrap());
             assert!((got - exact).abs() <= 1e-4 * exact.abs().max(1.0));
@@ -105,12 +118,19 @@ fn half_files_round_trip_and_are_smaller() {
     let dir = tempfile::tempdir().unwrap();
     for metric in FLOAT_METRICS {
         let f32_len = build(metric, Element::F32, &data, true).as_bytes().len();
-        for element in [Element::F16, Element::Bf16] {
+        for element in [Element::F16, Element::Bf16, Element::I8] {
             let index = build(metric, element, &data, true);
             let bytes = index.as_bytes().to_vec();
-            // Half the rows' bytes.
+            // Half rows save half the rows' bytes; an i8 row is one byte a
+            // value plus a 16-byte scale record, in place of 4 bytes a value.
+            let (n, d) = (data.len(), data[0].len());
+            let saved = if element == Element::I8 {
+                n * (4 * d - (d + 16)) * 9 / 10
+            } else {
+                n * 2 * d * 9 / 10
+            };
             assert!(
-                bytes.len() * 10 < f32_len * 8,
+                bytes.len() + saved < f32_len,
                 "{metric} {element}: {} vs {f32_len}",
                 bytes.len()
             );
@@ -180,6 +200,20 @@ fn values_a_type_cannot_hold_are_errors_that_leave_no_trace() {
     );
     assert_eq!("float16".parse::<Element>().unwrap(), Element::F16);
     assert_eq!("bf16".parse::<Element>().unwrap(), Element::Bf16);
+    assert_eq!("int8".parse::<Element>().unwrap(), Element::I8);
+    assert_eq!("i8".parse::<Element>().unwrap(), Element::I8);
+    // i8 rows take any finite value (the scale follows the row) and refuse NaN.
+    let mut b = IndexBuilder::new(3, Metric::Euclidean)
+        .unwrap()
+        .dtype(Element::I8)
+        .unwrap();
+    b.add_item(0, &[f32::MAX, -1.0, 0.0]).unwrap();
+    assert!(matches!(
+        b.add_item(1, &[1.0, f32::NAN, 3.0]),
+        Err(Error::NotFinite { .. })
+    ));
+    assert_eq!(b.len(), 1);
+    assert_eq!(b.item_vector(0).unwrap()[0], f32::MAX / 127.0 * 127.0);
     assert!("int4".parse::<Element>().is_err());
 }
 
@@ -188,19 +222,21 @@ fn on_disk_half_builds_match_in_memory_ones() {
     let data = gaussian(&mut rng(5), 800, 20);
     let dir = tempfile::tempdir().unwrap();
     for metric in FLOAT_METRICS {
-        let memory = build(metric, Element::F16, &data, true).as_bytes().to_vec();
-        let path = dir.path().join(format!("{metric}.copse"));
-        let mut b = IndexBuilder::new(20, metric)
-            .unwrap()
-            .seed(7)
-            .graph(Some(GraphOptions::default()));
-        b.on_disk_build(&path).unwrap();
-        b.set_dtype(Element::F16).unwrap();
-        for (id, v) in data.iter().enumerate() {
-            b.add_item(id as u64, v).unwrap();
+        for element in [Element::F16, Element::I8] {
+            let memory = build(metric, element, &data, true).as_bytes().to_vec();
+            let path = dir.path().join(format!("{metric}-{element}.copse"));
+            let mut b = IndexBuilder::new(20, metric)
+                .unwrap()
+                .seed(7)
+                .graph(Some(GraphOptions::default()));
+            b.on_disk_build(&path).unwrap();
+            b.set_dtype(element).unwrap();
+            for (id, v) in data.iter().enumerate() {
+                b.add_item(id as u64, v).unwrap();
+            }
+            b.build(8).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), memory, "{metric} {element}");
         }
-        b.build(8).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), memory, "{metric}");
     }
 }
 
@@ -236,9 +272,18 @@ fn item_codes_are_a_choice_for_half_rows_only() {
         let index = build_with(metric, Element::Bf16, Some(false));
         check_against_oracle(&index, metric, Element::Bf16, &data);
     }
-    // Not a choice: f32 rows keep them, manhattan has none.
+    // Not a choice: f32 rows keep them, i8 rows are them, manhattan has none.
     let mut b = IndexBuilder::new(4, Metric::Angular).unwrap();
     assert!(b.set_item_codes(false).is_err());
+    for metric in FLOAT_METRICS {
+        let index = build_with(metric, Element::I8, None);
+        assert!(!has_codes(&index), "{metric}");
+        let mut b = IndexBuilder::new(4, metric)
+            .unwrap()
+            .dtype(Element::I8)
+            .unwrap();
+        assert!(b.set_item_codes(true).is_err());
+    }
     let mut b = IndexBuilder::new(4, Metric::Manhattan)
         .unwrap()
         .dtype(Element::F16)

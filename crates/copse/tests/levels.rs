@@ -65,10 +65,10 @@ fn child_builds_and_checks_self_distances() {
         index
             .save(dir.join(format!("{metric}-graph.copse")))
             .unwrap();
-        // Half-precision rows: the same file at every level, and answers that agree with an
+        // Half-precision and i8 rows: the same file at every level, and answers that agree with an
         // f64 brute force over the rounded values.
         if metric != Metric::Hamming {
-            for element in [Element::F16, Element::Bf16] {
+            for element in [Element::F16, Element::Bf16, Element::I8] {
                 let data = gaussian(&mut rng(11), 1200, 37);
                 let mut b = IndexBuilder::new(37, metric)
                     .unwrap()

@@ -2,7 +2,7 @@
 
 use crate::half_rows::{Half, HalfKind, x86};
 use crate::kernels::private::Lanewise;
-use crate::{Kernels, Level, kernels::private::Token};
+use crate::{Kernels, Level, ScaledI8, kernels::private::Token};
 
 /// AVX2 and FMA (x86-64-v3): 8 f32 lanes, a VPSHUFB popcount for hamming, VCVTPH2PS for f16
 /// rows where the CPU has F16C (every AVX2 CPU made has; the portable widening otherwise).
@@ -43,8 +43,22 @@ impl Token for Avx2 {
             HalfKind::F16 => crate::half_rows::sum_each::<M, _, H, SCALED>(self.simd, q, s, r, t),
             // SAFETY: bf16 widening needs AVX2 only, which the token proves.
             HalfKind::Bf16 => unsafe {
-                crate::half_rows::sum::<M, _, _, H, SCALED>(self.simd, x86::WidenAvx2, q, s, r, t)
+                crate::half_rows::sum::<M, _, H, _, SCALED>(self.simd, x86::WidenAvx2, q, s, r, t)
             },
+        }
+    }
+    #[inline(always)]
+    fn i8_sum<M: Lanewise, const SCALED: bool>(
+        self,
+        q: &[f32],
+        s: f32,
+        row: ScaledI8<'_>,
+        t: f32,
+    ) -> f32 {
+        let widen = x86::ScaleAvx2(row.scale);
+        // SAFETY: i8 widening needs AVX2 only, which the token proves.
+        unsafe {
+            crate::half_rows::sum::<M, _, i8, _, SCALED>(self.simd, widen, q, s, row.codes, t)
         }
     }
     #[inline(always)]
@@ -130,7 +144,21 @@ impl Token for Avx512 {
         // SAFETY: both widenings need AVX-512F/BW only (AVX-512F implies F16C), which the
         // token proves.
         unsafe {
-            crate::half_rows::sum::<M, _, _, H, SCALED>(self.simd, x86::WidenAvx512, q, s, r, t)
+            crate::half_rows::sum::<M, _, H, _, SCALED>(self.simd, x86::WidenAvx512, q, s, r, t)
+        }
+    }
+    #[inline(always)]
+    fn i8_sum<M: Lanewise, const SCALED: bool>(
+        self,
+        q: &[f32],
+        s: f32,
+        row: ScaledI8<'_>,
+        t: f32,
+    ) -> f32 {
+        let widen = x86::ScaleAvx512(row.scale);
+        // SAFETY: i8 widening needs AVX-512F only, which the token proves.
+        unsafe {
+            crate::half_rows::sum::<M, _, i8, _, SCALED>(self.simd, widen, q, s, row.codes, t)
         }
     }
     #[inline(always)]

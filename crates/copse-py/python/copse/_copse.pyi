@@ -43,18 +43,21 @@ class AnnoyIndex:
         ``"cosine"`` is another name for ``"angular"``. Raises ``ValueError`` for an unknown
         metric or ``f < 1``.
 
-        ``dtype`` is how item vectors are stored: ``"float32"`` (the default), ``"float16"``
-        or ``"bfloat16"`` (also ``np.float16`` and the names ``"f16"``, ``"bf16"``). The half
-        types halve the vectors' bytes; vectors are rounded as they are added, and the index
-        searches and returns (``get_item_vector``) the rounded values. A value float16 cannot
-        hold (beyond 65504) raises ``ValueError``. Hamming stores bits and takes only the
-        default. ``item_codes=False`` (half types, angular/euclidean/dot) drops the 8-bit codes
-        candidates are scored from: a smaller file, slower queries.
+        ``dtype`` is how item vectors are stored: ``"float32"`` (the default), ``"float16"``,
+        ``"bfloat16"`` or ``"int8"`` (also ``np.float16``, ``np.int8`` and the names ``"f16"``,
+        ``"bf16"``, ``"i8"``). The half types halve the vectors' bytes; int8 stores a byte a
+        value plus a float32 scale per vector (``max |x| / 127``), about a quarter. Vectors are
+        rounded as they are added, and the index searches and returns (``get_item_vector``)
+        the stored values; with int8, ``"angular"`` keeps only the direction (a unit vector
+        comes back). A value float16 cannot hold (beyond 65504) raises ``ValueError``. Hamming
+        stores bits and takes only the default. ``item_codes=False`` (half types,
+        angular/euclidean/dot) drops the 8-bit codes candidates are scored from: a smaller
+        file, slower queries (int8 rows are those codes).
         """
     @property
     def dtype(self) -> str:
-        """How item vectors are stored: ``"float32"``, ``"float16"``, ``"bfloat16"`` or
-        ``"bits"`` (hamming)."""
+        """How item vectors are stored: ``"float32"``, ``"float16"``, ``"bfloat16"``,
+        ``"int8"`` or ``"bits"`` (hamming)."""
     @property
     def f(self) -> int:
         """The number of dimensions (read-only)."""
@@ -154,7 +157,8 @@ class AnnoyIndex:
     @overload
     def get_nns_by_vectors(self, vectors: _Matrix, n: int, search_k: int = -1, include_distances: bool = False, n_threads: int = -1, filter: Optional[_Filter] = None) -> Union[npt.NDArray[Union[np.int64, np.uint64]], Tuple[npt.NDArray[Union[np.int64, np.uint64]], npt.NDArray[np.float32]]]: ...
     def get_item_vector(self, i: int) -> List[float]:
-        """The vector of item ``i``."""
+        """The vector of item ``i`` as stored, as floats (rounded for float16, bfloat16 and
+        int8 storage; a unit vector for int8 angular)."""
     def get_distance(self, i: int, j: int) -> float:
         """The distance between items ``i`` and ``j``."""
     def get_n_items(self) -> int:

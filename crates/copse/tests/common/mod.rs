@@ -191,7 +191,7 @@ pub fn reseal(bytes: &mut [u8]) {
     bytes[checksum_at..checksum_at + 8].copy_from_slice(&checksum.to_le_bytes());
 }
 
-/// The value a row of `element` holds for `x`.
+/// The value a row of `element` holds for `x` (types that round each value on its own).
 pub fn rounded(element: Element, x: f32) -> f32 {
     match element {
         Element::F16 => f16::round(x).to_f32(),
@@ -200,13 +200,33 @@ pub fn rounded(element: Element, x: f32) -> f32 {
     }
 }
 
+/// The values a row of `element` holds for `v` under `metric`, as the format specifies them:
+/// half types round each value; i8 rows are `round(x / scale) * scale` with `scale` the largest
+/// magnitude over 127, of the unit vector for angular.
+pub fn stored(metric: Metric, element: Element, v: &[f32]) -> Vec<f32> {
+    if element != Element::I8 {
+        return v.iter().map(|&x| rounded(element, x)).collect();
+    }
+    let norm = v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt() as f32;
+    let divide = if metric == Metric::Angular && norm > 0.0 {
+        norm
+    } else {
+        1.0
+    };
+    let largest = v.iter().fold(0.0f32, |m, &x| m.max((x / divide).abs()));
+    if largest == 0.0 {
+        return vec![0.0; v.len()];
+    }
+    let scale = largest / 127.0;
+    v.iter()
+        .map(|&x| (x / divide / scale).round().clamp(-127.0, 127.0) * scale)
+        .collect()
+}
+
 /// Checks `index` against an f64 brute force over the rounded rows: every returned distance
 /// is the oracle's distance of that item (to f32 rounding), and recall@10 is high.
 pub fn check_against_oracle(index: &Index, metric: Metric, element: Element, data: &[Vec<f32>]) {
-    let stored: Vec<Vec<f32>> = data
-        .iter()
-        .map(|v| v.iter().map(|&x| rounded(element, x)).collect())
-        .collect();
+    let stored: Vec<Vec<f32>> = data.iter().map(|v| stored(metric, element, v)).collect();
     let mut r = rng(99);
     let queries = gaussian(&mut r, 20, data[0].len());
     let mut total = 0.0;
