@@ -514,13 +514,7 @@ impl VectorStore {
             Element::F32 | Element::F16 | Element::Bf16 => {
                 // Checked before a row is taken, so a refused vector leaves no trace.
                 let norm = if self.metric.stores_norms() {
-                    // Fixed order: the same norm on every CPU, and the one queries compute.
-                    let squared = copse_distance::fixed::norm_squared(vector)?;
-                    // f32 overflow of the squared norm (|v| near 1e19) is reported, not stored.
-                    if !squared.is_finite() {
-                        return Err(BuildError::NormOverflow { id });
-                    }
-                    Some(copse_distance::fixed::norm_of_squared(squared))
+                    Some(checked_norm(id, vector)?)
                 } else {
                     None
                 };
@@ -560,22 +554,13 @@ impl VectorStore {
             .map_err(|_| BuildError::OutOfMemory { id })?;
         record.resize(stride, 0);
         let unit_norm = if self.metric == Metric::Angular {
-            let squared = copse_distance::fixed::norm_squared(vector)?;
-            if !squared.is_finite() {
-                return Err(BuildError::NormOverflow { id });
-            }
-            copse_distance::fixed::norm_of_squared(squared)
+            checked_norm(id, vector)?
         } else {
             0.0
         };
         copse_format::encode_item_code(self.metric, vector, unit_norm, &mut record);
         let norm = if self.metric.stores_norms() {
-            let stored = decode_record(&record, self.row_len);
-            let squared = copse_distance::fixed::norm_squared(&stored)?;
-            if !squared.is_finite() {
-                return Err(BuildError::NormOverflow { id });
-            }
-            Some(copse_distance::fixed::norm_of_squared(squared))
+            Some(checked_norm(id, &decode_record(&record, self.row_len))?)
         } else {
             None
         };
@@ -801,6 +786,16 @@ impl VectorStore {
         let start = (row as usize).checked_mul(self.row_len)?;
         self.words().get(start..start + self.row_len)
     }
+}
+
+/// The norm of item `id`'s `vector`, in the fixed order (the same on every CPU, and the one a
+/// query computes); an f32 overflow of the squared norm (|v| near 1e19) is an error.
+fn checked_norm(id: u64, vector: &[f32]) -> Result<f32, BuildError> {
+    let squared = copse_distance::fixed::norm_squared(vector)?;
+    if !squared.is_finite() {
+        return Err(BuildError::NormOverflow { id });
+    }
+    Ok(copse_distance::fixed::norm_of_squared(squared))
 }
 
 /// The values an i8 code record of `row_len` codes stands for: each code times the scale,
