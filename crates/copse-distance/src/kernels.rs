@@ -34,6 +34,16 @@ pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::To
         pulp::Simd::vectorize(self.simd(), Wrap { op, kernels: self })
     }
 
+    /// [`Kernels::vectorize`] in a function of its own that is never inlined. Large generic
+    /// code reached from several places of one dispatched computation (say, scoring every
+    /// row type, called from each search path) then compiles once per level and `Op`, not
+    /// once per call site: the difference between minutes and seconds of compile time, for
+    /// the cost of one call.
+    #[inline(never)]
+    fn vectorize_apart<Op: WithKernels>(self, op: Op) -> Op::Output {
+        self.vectorize(op)
+    }
+
     /// `metric` between `a` and `b`.
     #[inline(always)]
     fn pair<M: F32Metric>(self, metric: M, a: &[f32], b: &[f32]) -> f32 {

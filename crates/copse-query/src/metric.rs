@@ -2,6 +2,8 @@
 //! candidates are scored. Internal scores are "lower is closer"; [`QueryMetric::user`] turns
 //! them into Annoy's reported distances.
 
+use std::marker::PhantomData;
+
 use copse_distance::{
     Dot, Kernels, L1, L2Squared, RowElement, Rows, ScaledI8, StoredRow, WithKernels,
 };
@@ -68,7 +70,7 @@ pub(crate) fn check_query(view: &View<'_>, query: Query<'_>) -> Result<(), Query
 /// A metric's query-time behaviour. The float metrics differ only in a few constants and
 /// small functions; the walk, the scoring passes and the graph search are written once over
 /// this trait.
-pub(crate) trait QueryMetric {
+pub(crate) trait QueryMetric: Sized {
     /// Priority of each tree's root.
     const INITIAL: f32 = f32::INFINITY;
 
@@ -108,7 +110,9 @@ pub(crate) trait QueryMetric {
     /// How candidates are scored exactly, and how a score is reported.
     const EXACT: Exact;
 
-    /// Internal scores of `ids` into `out` (same length).
+    /// Internal scores of `ids` into `out` (same length). Out of line (see
+    /// [`Kernels::vectorize_apart`]): every search path calls it, and it holds a loop per row
+    /// type.
     #[inline(always)]
     fn score<K: Kernels>(
         k: K,
@@ -117,13 +121,14 @@ pub(crate) trait QueryMetric {
         ids: &[u32],
         out: &mut [f32],
     ) -> Result<(), QueryError> {
-        match Self::EXACT {
-            Exact::Angular => angular_scores(k, view, q, ids, out),
-            Exact::SquaredL2 => batch_scores::<K, _, false>(k, L2Squared, view, q, ids, out),
-            Exact::L1 => batch_scores::<K, _, false>(k, L1, view, q, ids, out),
-            Exact::NegatedDot => batch_scores::<K, _, true>(k, Dot, view, q, ids, out),
-            Exact::Hamming => hamming_scores(k, view, q, ids, out),
-        }
+        k.vectorize_apart(Scores::<Self> {
+            view,
+            q,
+            ids,
+            out,
+            rough: false,
+            metric: PhantomData,
+        })
     }
 
     /// The reported distance for an internal score.
@@ -146,7 +151,8 @@ pub(crate) trait QueryMetric {
     }
 
     /// Scores of `ids` from the item codes, ordered like the exact scores up to the codes'
-    /// rounding, where [`QueryMetric::APPROXIMATE`] holds; the exact scores otherwise.
+    /// rounding, where [`QueryMetric::APPROXIMATE`] holds; the exact scores otherwise. Out of
+    /// line, as [`QueryMetric::score`].
     #[inline(always)]
     fn approximate<K: Kernels>(
         k: K,
@@ -155,10 +161,49 @@ pub(crate) trait QueryMetric {
         ids: &[u32],
         out: &mut [f32],
     ) -> Result<(), QueryError> {
-        if Self::APPROXIMATE {
-            code_dots(k, view, q, ids, out, Self::from_code_dot)
-        } else {
-            Self::score(k, view, q, ids, out)
+        k.vectorize_apart(Scores::<Self> {
+            view,
+            q,
+            ids,
+            out,
+            rough: Self::APPROXIMATE,
+            metric: PhantomData,
+        })
+    }
+}
+
+/// Scores of `ids` under metric `M`: from the item codes if `rough`, else exactly.
+struct Scores<'a, 'v, M> {
+    view: &'a View<'v>,
+    q: &'a Prepared<'a>,
+    ids: &'a [u32],
+    out: &'a mut [f32],
+    rough: bool,
+    metric: PhantomData<M>,
+}
+
+impl<M: QueryMetric> WithKernels for Scores<'_, '_, M> {
+    type Output = Result<(), QueryError>;
+
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> Self::Output {
+        let Scores {
+            view,
+            q,
+            ids,
+            out,
+            rough,
+            ..
+        } = self;
+        if rough {
+            return code_dots(k, view, q, ids, out, M::from_code_dot);
+        }
+        match M::EXACT {
+            Exact::Angular => angular_scores(k, view, q, ids, out),
+            Exact::SquaredL2 => batch_scores::<K, _, false>(k, L2Squared, view, q, ids, out),
+            Exact::L1 => batch_scores::<K, _, false>(k, L1, view, q, ids, out),
+            Exact::NegatedDot => batch_scores::<K, _, true>(k, Dot, view, q, ids, out),
+            Exact::Hamming => hamming_scores(k, view, q, ids, out),
         }
     }
 }

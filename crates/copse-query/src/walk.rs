@@ -125,15 +125,40 @@ pub(crate) struct SearchOp<'a, 'v> {
 impl WithKernels for SearchOp<'_, '_> {
     type Output = Result<(), QueryError>;
 
+    /// Each metric's search is a function of its own (see [`Kernels::vectorize_apart`]).
     #[inline(always)]
     fn run<K: Kernels>(self, k: K) -> Self::Output {
         match self.view.info.metric {
-            Metric::Angular => search::<K, metric::Angular>(k, self),
-            Metric::Euclidean => search::<K, metric::Euclidean>(k, self),
-            Metric::Manhattan => search::<K, metric::Manhattan>(k, self),
-            Metric::Dot => search::<K, metric::DotProduct>(k, self),
-            Metric::Hamming => search::<K, metric::Hamming>(k, self),
+            Metric::Angular => k.vectorize_apart(MetricSearch::<metric::Angular>::new(self)),
+            Metric::Euclidean => k.vectorize_apart(MetricSearch::<metric::Euclidean>::new(self)),
+            Metric::Manhattan => k.vectorize_apart(MetricSearch::<metric::Manhattan>::new(self)),
+            Metric::Dot => k.vectorize_apart(MetricSearch::<metric::DotProduct>::new(self)),
+            Metric::Hamming => k.vectorize_apart(MetricSearch::<metric::Hamming>::new(self)),
         }
+    }
+}
+
+/// A search under metric `M`.
+struct MetricSearch<'a, 'v, M> {
+    op: SearchOp<'a, 'v>,
+    metric: std::marker::PhantomData<M>,
+}
+
+impl<'a, 'v, M> MetricSearch<'a, 'v, M> {
+    fn new(op: SearchOp<'a, 'v>) -> Self {
+        MetricSearch {
+            op,
+            metric: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<M: QueryMetric> WithKernels for MetricSearch<'_, '_, M> {
+    type Output = Result<(), QueryError>;
+
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> Self::Output {
+        search::<K, M>(k, self.op)
     }
 }
 
