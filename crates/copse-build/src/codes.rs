@@ -73,10 +73,11 @@ pub(crate) fn encode_to_file(
     })
 }
 
-/// Bytes of the codes of every item (0 for hamming, which builds on its bits directly).
+/// Bytes of the codes of every item: 0 for hamming, which builds on its bits directly, and
+/// for int8 rows, which are the records already ([`ItemCodes::view`] reads them).
 pub(crate) fn encoded_len(store: &VectorStore) -> usize {
-    match store.metric() {
-        Metric::Hamming => 0,
+    match (store.metric(), store.element()) {
+        (Metric::Hamming, _) | (_, Element::I8) => 0,
         _ => store.n_items() * item_code_stride(store.row_len()),
     }
 }
@@ -84,14 +85,7 @@ pub(crate) fn encoded_len(store: &VectorStore) -> usize {
 fn encode_into(store: &VectorStore, out: &mut [u8]) {
     let metric = store.metric();
     let stride = item_code_stride(store.row_len());
-    if metric == Metric::Hamming || stride == 0 {
-        return;
-    }
-    if store.element() == Element::I8 {
-        // The rows are the records already.
-        let rows = store.row_bytes();
-        let n = rows.len().min(out.len());
-        out[..n].copy_from_slice(&rows[..n]);
+    if out.is_empty() || stride == 0 {
         return;
     }
     let norms = store.norms();
@@ -151,10 +145,16 @@ impl ItemCodes {
         Ok(())
     }
 
-    /// A borrowed view.
-    pub(crate) fn view(&self) -> CodesView<'_> {
+    /// A borrowed view of the records of `store`'s items: the encoded ones, or int8 rows
+    /// themselves (the same records; see [`encoded_len`]).
+    pub(crate) fn view<'a>(&'a self, store: &'a VectorStore) -> CodesView<'a> {
+        let bytes = if store.element() == Element::I8 {
+            store.row_bytes()
+        } else {
+            self.as_bytes()
+        };
         CodesView {
-            bytes: self.as_bytes(),
+            bytes,
             stride: self.stride,
         }
     }

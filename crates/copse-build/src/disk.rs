@@ -90,7 +90,7 @@ pub fn build_on_disk(
         // The graph's buffers (hundreds of bytes per item) go to scratch files too.
         Some(graph_options) => Some(crate::graph::build_graph(
             store,
-            codes.view(),
+            codes.view(store),
             &trees,
             graph_options,
             &pool,

@@ -328,7 +328,7 @@ fn build_trees<T: Send>(
     let items = split::Items {
         metric: store.metric(),
         dims: store.dims(),
-        codes: codes.view(),
+        codes: codes.view(store),
         norms: store.norms(),
         words: store.words(),
         row_len: store.row_len(),
@@ -388,7 +388,7 @@ pub fn build_forest(
             let parts: Vec<TreeParts<'_>> = trees.iter().map(EncodedTree::parts).collect();
             Some(graph::build_graph(
                 store,
-                codes.view(),
+                codes.view(store),
                 &parts,
                 graph_options,
                 &pool,

@@ -738,7 +738,7 @@ impl VectorStore {
                 let stride = self.element.row_bytes(self.row_len);
                 let records = self.row_bytes().chunks_exact(stride);
                 for (record, out) in records.zip(out.chunks_exact_mut(self.row_len)) {
-                    out.copy_from_slice(&decode_record(record, self.row_len));
+                    copse_format::decode_item_code(record, out);
                 }
             }
             Element::Bits => {}
@@ -798,14 +798,12 @@ fn checked_norm(id: u64, vector: &[f32]) -> Result<f32, BuildError> {
     Ok(copse_distance::fixed::norm_of_squared(squared))
 }
 
-/// The values an i8 code record of `row_len` codes stands for: each code times the scale,
-/// rounded to f32 (as the query kernels and the file's reader compute them).
+/// The values an i8 code record of `row_len` codes stands for (see
+/// [`copse_format::decode_item_code`]); zeros for a short record, which the store never holds.
 fn decode_record(record: &[u8], row_len: usize) -> Vec<f32> {
-    let scale = f32::from_le_bytes([record[0], record[1], record[2], record[3]]);
-    record[8..8 + row_len]
-        .iter()
-        .map(|&c| f32::from(c as i8) * scale)
-        .collect()
+    let mut values = vec![0.0; row_len];
+    copse_format::decode_item_code(record, &mut values);
+    values
 }
 
 /// `vector` rounded to the half type `H` and widened back: the values the row will hold. A

@@ -69,6 +69,20 @@ pub fn encode_item_code(metric: Metric, row: &[f32], norm: f32, out: &mut [u8]) 
     out[4..8].copy_from_slice(&squares.to_le_bytes());
 }
 
+/// The values an item-code record stands for, into `out` (one a code, `out.len()` codes):
+/// each code times the record's scale, rounded to f32, as the query kernels compute them (the
+/// stored values of an int8 row). False, with `out` untouched, if the record is too short.
+pub fn decode_item_code(record: &[u8], out: &mut [f32]) -> bool {
+    let (Some(scale), Some(codes)) = (record.get(0..4), record.get(8..8 + out.len())) else {
+        return false;
+    };
+    let scale = f32::from_le_bytes([scale[0], scale[1], scale[2], scale[3]]);
+    for (o, &c) in out.iter_mut().zip(codes) {
+        *o = f32::from(c as i8) * scale;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ mod metric;
 mod reader;
 mod writer;
 
-pub use encode::{encode_item_code, pack_ids, unpack_ids};
+pub use encode::{decode_item_code, encode_item_code, pack_ids, unpack_ids};
 pub use error::FormatError;
 pub use labels::{Labels, encode_labels, labels_len};
 pub use layout::{

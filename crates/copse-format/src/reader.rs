@@ -558,9 +558,11 @@ impl<'a> View<'a> {
             ItemRows::F32(rows) => rows.row(id).map(Cow::Borrowed),
             ItemRows::F16(rows) => rows.row(id).map(widen),
             ItemRows::Bf16(rows) => rows.row(id).map(widen),
-            ItemRows::I8(codes) => codes.get(id as u32).map(|(scale, _, codes)| {
-                Cow::Owned(codes.iter().map(|&c| f32::from(c) * scale).collect())
-            }),
+            ItemRows::I8(codes) => {
+                let mut values = vec![0.0; codes.row_len()];
+                crate::decode_item_code(codes.record(u32::try_from(id).ok()?)?, &mut values)
+                    .then_some(Cow::Owned(values))
+            }
             ItemRows::Bits { .. } => None,
         }
     }
