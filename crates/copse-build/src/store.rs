@@ -483,6 +483,19 @@ impl VectorStore {
         }
     }
 
+    /// Checks that `vector` can be added as item `id` of a `metric` index with `element` rows
+    /// (values in the type's range, a norm f32 can hold: what [`VectorStore::add`] checks),
+    /// by adding it to a store of its own, which is then dropped. For callers that keep
+    /// vectors to build from later (collections), so that a vector is refused when given.
+    pub fn check_item(
+        metric: Metric,
+        element: Element,
+        id: u64,
+        vector: &[f32],
+    ) -> Result<(), BuildError> {
+        VectorStore::with_element(vector.len(), metric, element)?.add(id, vector)
+    }
+
     /// Adds (or replaces) item `id`. For hamming, values above 0.5 are set bits, as in Annoy.
     pub fn add(&mut self, id: u64, vector: &[f32]) -> Result<(), BuildError> {
         if vector.len() != self.dims {

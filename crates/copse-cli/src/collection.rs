@@ -64,6 +64,10 @@ struct CreateArgs {
     /// Seed of the segment builds.
     #[arg(long)]
     seed: Option<u64>,
+    /// How segments store item vectors: float32, float16 (f16), bfloat16 (bf16) or int8 (i8),
+    /// as `copse build --dtype`.
+    #[arg(long, value_parser = crate::build::parse_dtype)]
+    dtype: Option<copse::Element>,
 }
 
 /// Options of every command that commits.
@@ -293,11 +297,15 @@ fn create(a: &CreateArgs) -> Result<()> {
     if let Some(seed) = a.seed {
         options = options.seed(seed);
     }
+    if let Some(dtype) = a.dtype {
+        options = options.dtype(dtype);
+    }
     Collection::create(&a.dir, options).map_err(|e| lib(&a.dir, e))?;
     println!(
-        "created {}: {} dimensions, {metric}",
+        "created {}: {} dimensions, {metric}, rows stored as {}",
         a.dir.display(),
-        a.dims
+        a.dims,
+        options.settings().element
     );
     Ok(())
 }
@@ -429,6 +437,7 @@ fn info(a: &InfoArgs) -> Result<()> {
             "path": a.dir.display().to_string(),
             "dims": c.dims(),
             "metric": c.metric().to_string(),
+            "dtype": c.options().settings().element.name(),
             "items": c.len(),
             "generation": c.generation(),
             "user_data": user_data,
@@ -445,6 +454,7 @@ fn info(a: &InfoArgs) -> Result<()> {
         writeln!(out, "collection:  {}", a.dir.display())?;
         writeln!(out, "dimensions:  {}", c.dims())?;
         writeln!(out, "metric:      {}", c.metric())?;
+        writeln!(out, "dtype:       {}", c.options().settings().element)?;
         writeln!(out, "items:       {}", c.len())?;
         writeln!(out, "generation:  {}", c.generation())?;
         if !user_data.is_empty() {

@@ -2189,6 +2189,95 @@ fn a_filter_file_keeps_only_its_items_exactly() {
 // ---------------------------------------------------------------------------------------------
 // copse collection
 
+/// `collection create --dtype`: info names the row type, the segments store it (an item's
+/// vector is the rounded value), and a value the type cannot hold is refused by `add`.
+#[test]
+fn collections_store_the_row_type_they_are_created_with() {
+    let dir = TempDir::new().unwrap();
+    let coll = path(&dir, "half");
+    let created = ok(copse().args(["collection", "create"]).arg(&coll).args([
+        "-f",
+        "3",
+        "--metric",
+        "euclidean",
+        "--dtype",
+        "f16",
+    ]));
+    assert!(created.contains("float16"), "{created}");
+    let data = [0.1f32, 1.0 / 3.0, -2.7, 4.0, 5.0, 6.0];
+    let rows = path(&dir, "rows.npy");
+    write_npy(&rows, &data, &[2, 3], false);
+    ok(copse().args(["collection", "add"]).arg(&coll).arg(&rows));
+    let info: Value = serde_json::from_str(&ok(copse()
+        .args(["collection", "info", "--json"])
+        .arg(&coll)))
+    .unwrap();
+    assert_eq!(info["dtype"].as_str(), Some("float16"));
+    assert_eq!(info["items"].as_u64(), Some(2));
+    let text = ok(copse().args(["collection", "info"]).arg(&coll));
+    assert!(text.contains("dtype:       float16"), "{text}");
+    // Item 0 searched for by its own f32 value: its distance is that to the rounded value.
+    let out = ok(copse().args(["collection", "query"]).arg(&coll).args([
+        "--vector",
+        "0.1,0.33333334,-2.7",
+        "-k",
+        "1",
+        "--format",
+        "jsonl",
+    ]));
+    let (found, _) = neighbors(&jsonl(&out)[0]);
+    let want: f64 = data[..3]
+        .iter()
+        .map(|&x| {
+            let stored = f64::from(half_round(x));
+            (f64::from(x) - stored).powi(2)
+        })
+        .sum::<f64>()
+        .sqrt();
+    assert_eq!(found[0].0, 0);
+    assert!(
+        (f64::from(found[0].1) - want).abs() <= 1e-6 && want > 0.0,
+        "{found:?} vs {want}"
+    );
+    let big = path(&dir, "big.npy");
+    write_npy(&big, &[1.0f32, 70000.0, 0.0], &[1, 3], false);
+    fails(
+        copse().args(["collection", "add"]).arg(&coll).arg(&big),
+        2,
+        &["70000", "float16"],
+    );
+    // A usage error (clap's, with its hint lines), naming every type there is.
+    let out = copse()
+        .args(["collection", "create"])
+        .arg(path(&dir, "bad"))
+        .args(["-f", "3", "--dtype", "float64"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("float64") && stderr.contains("int8"),
+        "{stderr}"
+    );
+    assert!(!path(&dir, "bad").exists());
+}
+
+/// `x` rounded to the nearest f16 (ties to even) and widened back, for the finite values the
+/// test uses: an oracle independent of the library's conversion.
+fn half_round(x: f32) -> f32 {
+    let exponent = x.abs().log2().floor() as i32;
+    // f16 keeps 10 bits after the leading one (normal range).
+    let step = 2f64.powi(exponent - 10);
+    let q = f64::from(x) / step;
+    let rounded = if (q - q.floor() - 0.5).abs() < f64::EPSILON {
+        let f = q.floor();
+        if f % 2.0 == 0.0 { f } else { f + 1.0 }
+    } else {
+        q.round()
+    };
+    (rounded * step) as f32
+}
+
 /// A collection filled by add, commit (with upserts and deletes) and delete answers like brute
 /// force over the live items, before and after compact; info and verify describe it.
 #[test]

@@ -41,10 +41,12 @@ pub enum FormatError {
     #[error("unknown metric code {0} in index header")]
     UnknownMetric(u32),
     /// A metric name could not be parsed.
-    #[error("unknown metric {0:?}; expected angular, euclidean, manhattan, dot or hamming")]
+    #[error(
+        "unknown metric {0:?}; expected angular (or cosine), euclidean, manhattan, dot or hamming"
+    )]
     UnknownMetricName(String),
-    /// A row type name that is not one of `float32`, `float16`, `bfloat16`.
-    #[error("unknown row type {0:?} (expected float32, float16 or bfloat16)")]
+    /// A row type name that is not one of `float32`, `float16`, `bfloat16`, `int8`.
+    #[error("unknown row type {0:?} (expected float32, float16, bfloat16 or int8)")]
     UnknownElementName(String),
     /// A header field is out of range or inconsistent with another.
     #[error("corrupt index header: {0}")]

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use copse::{CollectionOptions, GraphOptions, MergePolicy, Metric, Neighbor, Snapshot};
+use copse::{CollectionOptions, Element, GraphOptions, MergePolicy, Metric, Neighbor, Snapshot};
 use numpy::ndarray::{Array1, Array2};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
@@ -124,9 +124,13 @@ impl Collection {
 impl Collection {
     /// Creates an empty collection in directory `path` (made if missing) for `f`-dimensional
     /// vectors, open for writing. Each segment is a graph index over `n_trees` trees
-    /// (`graph=False`: a forest of `n_trees`, default 8 either way), built with `seed`.
+    /// (`graph=False`: a forest of `n_trees`, default 8 either way), built with `seed`, its
+    /// rows stored as `dtype` (as `AnnoyIndex(dtype=...)`; float32 by default).
     #[staticmethod]
-    #[pyo3(signature = (path, f, metric = "angular", *, n_trees = 8, graph = true, seed = None))]
+    #[pyo3(signature = (
+        path, f, metric = "angular", *, n_trees = 8, graph = true, seed = None, dtype = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
         path: PathBuf,
@@ -135,6 +139,7 @@ impl Collection {
         n_trees: i64,
         graph: bool,
         seed: Option<u64>,
+        dtype: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Collection> {
         let metric: Metric = metric.parse().map_err(|_| {
             PyValueError::new_err(format!(
@@ -157,6 +162,9 @@ impl Collection {
             .graph(graph.then(GraphOptions::default));
         if let Some(seed) = seed {
             options = options.seed(seed);
+        }
+        if let Some(dtype) = dtype.filter(|d| !d.is_none()) {
+            options = options.dtype(crate::index::parse_dtype(dtype)?);
         }
         let collection = py
             .detach(|| copse::Collection::create(&path, options))
@@ -198,6 +206,12 @@ impl Collection {
     #[getter]
     fn metric(&self) -> String {
         self.current().metric().to_string()
+    }
+
+    /// How segments store item vectors: "float32", "float16", "bfloat16", "int8" or "bits".
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.current().options().settings().element.name()
     }
 
     /// Manifests written so far (each commit, compaction and merge adds one).
@@ -311,6 +325,7 @@ impl Collection {
         d.set_item("n_trees", settings.n_trees)?;
         d.set_item("leaf_capacity", settings.leaf_capacity)?;
         d.set_item("seed", settings.seed)?;
+        d.set_item("dtype", settings.element.name())?;
         match settings.graph {
             None => d.set_item("graph", py.None())?,
             Some(g) => {
@@ -616,11 +631,22 @@ fn options_from_dict(d: &Bound<'_, PyDict>) -> PyResult<CollectionOptions> {
         }
         _ => None,
     };
-    Ok(CollectionOptions::new(field(d, "f")?, metric)
+    let mut options = CollectionOptions::new(field(d, "f")?, metric)
         .n_trees(field(d, "n_trees")?)
         .leaf_capacity(field(d, "leaf_capacity")?)
         .seed(field(d, "seed")?)
-        .graph(graph))
+        .graph(graph);
+    // Options from before collections had a row type have no "dtype": f32 (bits for hamming).
+    if let Some(dtype) = d.get_item("dtype")?.filter(|d| !d.is_none()) {
+        // Hamming's "bits" is no dtype= name; a type that does not fit the metric is refused
+        // by the build.
+        let element = match dtype.extract::<String>() {
+            Ok(name) if name == Element::Bits.name() => Element::Bits,
+            _ => crate::index::parse_dtype(&dtype)?,
+        };
+        options = options.dtype(element);
+    }
+    Ok(options)
 }
 
 impl Collection {

@@ -297,7 +297,7 @@ fn builder_for(
 
 /// A row type from `dtype=`: a name (`"float16"`, `"f16"`, `"bfloat16"`, `"int8"`, ...) or a
 /// numpy dtype or scalar type (`np.float16`, `np.int8`), by its name.
-fn parse_dtype(dtype: &Bound<'_, PyAny>) -> PyResult<Element> {
+pub(crate) fn parse_dtype(dtype: &Bound<'_, PyAny>) -> PyResult<Element> {
     let name: String = match dtype.extract::<String>() {
         Ok(name) => name,
         Err(_) => match dtype.getattr("__name__") {

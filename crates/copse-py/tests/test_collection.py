@@ -101,6 +101,67 @@ def test_changes_match_the_oracle(tmp_path, metric):
     c.close()
 
 
+@pytest.mark.parametrize("dtype", ["float16", np.int8])
+def test_row_types(tmp_path, dtype):
+    """Segments store rows as ``dtype``: the collection answers as the oracle over the stored
+    values, through commits, a compaction, reopening and segments built elsewhere."""
+    f, metric = 10, "euclidean"
+    data = make_data(metric, 300, f, seed=5)
+    if dtype == "float16":
+        stored = data.astype(np.float16).astype(np.float32)
+    else:
+        scale = np.abs(data).max(axis=1, keepdims=True) / np.float32(127)
+        codes = np.clip(np.sign(data / scale) * np.floor(np.abs(data / scale) + 0.5), -127, 127)
+        stored = (codes * scale).astype(np.float32)
+    c = Collection.create(tmp_path / "c", f, metric, n_trees=3, graph=False, dtype=dtype)
+    name = "float16" if dtype == "float16" else "int8"
+    assert c.dtype == name and c.build_options()["dtype"] == name
+    c.set_merge_policy(factor=0)
+    c.add(np.arange(200, dtype=np.uint64), data[:200])
+    c.commit()
+    # Segments built elsewhere (as Spark does) from the options dict keep the row type.
+    number = c.reserve_segments(1)[0]
+    Collection.build_segment(tmp_path / "c", c.build_options(), number, np.arange(200, 300), data[200:])
+    c.attach_segments([number])
+    assert len(c.segments()) == 2
+    queries = make_data(metric, 10, f, seed=6)
+    for state in ("segments", "compacted", "reopened"):
+        if state == "compacted":
+            c.compact()
+        if state == "reopened":
+            c.close()
+            c = Collection.open(tmp_path / "c", readonly=True)
+            assert c.dtype == name
+        for k in range(0, 300, 17):
+            np.testing.assert_allclose(c.get_item_vector(k), stored[k], rtol=1e-6, atol=1e-7)
+        found, dist = c.search(queries, 5, search_k=1 << 20)
+        for q, row_ids, row_dist in zip(queries, found, dist):
+            truth = oracle_distances(metric, stored, q)
+            want = [truth[j] for j in oracle_order(metric, truth)[:5]]
+            np.testing.assert_allclose(row_dist, want, rtol=1e-4, atol=1e-4)
+            got = oracle_distances(metric, stored[row_ids.astype(np.int64)], q)
+            np.testing.assert_allclose(got, row_dist, rtol=1e-4, atol=1e-4)
+    c.close()
+    w = Collection.create(tmp_path / "w", f, metric, dtype=dtype)
+    if dtype == "float16":
+        # Refused when added, not at the commit.
+        with pytest.raises(ValueError, match="float16"):
+            w.add([1], np.full((1, f), 70000.0, dtype=np.float32))
+        assert w.n_pending() == 0
+    w.close()
+    with pytest.raises(ValueError, match="dtype"):
+        Collection.create(tmp_path / "x", f, metric, dtype="float64")
+    with pytest.raises(ValueError):
+        Collection.create(tmp_path / "y", 64, "hamming", dtype="float16")
+    h = Collection.create(tmp_path / "h", 64, "hamming")
+    assert h.dtype == "bits" and h.build_options()["dtype"] == "bits"
+    number = h.reserve_segments(1)[0]
+    Collection.build_segment(tmp_path / "h", h.build_options(), number, [1], np.ones((1, 64)))
+    h.attach_segments([number])
+    assert len(h) == 1
+    h.close()
+
+
 def test_rollback_context_manager_and_reopen(tmp_path):
     path = tmp_path / "c"
     data = make_data("euclidean", 40, 4, seed=1)

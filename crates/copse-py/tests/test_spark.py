@@ -232,6 +232,22 @@ def test_ml_vectors_double_arrays_and_append(spark, tmp_path):
     assert copse.Collection.open(path, readonly=True).generation == 2
 
 
+def test_shards_store_the_collections_row_type(spark, tmp_path):
+    vectors = make_data("euclidean", 200, F, seed=21)
+    ids = np.arange(200, dtype=np.int64) * 3
+    path = str(tmp_path / "h")
+    cs.build(
+        frame(spark, ids, vectors), path, n_shards=2, metric="euclidean", graph=False,
+        dtype="float16",
+    )
+    collection = copse.Collection.open(path, readonly=True)
+    assert collection.dtype == "float16" and len(collection.segments()) == 2
+    np.testing.assert_array_equal(
+        collection.get_item_vectors(ids.astype(np.uint64)),
+        vectors.astype(np.float16).astype(np.float32),
+    )
+
+
 def test_bad_rows_fail_the_build_and_leave_the_collection_empty(spark, tmp_path):
     vectors = make_data("euclidean", 100, F, seed=17)
     ids = np.arange(100)

@@ -881,3 +881,102 @@ fn segments_built_elsewhere_are_attached_in_one_commit() {
     let reader = Collection::open_readonly(dir.path()).unwrap();
     check(&reader.snapshot(), &live, &queries);
 }
+
+/// Collections store rows as their `dtype`: every search, `item_vector` and `distance` see the
+/// stored values (an f64 oracle over `common::stored`), through commits, deletes, upserts,
+/// compactions (which rebuild from the stored values: the oracle is applied again) and
+/// reopening; a value the type cannot hold is refused when added; a segment of another row
+/// type is not attached.
+#[test]
+fn row_types_hold_through_commits_merges_and_reopening() {
+    use copse::Element;
+    let dims = 12;
+    for (metric, element) in [
+        (Metric::Angular, Element::F16),
+        (Metric::Euclidean, Element::Bf16),
+        (Metric::Manhattan, Element::F16),
+        (Metric::Euclidean, Element::I8),
+        (Metric::Dot, Element::I8),
+    ] {
+        let what = format!("{metric} {element}");
+        let dir = tempfile::tempdir().unwrap();
+        let options = CollectionOptions::new(dims, metric)
+            .n_trees(3)
+            .graph(None)
+            .dtype(element);
+        let mut c = Collection::create(dir.path(), options).unwrap();
+        c.set_merge_policy(MergePolicy::never()).unwrap();
+        assert_eq!(c.options().settings().element, element, "{what}");
+        let stored = |v: &[f32]| common::stored(metric, element, v);
+        let mut live: BTreeMap<u64, Vec<f32>> = BTreeMap::new();
+        let queries: Vec<Vec<f32>> = (0..3).map(|q| vector(metric, dims, q, 99)).collect();
+        for step in 0..3u64 {
+            let added: Vec<(u64, Vec<f32>)> = (0..60)
+                .map(|i| {
+                    let id = (step * 60 + i) << 40;
+                    (id, vector(metric, dims, id, 0))
+                })
+                .collect();
+            let (ids, vectors) = flat(&added);
+            c.add(&ids, &vectors).unwrap();
+            live.extend(added.iter().map(|(id, v)| (*id, stored(v))));
+            if step > 0 {
+                let gone: Vec<u64> = (0..6).map(|i| ((step - 1) * 60 + i * 7) << 40).collect();
+                c.delete(&gone).unwrap();
+                for id in &gone {
+                    live.remove(id);
+                }
+                let changed: Vec<(u64, Vec<f32>)> = (0..4)
+                    .map(|i| {
+                        let id = ((step - 1) * 60 + 1 + i * 13) << 40;
+                        (id, vector(metric, dims, id, step))
+                    })
+                    .collect();
+                let (ids, vectors) = flat(&changed);
+                c.upsert(&ids, &vectors).unwrap();
+                live.extend(changed.iter().map(|(id, v)| (*id, stored(v))));
+            }
+            c.commit().unwrap();
+            check(&c, &live, &queries);
+        }
+        assert_eq!(c.segments().len(), 3, "{what}");
+
+        // Refused when added, not at the commit: values beyond the type's range.
+        if matches!(element, Element::F16) {
+            let pending = c.n_pending();
+            let mut v = vector(metric, dims, 1, 1);
+            v[3] = 70_000.0;
+            let err = c.add(&[7], &v).unwrap_err();
+            assert!(err.to_string().contains("float16"), "{what}: {err}");
+            assert_eq!(c.n_pending(), pending, "{what}");
+        }
+
+        // A segment of another row type is not attached.
+        let number = c.reserve_segments(1).unwrap().start;
+        let other = c.options().dtype(Element::F32);
+        let v = vector(metric, dims, 3, 3);
+        Collection::build_segment(dir.path(), &other, number, &[3], &v, 1).unwrap();
+        let generation = c.generation();
+        let err = c.attach_segments(&[number]).unwrap_err();
+        assert!(err.to_string().contains("float32"), "{what}: {err}");
+        assert_eq!(c.generation(), generation, "{what}");
+
+        // A compaction rebuilds from the stored values.
+        c.compact().unwrap();
+        assert_eq!(c.segments().len(), 1, "{what}");
+        for v in live.values_mut() {
+            *v = stored(v);
+        }
+        check(&c, &live, &queries);
+        drop(c);
+        let reopened = Collection::open(dir.path()).unwrap();
+        assert_eq!(reopened.options().settings().element, element, "{what}");
+        check(&reopened, &live, &queries);
+        let segment = &reopened.segments()[0].path;
+        assert_eq!(
+            copse::Index::load(segment).unwrap().info().element,
+            element,
+            "{what}"
+        );
+    }
+}

@@ -203,8 +203,12 @@ class Collection:
         n_trees: int = 8,
         graph: bool = True,
         seed: Optional[int] = None,
+        dtype: Optional[Union[str, Any]] = None,
     ) -> "Collection":
-        """Creates an empty collection in directory ``path``, open for writing."""
+        """Creates an empty collection in directory ``path``, open for writing. ``dtype`` is
+        how segments store item vectors, as for ``AnnoyIndex``: ``"float32"`` (the default),
+        ``"float16"``, ``"bfloat16"`` or ``"int8"`` (or the numpy type); searches and
+        ``get_item_vector`` see the stored values."""
     @staticmethod
     def open(path: _Path, readonly: bool = False) -> "Collection":
         """Opens the collection in ``path`` for writing, or read-only."""
@@ -214,6 +218,10 @@ class Collection:
     def f(self) -> int: ...
     @property
     def metric(self) -> str: ...
+    @property
+    def dtype(self) -> str:
+        """How segments store item vectors: ``"float32"``, ``"float16"``, ``"bfloat16"``,
+        ``"int8"`` or ``"bits"``."""
     @property
     def generation(self) -> int:
         """Manifests written so far (each commit, compaction and merge adds one)."""

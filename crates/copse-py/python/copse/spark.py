@@ -76,6 +76,7 @@ def build(
     seed: Optional[int] = None,
     f: Optional[int] = None,
     append: bool = False,
+    dtype: Optional[Any] = None,
 ) -> int:
     """Builds a collection in directory ``path`` from DataFrame ``df``, one segment per shard.
 
@@ -86,7 +87,8 @@ def build(
     segment on ``spark.task.cpus`` threads and saves it atomically under ``path``, and the
     driver commits all segments in one new manifest. A retried task rebuilds its segment.
 
-    A new collection is created with ``metric``, ``graph``, ``n_trees`` and ``seed`` (as
+    A new collection is created with ``metric``, ``graph``, ``n_trees``, ``seed`` and
+    ``dtype`` (how rows are stored: ``"float16"``, ``"int8"``, ...; as
     ``copse.Collection.create``); with ``append=True`` the shards are added to the existing
     collection at ``path`` instead, and none of their ids may be in it already.
 
@@ -106,7 +108,13 @@ def build(
         if f is None:
             f = _first_length(rows)
         collection = Collection.create(
-            path, _positive(f, "f"), metric, n_trees=n_trees, graph=graph, seed=seed
+            path,
+            _positive(f, "f"),
+            metric,
+            n_trees=n_trees,
+            graph=graph,
+            seed=seed,
+            dtype=dtype,
         )
     try:
         numbers = collection.reserve_segments(n_shards)

@@ -195,6 +195,7 @@ pub(super) fn build_segment<'a>(
     threads: usize,
 ) -> Result<(SegmentEntry, Arc<Index>), Error> {
     let mut builder = IndexBuilder::new(dims, metric)?
+        .dtype(settings.element)?
         .seed(settings.seed ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15))
         .graph(settings.graph);
     if settings.leaf_capacity > 0 {

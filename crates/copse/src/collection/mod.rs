@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use copse_build::GraphOptions;
-use copse_format::Metric;
+use copse_format::{Element, Metric};
 
 use crate::index::save_atomically;
 use crate::{Error, Index, IndexBuilder};
@@ -72,8 +72,19 @@ impl CollectionOptions {
                 leaf_capacity: 0,
                 seed: copse_build::DEFAULT_SEED,
                 graph: Some(GraphOptions::default()),
+                element: manifest::default_element(metric),
             },
         }
+    }
+
+    /// How segments store their rows: f32 (the default), f16, bf16 or int8, as
+    /// [`IndexBuilder::dtype`] (hamming stores bits). Vectors are rounded to it when a segment
+    /// is built, and searches and [`Snapshot::item_vector`] see the stored values; a merge
+    /// rebuilds from them, so f16 and bf16 values never change again (int8 rows keep their
+    /// codes; the scale may move by an ulp).
+    pub fn dtype(mut self, element: Element) -> Self {
+        self.build.element = element;
+        self
     }
 
     /// Trees per segment (at least 1).
@@ -361,9 +372,12 @@ impl Collection {
                 },
             });
         }
+        let (metric, element) = (snapshot.metric(), snapshot.manifest.build.element);
         let mut seen = HashSet::with_capacity(ids.len());
         for (&id, vector) in ids.iter().zip(vectors.chunks_exact(dims.max(1))) {
             check_vector(dims, vector)?;
+            // Refused now, not at the commit that would build the segment.
+            copse_build::VectorStore::check_item(metric, element, id, vector)?;
             let exists = writer.pending.adds.contains_key(&id)
                 || (snapshot.contains(id) && !writer.pending.deletes.contains(&id));
             if !seen.insert(id) || (exists && !replace) {
@@ -781,7 +795,9 @@ fn validate(options: &CollectionOptions) -> Result<(), Error> {
     }
     let mut vector = vec![0.0; options.dims];
     vector[0] = 1.0;
-    let mut builder = IndexBuilder::new(options.dims, options.metric)?.graph(build.graph);
+    let mut builder = IndexBuilder::new(options.dims, options.metric)?
+        .dtype(build.element)?
+        .graph(build.graph);
     if build.leaf_capacity > 0 {
         builder = builder.leaf_capacity(build.leaf_capacity);
     }

@@ -492,8 +492,8 @@ fn check_segment(
     Ok(())
 }
 
-/// Checks that a segment file holds the collection's kind of vectors: its dimensions, metric
-/// and index kind (graph or forest).
+/// Checks that a segment file holds the collection's kind of vectors: its dimensions, metric,
+/// row type and index kind (graph or forest).
 pub(super) fn check_fits(index: &Index, manifest: &Manifest) -> Result<(), String> {
     if index.dims() != manifest.dims || index.metric() != manifest.metric {
         return Err(format!(
@@ -502,6 +502,13 @@ pub(super) fn check_fits(index: &Index, manifest: &Manifest) -> Result<(), Strin
             index.dims(),
             manifest.metric,
             manifest.dims
+        ));
+    }
+    if index.info().element != manifest.build.element {
+        return Err(format!(
+            "segment rows are {}, the collection's {}",
+            index.info().element,
+            manifest.build.element
         ));
     }
     if index.graph_stats().is_some() != manifest.build.graph.is_some() {
