@@ -127,6 +127,13 @@ func (b *Builder) SetSeed(seed uint64) error {
 	return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_set_seed(p, C.uint64_t(seed)) })
 }
 
+// SetDtype stores item rows as dtype, before any AddItem: Float16 and Bfloat16 halve the
+// rows, Int8 quarters them. Vectors are rounded as they are added; the index searches and
+// returns the stored values.
+func (b *Builder) SetDtype(dtype Dtype) error {
+	return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_set_dtype(p, C.uint32_t(dtype)) })
+}
+
 // SetLabel gives item id a label (unique in the index), saved in the file and found by
 // Index.IDByLabel.
 func (b *Builder) SetLabel(id uint64, label string) error {

@@ -142,6 +142,40 @@ func (m Metric) String() string {
 	return fmt.Sprintf("Metric(%d)", uint32(m))
 }
 
+// Dtype is how an index stores item rows (Builder.SetDtype).
+type Dtype uint32
+
+// The row types.
+const (
+	// Float32 rows: 4 bytes a value (the default for every metric but hamming).
+	Float32 Dtype = C.COPSE_DTYPE_FLOAT32
+	// Float16 rows: IEEE half precision, half the bytes; values beyond 65504 are refused.
+	Float16 Dtype = C.COPSE_DTYPE_FLOAT16
+	// Bfloat16 rows: half the bytes, float32's range, 8 bits of precision.
+	Bfloat16 Dtype = C.COPSE_DTYPE_BFLOAT16
+	// Int8 rows: a byte a value and a float scale a row (angular keeps the direction only).
+	Int8 Dtype = C.COPSE_DTYPE_INT8
+	// Bits rows: packed bits, hamming's only type.
+	Bits Dtype = C.COPSE_DTYPE_BITS
+)
+
+// String is the row type's name as numpy spells it ("float16", ...).
+func (d Dtype) String() string {
+	switch d {
+	case Float32:
+		return "float32"
+	case Float16:
+		return "float16"
+	case Bfloat16:
+		return "bfloat16"
+	case Int8:
+		return "int8"
+	case Bits:
+		return "bits"
+	}
+	return fmt.Sprintf("Dtype(%d)", uint32(d))
+}
+
 // floatPtr is a pointer to a slice's first float, or nil for an empty slice (the C API takes
 // NULL with a length of 0). Go memory without Go pointers may be passed to C for the call.
 func floatPtr(v []float32) *C.float {

@@ -210,6 +210,36 @@ func TestFixture(t *testing.T) {
 		t.Fatalf("missing item: %v", err)
 	}
 
+	// float16 rows hold each value rounded to the nearest half: 1/3 -> 1365/4096.
+	h, err := copse.NewBuilder(2, copse.Euclidean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.SetDtype(copse.Float16); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddItem(1, []float32{1.0 / 3.0, -2}); err != nil {
+		t.Fatal(err)
+	}
+	if s := statusOf(t, h.SetDtype(copse.Int8)); s != copse.StatusWrongKind {
+		t.Fatalf("SetDtype after AddItem gave status %d", s)
+	}
+	if s := statusOf(t, h.AddItem(2, []float32{70000, 0})); s != copse.StatusBuild {
+		t.Fatalf("70000 into float16 rows gave status %d", s)
+	}
+	half, err := h.Build(1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := half.Dtype(); err != nil || d != copse.Float16 || d.String() != "float16" {
+		t.Fatalf("dtype %v (%v)", d, err)
+	}
+	if v, err := half.ItemVector(1); err != nil || v[0] != 1365.0/4096.0 || v[1] != -2 {
+		t.Fatalf("stored %v (%v)", v, err)
+	}
+	half.Close()
+
 	// A tiny index through the builder: every item's own vector finds itself at distance 0.
 	b, err := copse.NewBuilder(3, copse.Euclidean)
 	if err != nil {

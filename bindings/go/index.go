@@ -129,6 +129,13 @@ func (ix *Index) Metric() (Metric, error) {
 	return Metric(m), err
 }
 
+// Dtype is how the index stores its rows.
+func (ix *Index) Dtype() (Dtype, error) {
+	var d C.uint32_t
+	err := ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_dtype(p, &d) })
+	return Dtype(d), err
+}
+
 // NItems is the largest id plus one (Annoy's get_n_items; 0 once closed).
 func (ix *Index) NItems() uint64 {
 	var n C.uint64_t

@@ -61,6 +61,7 @@ const char *copse_version(void);
 enum CopseStatus copse_builder_new(size_t dims, uint32_t metric, struct CopseBuilder **out);
 enum CopseStatus copse_builder_free(struct CopseBuilder *builder);
 enum CopseStatus copse_builder_set_seed(struct CopseBuilder *builder, uint64_t seed);
+enum CopseStatus copse_builder_set_dtype(struct CopseBuilder *builder, uint32_t dtype);
 enum CopseStatus copse_graph_options_default(struct CopseGraphOptions *out);
 enum CopseStatus copse_builder_set_graph(struct CopseBuilder *builder,
                                          const struct CopseGraphOptions *options);
@@ -95,6 +96,7 @@ enum CopseStatus copse_index_free(struct CopseIndex *index);
 enum CopseStatus copse_index_save(const struct CopseIndex *index, const char *path);
 enum CopseStatus copse_index_dims(const struct CopseIndex *index, size_t *out);
 enum CopseStatus copse_index_metric(const struct CopseIndex *index, uint32_t *out);
+enum CopseStatus copse_index_dtype(const struct CopseIndex *index, uint32_t *out);
 enum CopseStatus copse_index_n_items(const struct CopseIndex *index, uint64_t *out);
 enum CopseStatus copse_index_len(const struct CopseIndex *index, uint64_t *out);
 enum CopseStatus copse_index_n_trees(const struct CopseIndex *index, size_t *out);
@@ -171,6 +173,8 @@ local M = {
   lib = lib,
   --- Metric codes (COPSE_METRIC_*), by Annoy's names; "cosine" is angular.
   metrics = { angular = 0, euclidean = 1, manhattan = 2, dot = 3, hamming = 4, cosine = 0 },
+  --- Row type codes (COPSE_DTYPE_*), by numpy's names.
+  dtypes = { float32 = 0, float16 = 1, bfloat16 = 2, int8 = 3, bits = 4 },
   --- search_k for the default: n times the number of trees (COPSE_SEARCH_K_DEFAULT).
   SEARCH_K_DEFAULT = -1,
   --- The id of an unfilled result slot (COPSE_NO_ITEM), as uint64_t cdata.
@@ -334,6 +338,17 @@ end
 --- The metric code (see copse.metrics).
 function Index:get_metric()
   return tonumber(fact(self, "uint32_t[1]", lib.copse_index_metric))
+end
+
+--- How the index stores its rows: a name from copse.dtypes ("float32", "float16", ...).
+function Index:get_dtype()
+  local code = tonumber(fact(self, "uint32_t[1]", lib.copse_index_dtype))
+  for name, c in pairs(M.dtypes) do
+    if c == code then
+      return name
+    end
+  end
+  return code
 end
 
 --- The largest id plus one (Annoy's get_n_items): a number, or uint64_t cdata as ids are
@@ -599,6 +614,20 @@ end
 --- Sets the seed: the same seed and items give a byte-identical index.
 function Builder:set_seed(seed)
   check(lib.copse_builder_set_seed(builder_handle(self), id_arg(seed, "seed")))
+end
+
+--- Stores item rows as dtype (a name from copse.dtypes, or a code), before any add_item:
+-- "float16" and "bfloat16" halve the rows, "int8" quarters them; the index holds, searches and
+-- returns the rounded values.
+function Builder:set_dtype(dtype)
+  local code = dtype
+  if type(dtype) == "string" then
+    code = M.dtypes[dtype]
+    if not code then
+      fail(INVALID_ARGUMENT, ("unknown dtype %q (float32, float16, bfloat16, int8)"):format(dtype))
+    end
+  end
+  check(lib.copse_builder_set_dtype(builder_handle(self), code))
 end
 
 --- Gives item id a label (unique in the index), saved in the file.

@@ -109,6 +109,12 @@ for name, value in header:gmatch("#define%s+COPSE_METRIC_(%u+)%s+(%-?%d+)") do
   defines = defines + 1
 end
 expect(defines == 5, "found %d metric codes in copse.h", defines)
+local dtype_defines = 0
+for name, value in header:gmatch("#define%s+COPSE_DTYPE_(%u+%d*)%s+(%-?%d+)") do
+  expect(copse.dtypes[name:lower()] == tonumber(value), "dtype %s is %s in copse.h", name, value)
+  dtype_defines = dtype_defines + 1
+end
+expect(dtype_defines == 5, "found %d row type codes in copse.h", dtype_defines)
 expect(tonumber(header:match("#define%s+COPSE_SEARCH_K_DEFAULT%s+(%-?%d+)")) == copse.SEARCH_K_DEFAULT,
   "COPSE_SEARCH_K_DEFAULT differs")
 expect(header:match("#define%s+COPSE_NO_ITEM%s+UINT64_MAX") and copse.NO_ITEM == 0xffffffffffffffffULL,
@@ -272,6 +278,19 @@ local reopened = copse.load(saved)
 os.remove(saved)
 expect(reopened:get_label(5) == "five" and reopened:get_len() == items, "the saved index")
 reopened:free()
+
+-- float16 rows hold each value rounded to the nearest half: 1/3 -> 1365/4096.
+local h = copse.builder(2, "euclidean")
+h:set_dtype("float16")
+raises("INVALID_ARGUMENT", h.set_dtype, h, "float64")
+h:add_item(1, { 1 / 3, -2 })
+raises("WRONG_KIND", h.set_dtype, h, "int8")
+local half = h:build(1)
+h:free()
+expect(half:get_dtype() == "float16", "dtype %s", tostring(half:get_dtype()))
+local stored = half:get_item_vector(1)
+expect(stored[1] == 1365 / 4096 and stored[2] == -2, "stored %s, %s", stored[1], stored[2])
+half:free()
 
 -- An id above 2^53: an error as a number, exact as cdata.
 local huge = 0x8000000000000005ULL

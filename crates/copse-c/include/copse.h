@@ -53,6 +53,32 @@
 #define COPSE_METRIC_HAMMING 4
 
 /**
+ * Row type code of float32 rows (the default, for every metric but hamming).
+ */
+#define COPSE_DTYPE_FLOAT32 0
+
+/**
+ * Row type code of IEEE half-precision rows (half the bytes; values beyond 65504 are refused).
+ */
+#define COPSE_DTYPE_FLOAT16 1
+
+/**
+ * Row type code of bfloat16 rows (half the bytes, float32's range, 8 bits of precision).
+ */
+#define COPSE_DTYPE_BFLOAT16 2
+
+/**
+ * Row type code of int8 rows: a byte a value and a float32 scale a row (for angular, of the
+ * unit vector: the direction is kept, not the length).
+ */
+#define COPSE_DTYPE_INT8 3
+
+/**
+ * Row type code of packed bits (hamming's only type).
+ */
+#define COPSE_DTYPE_BITS 4
+
+/**
  * Pass as `search_k` for the default: `n` times the number of trees, as in Annoy.
  */
 #define COPSE_SEARCH_K_DEFAULT -1
@@ -246,6 +272,20 @@ enum CopseStatus copse_builder_free(struct CopseBuilder *builder);
 enum CopseStatus copse_builder_set_seed(struct CopseBuilder *builder, uint64_t seed);
 
 /**
+ * Stores item rows as `dtype` (a `COPSE_DTYPE_*` code): float32 (the default), float16 or
+ * bfloat16 (half the bytes) or int8 (a quarter, plus a scale a row). Vectors are rounded to
+ * the type as they are added, and the index searches and returns the stored values; a value
+ * the type cannot hold is refused by `copse_builder_add_item`. Set it before adding items:
+ * afterwards, or a type the metric cannot store (hamming takes only bits), is an error.
+ *
+ * Thread safety: Calls on one builder from several threads are serialised.
+ *
+ * # Safety
+ * `builder` is not freed during the call.
+ */
+enum CopseStatus copse_builder_set_dtype(struct CopseBuilder *builder, uint32_t dtype);
+
+/**
  * Writes the default graph settings into `*out`.
  *
  * Thread safety: safe from any thread.
@@ -432,6 +472,16 @@ enum CopseStatus copse_index_dims(const struct CopseIndex *index, size_t *out);
  * `out` is NULL or points to a writable `uint32_t`.
  */
 enum CopseStatus copse_index_metric(const struct CopseIndex *index, uint32_t *out);
+
+/**
+ * How the index stores item rows (a `COPSE_DTYPE_*` code) into `*out`.
+ *
+ * Thread safety: safe from any thread.
+ *
+ * # Safety
+ * `out` is NULL or points to a writable `uint32_t`.
+ */
+enum CopseStatus copse_index_dtype(const struct CopseIndex *index, uint32_t *out);
 
 /**
  * The largest id plus one (Annoy's `get_n_items`) into `*out`.

@@ -124,6 +124,20 @@ enum class Metric : uint32_t {
     Hamming = COPSE_METRIC_HAMMING,
 };
 
+/// How an index stores item rows (AnnoyIndex::set_dtype).
+enum class Dtype : uint32_t {
+    /// 4 bytes a value (the default for every metric but hamming).
+    Float32 = COPSE_DTYPE_FLOAT32,
+    /// IEEE half precision: half the bytes; values beyond 65504 are refused.
+    Float16 = COPSE_DTYPE_FLOAT16,
+    /// bfloat16: half the bytes, float32's range, 8 bits of precision.
+    Bfloat16 = COPSE_DTYPE_BFLOAT16,
+    /// A byte a value and a float scale a row (angular keeps the direction only).
+    Int8 = COPSE_DTYPE_INT8,
+    /// Packed bits (hamming's only type).
+    Bits = COPSE_DTYPE_BITS,
+};
+
 class AnnoyIndex;
 
 /// An allow-list of items of one index, for filtered searches of that index only (another
@@ -287,6 +301,13 @@ public:
     /// thread count (Annoy's set_seed).
     void set_seed(uint64_t seed) { detail::check(copse_builder_set_seed(builder("set_seed"), seed)); }
 
+    /// Stores item rows as `dtype`, before any add_item: Float16 and Bfloat16 halve the rows,
+    /// Int8 quarters them. Vectors are rounded as they are added; the index searches and
+    /// returns (get_item) the stored values.
+    void set_dtype(Dtype dtype) {
+        detail::check(copse_builder_set_dtype(builder("set_dtype"), static_cast<uint32_t>(dtype)));
+    }
+
     /// The default graph settings, to adjust before set_graph().
     static CopseGraphOptions graph_options_default() {
         CopseGraphOptions options{};
@@ -389,8 +410,8 @@ public:
     }
 
     /// Returns the object to its freshly constructed state (as Annoy's unload): the index is
-    /// closed (its file unmapped) and the items, labels, seed and graph settings added while
-    /// building are dropped; the dimensions and metric stay.
+    /// closed (its file unmapped) and the items, labels, seed, row type and graph settings
+    /// added while building are dropped; the dimensions and metric stay.
     void unload() {
         live_builder("unload");
         detail::BuilderPtr fresh = new_builder(f_, metric_);  // may throw: nothing changed yet
@@ -530,6 +551,13 @@ public:
 
     /// The metric: the constructor's, or the file's after open().
     Metric metric() const noexcept { return metric_; }
+
+    /// How the built or opened index stores its rows.
+    Dtype dtype() const {
+        uint32_t code = 0;
+        detail::check(copse_index_dtype(index("dtype"), &code));
+        return static_cast<Dtype>(code);
+    }
 
     /// Whether the index holds a graph, which queries search instead of the trees.
     bool has_graph() const {

@@ -128,6 +128,29 @@ pub unsafe extern "C" fn copse_builder_set_seed(
     })
 }
 
+/// Stores item rows as `dtype` (a `COPSE_DTYPE_*` code): float32 (the default), float16 or
+/// bfloat16 (half the bytes) or int8 (a quarter, plus a scale a row). Vectors are rounded to
+/// the type as they are added, and the index searches and returns the stored values; a value
+/// the type cannot hold is refused by `copse_builder_add_item`. Set it before adding items:
+/// afterwards, or a type the metric cannot store (hamming takes only bits), is an error.
+///
+/// Thread safety: Calls on one builder from several threads are serialised.
+///
+/// # Safety
+/// `builder` is not freed during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn copse_builder_set_dtype(
+    builder: *mut CopseBuilder,
+    dtype: u32,
+) -> CopseStatus {
+    guard(|| {
+        let element = crate::dtype_of(dtype)?;
+        // SAFETY: passed on from the caller.
+        unsafe { lock(builder) }?.set_dtype(element)?;
+        Ok(())
+    })
+}
+
 /// Writes the default graph settings into `*out`.
 ///
 /// Thread safety: safe from any thread.

@@ -216,6 +216,18 @@ pub unsafe extern "C" fn copse_index_metric(
     unsafe { fact(index, out, |i| metric_code(i.metric())) }
 }
 
+/// How the index stores item rows (a `COPSE_DTYPE_*` code) into `*out`.
+///
+/// Thread safety: safe from any thread.
+///
+/// # Safety
+/// `out` is NULL or points to a writable `uint32_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn copse_index_dtype(index: *const CopseIndex, out: *mut u32) -> CopseStatus {
+    // SAFETY: passed on from the caller.
+    unsafe { fact(index, out, |i| crate::dtype_code(i.info().element)) }
+}
+
 /// The largest id plus one (Annoy's `get_n_items`) into `*out`.
 ///
 /// Thread safety: safe from any thread.

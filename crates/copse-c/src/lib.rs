@@ -116,6 +116,49 @@ pub const COPSE_METRIC_DOT: u32 = 3;
 /// Metric code of hamming distance over 0/1 vectors.
 pub const COPSE_METRIC_HAMMING: u32 = 4;
 
+/// Row type code of float32 rows (the default, for every metric but hamming).
+pub const COPSE_DTYPE_FLOAT32: u32 = 0;
+/// Row type code of IEEE half-precision rows (half the bytes; values beyond 65504 are refused).
+pub const COPSE_DTYPE_FLOAT16: u32 = 1;
+/// Row type code of bfloat16 rows (half the bytes, float32's range, 8 bits of precision).
+pub const COPSE_DTYPE_BFLOAT16: u32 = 2;
+/// Row type code of int8 rows: a byte a value and a float32 scale a row (for angular, of the
+/// unit vector: the direction is kept, not the length).
+pub const COPSE_DTYPE_INT8: u32 = 3;
+/// Row type code of packed bits (hamming's only type).
+pub const COPSE_DTYPE_BITS: u32 = 4;
+
+/// Every row type and its code.
+const DTYPES: [(u32, copse::Element); 5] = [
+    (COPSE_DTYPE_FLOAT32, copse::Element::F32),
+    (COPSE_DTYPE_FLOAT16, copse::Element::F16),
+    (COPSE_DTYPE_BFLOAT16, copse::Element::Bf16),
+    (COPSE_DTYPE_INT8, copse::Element::I8),
+    (COPSE_DTYPE_BITS, copse::Element::Bits),
+];
+
+/// The row type of a code, or an error naming the codes.
+pub(crate) fn dtype_of(code: u32) -> Result<copse::Element, Failure> {
+    DTYPES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|&(_, element)| element)
+        .ok_or_else(|| {
+            Failure::invalid(format!(
+                "row type code {code} is not one of COPSE_DTYPE_FLOAT32 (0), _FLOAT16 (1), \
+                 _BFLOAT16 (2), _INT8 (3), _BITS (4)"
+            ))
+        })
+}
+
+/// The code of a row type.
+pub(crate) fn dtype_code(element: copse::Element) -> u32 {
+    DTYPES
+        .iter()
+        .find(|(_, e)| *e == element)
+        .map_or(COPSE_DTYPE_FLOAT32, |&(code, _)| code)
+}
+
 /// Pass as `search_k` for the default: `n` times the number of trees, as in Annoy.
 pub const COPSE_SEARCH_K_DEFAULT: i64 = -1;
 

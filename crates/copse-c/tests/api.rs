@@ -5,7 +5,7 @@
 
 use std::ptr;
 
-use copse::{Index, IndexBuilder, Metric};
+use copse::{Element, Index, IndexBuilder, Metric};
 use copse_c::*;
 
 const DIMS: usize = 16;
@@ -26,6 +26,16 @@ fn vectors(n: usize, seed: u64) -> Vec<f32> {
 
 /// An index built through the C API (ids 5i), and the same built through the Rust API.
 fn build(metric: u32, rust_metric: Metric) -> (*mut CopseIndex, Index, Vec<u64>) {
+    build_as(metric, rust_metric, COPSE_DTYPE_FLOAT32, Element::F32)
+}
+
+/// [`build`] with rows stored as `dtype` (C code) and `element` (Rust).
+fn build_as(
+    metric: u32,
+    rust_metric: Metric,
+    dtype: u32,
+    element: Element,
+) -> (*mut CopseIndex, Index, Vec<u64>) {
     let rows = vectors(1500, 7);
     let ids: Vec<u64> = (0..1500u64).map(|i| 5 * i).collect();
     let mut builder = ptr::null_mut();
@@ -36,6 +46,9 @@ fn build(metric: u32, rust_metric: Metric) -> (*mut CopseIndex, Index, Vec<u64>)
             CopseStatus::Ok
         );
         assert_eq!(copse_builder_set_seed(builder, 3), CopseStatus::Ok);
+        if dtype != COPSE_DTYPE_FLOAT32 {
+            assert_eq!(copse_builder_set_dtype(builder, dtype), CopseStatus::Ok);
+        }
         assert_eq!(
             copse_builder_add_items(builder, ids.as_ptr(), rows.as_ptr(), ids.len(), DIMS),
             CopseStatus::Ok
@@ -46,7 +59,11 @@ fn build(metric: u32, rust_metric: Metric) -> (*mut CopseIndex, Index, Vec<u64>)
             CopseStatus::Ok
         );
         assert_eq!(copse_builder_free(builder), CopseStatus::Ok);
-        let mut rust = IndexBuilder::new(DIMS, rust_metric).unwrap().seed(3);
+        let mut rust = IndexBuilder::new(DIMS, rust_metric)
+            .unwrap()
+            .seed(3)
+            .dtype(element)
+            .unwrap();
         for (id, row) in ids.iter().zip(rows.chunks_exact(DIMS)) {
             rust.add_item(*id, row).unwrap();
         }
@@ -107,6 +124,90 @@ fn answers_match_the_rust_api() {
         }
         // SAFETY: a live handle.
         assert_eq!(unsafe { copse_index_free(index) }, CopseStatus::Ok);
+    }
+}
+
+/// Row types chosen through the C API give the index the Rust API builds with the same type:
+/// the same answers and stored vectors, and `copse_index_dtype` names the type.
+#[test]
+fn row_types_match_the_rust_api() {
+    for (code, metric, dtype, element) in [
+        (
+            COPSE_METRIC_ANGULAR,
+            Metric::Angular,
+            COPSE_DTYPE_FLOAT16,
+            Element::F16,
+        ),
+        (
+            COPSE_METRIC_EUCLIDEAN,
+            Metric::Euclidean,
+            COPSE_DTYPE_BFLOAT16,
+            Element::Bf16,
+        ),
+        (COPSE_METRIC_DOT, Metric::Dot, COPSE_DTYPE_INT8, Element::I8),
+    ] {
+        let (index, rust, ids) = build_as(code, metric, dtype, element);
+        let mut got = u32::MAX;
+        // SAFETY: a live handle and a writable u32.
+        let status = unsafe { copse_index_dtype(index, &mut got) };
+        assert_eq!(status, CopseStatus::Ok);
+        assert_eq!(got, dtype);
+        for q in vectors(20, 98).chunks_exact(DIMS) {
+            let (found, distances) = query(index, q, 10, ptr::null());
+            let expected = rust.nns_by_vector(q, 10, None).unwrap();
+            assert_eq!(found, expected.iter().map(|n| n.id).collect::<Vec<_>>());
+            assert_eq!(
+                distances,
+                expected.iter().map(|n| n.distance).collect::<Vec<_>>()
+            );
+        }
+        for &id in ids.iter().step_by(97) {
+            let mut v = vec![0f32; DIMS];
+            // SAFETY: `v` holds DIMS floats.
+            let status = unsafe { copse_index_item_vector(index, id, v.as_mut_ptr(), DIMS) };
+            assert_eq!(status, CopseStatus::Ok);
+            assert_eq!(v, rust.item_vector(id).unwrap());
+        }
+        // SAFETY: a live handle.
+        assert_eq!(unsafe { copse_index_free(index) }, CopseStatus::Ok);
+    }
+    // Refused: an unknown code, a type the metric cannot store, a type set after items.
+    // SAFETY: handles made and freed here; pointers valid for the lengths given.
+    unsafe {
+        let mut builder = ptr::null_mut();
+        assert_eq!(
+            copse_builder_new(64, COPSE_METRIC_HAMMING, &mut builder),
+            CopseStatus::Ok
+        );
+        assert_ne!(
+            copse_builder_set_dtype(builder, COPSE_DTYPE_FLOAT16),
+            CopseStatus::Ok
+        );
+        let message = std::ffi::CStr::from_ptr(copse_last_error()).to_string_lossy();
+        assert!(message.contains("float16"), "{message}");
+        assert_eq!(
+            copse_builder_set_dtype(builder, COPSE_DTYPE_BITS),
+            CopseStatus::Ok
+        );
+        assert_eq!(copse_builder_free(builder), CopseStatus::Ok);
+        assert_eq!(
+            copse_builder_new(DIMS, COPSE_METRIC_EUCLIDEAN, &mut builder),
+            CopseStatus::Ok
+        );
+        assert_eq!(
+            copse_builder_set_dtype(builder, 99),
+            CopseStatus::InvalidArgument
+        );
+        let row = vectors(1, 3);
+        assert_eq!(
+            copse_builder_add_item(builder, 1, row.as_ptr(), DIMS),
+            CopseStatus::Ok
+        );
+        assert_ne!(
+            copse_builder_set_dtype(builder, COPSE_DTYPE_INT8),
+            CopseStatus::Ok
+        );
+        assert_eq!(copse_builder_free(builder), CopseStatus::Ok);
     }
 }
 

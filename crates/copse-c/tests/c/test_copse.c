@@ -397,6 +397,34 @@ static void errors(const char *dir, const float *query) {
     MUST(copse_index_free(index));
 }
 
+/* Row types: float16 rows hold each value rounded to the nearest half (1/3 -> 1365 / 4096), the
+ * type is chosen before items, and a value float16 cannot hold is refused. */
+static void row_types(void) {
+    const size_t dims = 4;
+    CopseBuilder *builder = NULL;
+    MUST(copse_builder_new(dims, COPSE_METRIC_EUCLIDEAN, &builder));
+    EXPECT_STATUS(copse_builder_set_dtype(builder, 17), COPSE_STATUS_INVALID_ARGUMENT);
+    MUST(copse_builder_set_dtype(builder, COPSE_DTYPE_FLOAT16));
+    const float third[4] = {1.0f / 3.0f, 1.0f / 3.0f, -1.0f / 3.0f, 0.0f};
+    const float huge[4] = {1.0f, 70000.0f, 0.0f, 0.0f};
+    MUST(copse_builder_add_item(builder, 7, third, dims));
+    EXPECT_STATUS(copse_builder_add_item(builder, 8, huge, dims), COPSE_STATUS_BUILD);
+    EXPECT_STATUS(copse_builder_set_dtype(builder, COPSE_DTYPE_INT8), COPSE_STATUS_WRONG_KIND);
+    CopseIndex *index = NULL;
+    MUST(copse_builder_build(builder, 2, 1, &index));
+    uint32_t dtype = 99;
+    MUST(copse_index_dtype(index, &dtype));
+    CHECK(dtype == COPSE_DTYPE_FLOAT16);
+    float stored[4];
+    MUST(copse_index_item_vector(index, 7, stored, dims));
+    CHECK(stored[0] == 1365.0f / 4096.0f && stored[2] == -1365.0f / 4096.0f && stored[3] == 0.0f);
+    uint64_t len = 0;
+    MUST(copse_index_len(index, &len));
+    CHECK(len == 1);
+    MUST(copse_index_free(index));
+    MUST(copse_builder_free(builder));
+}
+
 /* A build on disk, saved, loaded again, with a graph: the loaded index answers as the built one. */
 static void round_trip(const char *dir) {
     const size_t dims = 8, items = 300;
@@ -462,6 +490,7 @@ int main(int argc, char **argv) {
     answers(dir, "forest", queries, n_bytes);
     answers(dir, "graph", queries, n_bytes);
     errors(dir, queries);
+    row_types();
     round_trip(dir);
     free(queries);
     if (failures) {

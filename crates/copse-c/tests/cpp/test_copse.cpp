@@ -445,6 +445,23 @@ void error_paths(const std::string& dir, const std::vector<float>& queries, Temp
         expect_true("the new item is nearest itself", ids.size() == 1 && ids[0] == 200 && distances[0] == 0.0f);
     }
 
+    // Row types: float16 rows hold the rounded values; the type is chosen before items.
+    {
+        copse::AnnoyIndex index(static_cast<int>(dims), copse::Metric::Euclidean);
+        index.set_dtype(copse::Dtype::Float16);
+        std::vector<float> third(dims, 1.0f / 3.0f);
+        std::vector<float> huge(dims, 70000.0f);
+        index.add_item(1, third);
+        expect_error("a value float16 cannot hold", COPSE_STATUS_BUILD, [&] { index.add_item(2, huge); });
+        expect_error("set_dtype after add_item", COPSE_STATUS_WRONG_KIND,
+                     [&] { index.set_dtype(copse::Dtype::Int8); });
+        index.build(2);
+        expect_true("dtype() is Float16", index.dtype() == copse::Dtype::Float16);
+        const std::vector<float> stored = index.get_item_vector(1);
+        expect_true("float16 rows hold 1/3 rounded to 1365/4096",
+                    stored.size() == dims && stored[0] == 1365.0f / 4096.0f);
+    }
+
     // Round trip: rebuild forest through the builder, save, load: same answers.
     {
         copse::AnnoyIndex built = rebuild(forest, 7, 20);
