@@ -502,6 +502,36 @@ def test_constructor_and_first_calls(f, metric, n, vector):
             pass
 
 
+@given(
+    int_args,
+    st.sampled_from(METRICS) | junk,
+    st.sampled_from([None, "float16", "bfloat16", "int8", "bits", "float64", "", 7, np.float16, np.int8]) | junk,
+    vectors,
+)
+def test_collection_create_with_any_dtype(f, metric, dtype, vector):
+    """Collection.create with fuzzed sizes, metrics and row types, then a first add, commit and
+    search: only documented exceptions, and the process survives."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            c = copse.Collection.create(TMP / f"create-{next(COUNTER)}", f, metric, n_trees=1, graph=False, dtype=dtype)
+        except ALLOWED:
+            return
+    for call in (
+        lambda: c.add([0], [realize(vector, min(c.f, 64))]),
+        lambda: c.commit(),
+        lambda: c.search([realize(vector, min(c.f, 64))], 3),
+        lambda: c.get_item_vector(0),
+        lambda: c.build_options(),
+        lambda: c.dtype,
+        lambda: c.close(),
+    ):
+        try:
+            call()
+        except ALLOWED:
+            pass
+
+
 @given(byte_data, flags)
 def test_deserialize_from_the_class(data, prefault):
     try:
@@ -562,6 +592,8 @@ options_junk = st.sampled_from(
             ("n_trees", 0), ("n_trees", 2**40), ("leaf_capacity", 2**62), ("seed", -1),
             ("graph", 5), ("graph", {}), ("graph", dict(GRAPH, degree=0)),
             ("graph", dict(GRAPH, alpha=math.nan)), ("graph", dict(GRAPH, rounds=2**40)),
+            ("dtype", "float64"), ("dtype", "bits"), ("dtype", 7), ("dtype", "int8"),
+            ("dtype", np.float16),
         ]
     ]
     + [Lazy("options(no f)", lambda f: {k: v for k, v in segment_options(f).items() if k != "f"})]

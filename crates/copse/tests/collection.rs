@@ -353,6 +353,16 @@ fn one_writer_at_a_time_and_readers_are_read_only() {
 #[test]
 fn bad_arguments_are_errors_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    // Dimensions past what an index can hold are an error, found without allocating them; the
+    // largest allowed costs nothing until vectors come.
+    for huge in [0, 1usize << 40, usize::MAX] {
+        let options = CollectionOptions::new(huge, Metric::Euclidean).dtype(copse::Element::F16);
+        assert!(Collection::create(dir.path().join("huge"), options).is_err());
+    }
+    let widest = CollectionOptions::new(u32::MAX as usize, Metric::Angular);
+    let wide = Collection::create(dir.path().join("wide"), widest).unwrap();
+    assert_eq!(wide.dims(), u32::MAX as usize);
+    drop(wide);
     let mut c = Collection::create(dir.path(), CollectionOptions::new(3, Metric::Angular)).unwrap();
     assert!(matches!(
         c.add(&[1, 2], &[0.0; 5]),

@@ -776,6 +776,11 @@ impl Collection {
     }
 }
 
+/// Dimensions of [`validate`]'s one-item probe build at most: no setting's check depends on
+/// the dimensions past the builder's own (which run at the real size, allocating nothing), and
+/// a collection of 2^32 - 1 dimensions must not cost 16 GiB to create.
+const PROBE_DIMS: usize = 64;
+
 /// Checks that segments can be built with `options` (by building one of a single item, so
 /// the builder's own checks apply) and that the manifest can hold them.
 fn validate(options: &CollectionOptions) -> Result<(), Error> {
@@ -793,9 +798,11 @@ fn validate(options: &CollectionOptions) -> Result<(), Error> {
             "collection options above 2^32 - 1 cannot be stored".into(),
         ));
     }
-    let mut vector = vec![0.0; options.dims];
+    IndexBuilder::new(options.dims, options.metric)?;
+    let dims = options.dims.min(PROBE_DIMS);
+    let mut vector = vec![0.0; dims];
     vector[0] = 1.0;
-    let mut builder = IndexBuilder::new(options.dims, options.metric)?
+    let mut builder = IndexBuilder::new(dims, options.metric)?
         .dtype(build.element)?
         .graph(build.graph);
     if build.leaf_capacity > 0 {
