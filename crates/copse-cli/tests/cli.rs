@@ -2260,6 +2260,20 @@ fn collections_store_the_row_type_they_are_created_with() {
         "{stderr}"
     );
     assert!(!path(&dir, "bad").exists());
+    // Zero dimensions are an error, not a panic; the most an index can hold costs nothing.
+    fails(
+        copse()
+            .args(["collection", "create"])
+            .arg(path(&dir, "flat"))
+            .args(["-f", "0"]),
+        2,
+        &["dimension"],
+    );
+    let wide = ok(copse()
+        .args(["collection", "create"])
+        .arg(path(&dir, "wide"))
+        .args(["-f", "4294967295"]));
+    assert!(wide.contains("4294967295 dimensions"), "{wide}");
 }
 
 /// `x` rounded to the nearest f16 (ties to even) and widened back, for the finite values the
