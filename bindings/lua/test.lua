@@ -102,19 +102,18 @@ for d in pairs(in_header) do
     print("note: copse.h declares what copse.lua does not: " .. d)
   end
 end
--- The #define constants the module mirrors.
-local defines = 0
-for name, value in header:gmatch("#define%s+COPSE_METRIC_(%u+)%s+(%-?%d+)") do
-  expect(copse.metrics[name:lower()] == tonumber(value), "metric %s is %s in copse.h", name, value)
-  defines = defines + 1
+-- The #define constants the module mirrors: every COPSE_<prefix>_<NAME> code is in `codes`
+-- under its lowercase name, and there are 5 of each.
+local function check_codes(prefix, codes)
+  local found = 0
+  for name, value in header:gmatch("#define%s+COPSE_" .. prefix .. "_(%u+%d*)%s+(%-?%d+)") do
+    expect(codes[name:lower()] == tonumber(value), "%s %s is %s in copse.h", prefix, name, value)
+    found = found + 1
+  end
+  expect(found == 5, "found %d COPSE_%s_ codes in copse.h", found, prefix)
 end
-expect(defines == 5, "found %d metric codes in copse.h", defines)
-local dtype_defines = 0
-for name, value in header:gmatch("#define%s+COPSE_DTYPE_(%u+%d*)%s+(%-?%d+)") do
-  expect(copse.dtypes[name:lower()] == tonumber(value), "dtype %s is %s in copse.h", name, value)
-  dtype_defines = dtype_defines + 1
-end
-expect(dtype_defines == 5, "found %d row type codes in copse.h", dtype_defines)
+check_codes("METRIC", copse.metrics)
+check_codes("DTYPE", copse.dtypes)
 expect(tonumber(header:match("#define%s+COPSE_SEARCH_K_DEFAULT%s+(%-?%d+)")) == copse.SEARCH_K_DEFAULT,
   "COPSE_SEARCH_K_DEFAULT differs")
 expect(header:match("#define%s+COPSE_NO_ITEM%s+UINT64_MAX") and copse.NO_ITEM == 0xffffffffffffffffULL,
