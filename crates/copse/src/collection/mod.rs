@@ -72,7 +72,7 @@ impl CollectionOptions {
                 leaf_capacity: 0,
                 seed: copse_build::DEFAULT_SEED,
                 graph: Some(GraphOptions::default()),
-                element: manifest::default_element(metric),
+                element: metric.element(),
             },
         }
     }
