@@ -10,15 +10,16 @@
 //! and each item is assigned to the side its quantized row falls on. For angular the codes hold
 //! the unit vector, which changes no side (a positive scale) and is what two-means uses anyway.
 
-use copse_format::{Element, Metric, item_code_stride};
+use copse_format::{CodeWidth, Element, Metric};
 use rayon::prelude::*;
 
 use crate::{BuildError, VectorStore};
 
-/// Encodes every item of `store` as [`copse_format::SectionKind::ItemCodes`] records, in
-/// parallel, into memory advised to use huge pages when large.
-pub(crate) fn encode(store: &VectorStore) -> Result<ItemCodes, BuildError> {
-    let len = encoded_len(store);
+/// Encodes every item of `store` as item-code records of `width`, in parallel, into memory
+/// advised to use huge pages when large: the 8-bit codes the build reads, or the 4-bit ones a
+/// file keeps instead ([`section_len`]).
+pub(crate) fn encode(store: &VectorStore, width: CodeWidth) -> Result<ItemCodes, BuildError> {
+    let len = encoded_len(store, width);
     let mut bytes = match memmap2::MmapMut::map_anon(len.max(1)) {
         Ok(map) if len >= HUGE_PAGE => {
             // Advice only: without huge pages the codes work the same, just slower.
@@ -27,11 +28,11 @@ pub(crate) fn encode(store: &VectorStore) -> Result<ItemCodes, BuildError> {
         }
         _ => Bytes::Heap(vec![0; len]),
     };
-    encode_into(store, &mut bytes.as_mut()[..len]);
+    encode_into(store, width, &mut bytes.as_mut()[..len]);
     Ok(ItemCodes {
         bytes,
         len,
-        stride: item_code_stride(store.row_len()),
+        stride: width.stride(store.row_len()),
     })
 }
 
@@ -39,11 +40,12 @@ pub(crate) fn encode(store: &VectorStore) -> Result<ItemCodes, BuildError> {
 /// file as needed): for on-disk builds, where the codes must not live in anonymous memory.
 pub(crate) fn encode_to_file(
     store: &VectorStore,
+    width: CodeWidth,
     file: &std::fs::File,
     offset: u64,
 ) -> Result<ItemCodes, BuildError> {
-    let len = encoded_len(store);
-    let stride = item_code_stride(store.row_len());
+    let len = encoded_len(store, width);
+    let stride = width.stride(store.row_len());
     if len == 0 {
         return Ok(ItemCodes {
             bytes: Bytes::Heap(Vec::new()),
@@ -65,7 +67,7 @@ pub(crate) fn encode_to_file(
             .map_mut(file)
             .map_err(BuildError::Io)?
     };
-    encode_into(store, &mut map);
+    encode_into(store, width, &mut map);
     Ok(ItemCodes {
         bytes: Bytes::File(map),
         len,
@@ -73,18 +75,25 @@ pub(crate) fn encode_to_file(
     })
 }
 
-/// Bytes of the codes of every item: 0 for hamming, which builds on its bits directly, and
-/// for int8 rows, which are the records already ([`ItemCodes::view`] reads them).
-pub(crate) fn encoded_len(store: &VectorStore) -> usize {
+/// Bytes of the file's item-codes section (of [`VectorStore::code_width`]; 0 without one).
+pub(crate) fn section_len(store: &VectorStore) -> usize {
+    store
+        .code_width()
+        .map_or(0, |width| encoded_len(store, width))
+}
+
+/// Bytes of codes of `width` for every item of `store`: 0 for hamming, which builds on its bits
+/// directly, and for int8 rows, which are the records already ([`ItemCodes::view`] reads them).
+fn encoded_len(store: &VectorStore, width: CodeWidth) -> usize {
     match (store.metric(), store.element()) {
         (Metric::Hamming, _) | (_, Element::I8) => 0,
-        _ => store.n_items() * item_code_stride(store.row_len()),
+        _ => store.n_items() * width.stride(store.row_len()),
     }
 }
 
-fn encode_into(store: &VectorStore, out: &mut [u8]) {
+fn encode_into(store: &VectorStore, width: CodeWidth, out: &mut [u8]) {
     let metric = store.metric();
-    let stride = item_code_stride(store.row_len());
+    let stride = width.stride(store.row_len());
     if out.is_empty() || stride == 0 {
         return;
     }
@@ -94,7 +103,7 @@ fn encode_into(store: &VectorStore, out: &mut [u8]) {
         .for_each(|(id, record)| {
             let row = store.vector(id as u32).unwrap_or_default();
             let norm = norms.get(id).copied().unwrap_or(0.0);
-            copse_format::encode_item_code(metric, &row, norm, record);
+            copse_format::encode_item_code(metric, width, &row, norm, record);
         });
 }
 

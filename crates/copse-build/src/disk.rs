@@ -3,8 +3,8 @@
 //!
 //! The store's rows already sit in the file where the items section goes
 //! ([`crate::items_offset`]). The build then lays out the rest around them: item codes are
-//! encoded straight into their section's place (manhattan, which builds from codes but does not
-//! store them, encodes into a scratch file); each finished tree is appended to an unnamed spill
+//! encoded straight into their section's place (where the file keeps no 8-bit codes, the ones
+//! the build reads go to a scratch file); each finished tree is appended to an unnamed spill
 //! file instead of being kept; and the last step writes the remaining sections through the file
 //! handle, copying the trees out of the spill in tree order, so the file is byte-identical to
 //! the one an in-memory build of the same items and seed produces.
@@ -15,9 +15,9 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Mutex;
 
-use copse_format::{Metric, NodeRef, SectionKind};
+use copse_format::{CodeWidth, Metric, NodeRef, SectionKind};
 
-use crate::codes::{self, ItemCodes};
+use crate::codes;
 use crate::tree::EncodedTree;
 use crate::{
     After, BuildError, BuildOptions, Placed, Progress, TreeParts, VectorStore, build_trees,
@@ -49,7 +49,7 @@ pub fn build_on_disk(
 
     // Where the sections before the trees go: their lengths do not depend on the trees.
     // (The header's room does not depend on the section count, so a graph changes nothing here.)
-    let plan = section_plan(metric, store.keeps_codes(), false, false, false);
+    let plan = section_plan(metric, store.code_width(), false, false, false);
     let lengths = section_lengths(store, &[], After::default());
     let offsets = copse_format::planned_offsets(&lengths);
     let offset_of = |kind: SectionKind| {
@@ -58,16 +58,25 @@ pub fn build_on_disk(
             .map(|i| offsets[i])
             .ok_or_else(|| BuildError::Internal(format!("no {} section", kind.name())))
     };
-    let codes = match metric {
-        Metric::Hamming => codes::encode(store)?,
-        _ if store.keeps_codes() => {
+    // The build reads 8-bit codes: in their section's place where the file keeps them, in a
+    // scratch file otherwise; 4-bit codes a file keeps instead go to their own place.
+    let codes = match (metric, store.code_width()) {
+        (Metric::Hamming, _) => codes::encode(store, CodeWidth::Eight)?,
+        (_, Some(CodeWidth::Eight)) => {
             let at = offset_of(SectionKind::ItemCodes)?;
-            pool.install(|| codes::encode_to_file(store, &file, at))?
+            pool.install(|| codes::encode_to_file(store, CodeWidth::Eight, &file, at))?
         }
         _ => {
             let scratch = tempfile::tempfile_in(scratch_dir).map_err(BuildError::Io)?;
-            pool.install(|| codes::encode_to_file(store, &scratch, 0))?
+            pool.install(|| codes::encode_to_file(store, CodeWidth::Eight, &scratch, 0))?
         }
+    };
+    let narrow_codes = match store.code_width() {
+        Some(CodeWidth::Four) => {
+            let at = offset_of(SectionKind::ItemCodes4)?;
+            Some(pool.install(|| codes::encode_to_file(store, CodeWidth::Four, &file, at))?)
+        }
+        _ => None,
     };
 
     let spill = Mutex::new(Spill::new(scratch_dir)?);
@@ -102,7 +111,16 @@ pub fn build_on_disk(
 
     codes.flush()?;
     store.flush()?;
-    let codes_placed = placed_codes(&codes, store.keeps_codes(), offset_of)?;
+    let codes_placed = match (store.code_width(), &narrow_codes) {
+        (Some(CodeWidth::Eight), _) => {
+            Placed::InPlace(codes.as_bytes(), offset_of(SectionKind::ItemCodes)?)
+        }
+        (Some(CodeWidth::Four), Some(narrow)) => {
+            narrow.flush()?;
+            Placed::InPlace(narrow.as_bytes(), offset_of(SectionKind::ItemCodes4)?)
+        }
+        _ => Placed::Write(&[]),
+    };
     let mut out = BufWriter::with_capacity(1 << 20, file.try_clone().map_err(BuildError::Io)?);
     out.seek(SeekFrom::Start(0)).map_err(BuildError::Io)?;
     let items = Placed::InPlace(store.row_bytes(), offset_of(SectionKind::Items)?);
@@ -125,19 +143,6 @@ pub fn build_on_disk(
     file.set_len(len).map_err(BuildError::Io)?;
     file.sync_all().map_err(BuildError::Io)?;
     Ok(len)
-}
-
-/// The item codes section as the writer takes it: in place where the file stores codes.
-fn placed_codes<'a>(
-    codes: &'a ItemCodes,
-    stored: bool,
-    offset_of: impl Fn(SectionKind) -> Result<u64, BuildError>,
-) -> Result<Placed<'a>, BuildError> {
-    Ok(if stored {
-        Placed::InPlace(codes.as_bytes(), offset_of(SectionKind::ItemCodes)?)
-    } else {
-        Placed::Write(&[])
-    })
 }
 
 /// Finished trees, appended in the order they finish to an unnamed scratch file.

@@ -21,7 +21,7 @@ use std::io::{Seek, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use copse_format::{
-    FORMAT_VERSION, FormatError, IndexInfo, IndexWriter, Metric, SectionKind, TreeEntry,
+    CodeWidth, FORMAT_VERSION, FormatError, IndexInfo, IndexWriter, Metric, SectionKind, TreeEntry,
 };
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -205,8 +205,11 @@ pub struct Progress {
 pub struct Forest {
     /// The trees, encoded.
     pub trees: Vec<EncodedTree>,
-    /// The item codes (stored in the file for metrics that keep them).
+    /// The 8-bit item codes the trees and graph were built from (stored in the file where it
+    /// keeps 8-bit codes).
     codes: codes::ItemCodes,
+    /// The 4-bit codes the file keeps instead, if it does.
+    narrow_codes: Option<codes::ItemCodes>,
     /// The options they were built with.
     pub options: BuildOptions,
     /// The graph, if the options asked for one.
@@ -236,7 +239,7 @@ fn tree_rng(seed: u64, t: usize) -> Xoshiro256PlusPlus {
 /// any tree exists.
 pub fn section_plan(
     metric: Metric,
-    codes: bool,
+    codes: Option<CodeWidth>,
     graph: bool,
     id_map: bool,
     labels: bool,
@@ -246,8 +249,8 @@ pub fn section_plan(
         plan.push(SectionKind::Norms);
     }
     plan.push(SectionKind::Present);
-    if codes {
-        plan.push(SectionKind::ItemCodes);
+    if let Some(width) = codes {
+        plan.push(width.section());
     }
     plan.extend([
         SectionKind::Trees,
@@ -270,7 +273,7 @@ pub fn section_plan(
 /// Where the items section of a `metric` index starts (it is the first section, so its place
 /// depends only on the number of sections): on-disk builds put rows there from the start.
 pub fn items_offset(metric: Metric) -> u64 {
-    let plan = section_plan(metric, false, false, false, false);
+    let plan = section_plan(metric, None, false, false, false);
     copse_format::planned_offsets(&vec![0; plan.len()])[0]
 }
 
@@ -381,7 +384,7 @@ pub fn build_forest(
     let store = &*store;
     let pool = pool(options.threads)?;
     // The build reads the item codes the file stores (see `codes`); hamming has none.
-    let codes = pool.install(|| codes::encode(store))?;
+    let codes = pool.install(|| codes::encode(store, CodeWidth::Eight))?;
     let trees = build_trees(store, &codes, &options, &pool, progress, &Ok)?;
     let graph = match &options.graph {
         Some(graph_options) => {
@@ -398,9 +401,14 @@ pub fn build_forest(
         }
         None => None,
     };
+    let narrow_codes = match store.code_width() {
+        Some(CodeWidth::Four) => Some(pool.install(|| codes::encode(store, CodeWidth::Four))?),
+        _ => None,
+    };
     Ok(Forest {
         trees,
         codes,
+        narrow_codes,
         options,
         graph,
     })
@@ -432,7 +440,7 @@ impl Forest {
             &self.options,
             &trees,
             Placed::Write(store.row_bytes()),
-            Placed::Write(self.codes.as_bytes()),
+            Placed::Write(self.narrow_codes.as_ref().unwrap_or(&self.codes).as_bytes()),
             After {
                 graph: self.graph.as_ref(),
                 labels,
@@ -473,7 +481,7 @@ fn section_lengths(store: &VectorStore, trees: &[TreeParts<'_>], after: After<'_
     let metric = store.metric();
     let plan = section_plan(
         metric,
-        store.keeps_codes(),
+        store.code_width(),
         graph.is_some(),
         store.id_map().is_some(),
         labels.is_some(),
@@ -483,7 +491,7 @@ fn section_lengths(store: &VectorStore, trees: &[TreeParts<'_>], after: After<'_
             SectionKind::Items => store.row_bytes().len() as u64,
             SectionKind::Norms => store.norms().len() as u64 * 4,
             SectionKind::Present => store.present_bitmap().len() as u64 * 8,
-            SectionKind::ItemCodes => codes::encoded_len(store) as u64,
+            SectionKind::ItemCodes | SectionKind::ItemCodes4 => codes::section_len(store) as u64,
             SectionKind::Trees => (trees.len() * size_of::<TreeEntry>()) as u64,
             SectionKind::Splits => trees.iter().map(|t| t.records.len() as u64).sum(),
             SectionKind::LeafOffsets => trees.iter().map(|t| t.leaf_offsets.len() as u64 * 4).sum(),
@@ -524,7 +532,7 @@ pub(crate) fn write_index<W: Write + Seek>(
     };
     let plan = section_plan(
         metric,
-        store.keeps_codes(),
+        store.code_width(),
         graph.is_some(),
         store.id_map().is_some(),
         labels.is_some(),
@@ -541,7 +549,7 @@ pub(crate) fn write_index<W: Write + Seek>(
             SectionKind::Present => {
                 w.write_section(kind, bytemuck::cast_slice(store.present_bitmap()))?
             }
-            SectionKind::ItemCodes => place(&mut w, kind, codes)?,
+            SectionKind::ItemCodes | SectionKind::ItemCodes4 => place(&mut w, kind, codes)?,
             SectionKind::Trees => {
                 let mut entries = Vec::with_capacity(trees.len());
                 let (mut split_base, mut leaf_base, mut ids_base) = (0u64, 0u64, 0u64);

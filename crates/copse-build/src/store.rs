@@ -17,7 +17,7 @@ use std::fs::File;
 use std::borrow::Cow;
 
 use copse_distance::{Half, Rows, bf16, f16};
-use copse_format::{Element, Metric};
+use copse_format::{CodeWidth, Element, Metric};
 
 use crate::BuildError;
 
@@ -27,9 +27,9 @@ pub struct VectorStore {
     metric: Metric,
     /// How rows are stored: f32, f16, bf16 or bits.
     element: Element,
-    /// True if the file keeps the item codes beside the rows (always, for f32 rows of the
-    /// metrics that score from codes; a choice with half-precision rows).
-    codes: bool,
+    /// The item codes the file keeps beside the rows: always 8-bit for f32 rows of the metrics
+    /// that score from codes; a choice with half-precision rows (none, 8-bit or 4-bit).
+    codes: Option<CodeWidth>,
     dims: usize,
     row_len: usize,
     /// The rows, `n_items * row_len` elements (f32, or u64 words for hamming).
@@ -177,7 +177,7 @@ impl VectorStore {
         Ok(VectorStore {
             metric,
             element,
-            codes: element.allows_codes(metric),
+            codes: element.default_codes(metric, metric.row_len(dims)),
             dims,
             row_len: metric.row_len(dims),
             rows: RowBuffer::Memory(Vec::new()),
@@ -571,7 +571,13 @@ impl VectorStore {
         } else {
             0.0
         };
-        copse_format::encode_item_code(self.metric, vector, unit_norm, &mut record);
+        copse_format::encode_item_code(
+            self.metric,
+            CodeWidth::Eight,
+            vector,
+            unit_norm,
+            &mut record,
+        );
         let norm = if self.metric.stores_norms() {
             Some(checked_norm(id, &decode_record(&record, self.row_len))?)
         } else {
@@ -688,13 +694,18 @@ impl VectorStore {
 
     /// True if the file keeps item codes beside the rows.
     pub fn keeps_codes(&self) -> bool {
+        self.codes.is_some()
+    }
+
+    /// The width of the item codes the file keeps beside the rows, if any.
+    pub fn code_width(&self) -> Option<CodeWidth> {
         self.codes
     }
 
-    /// Keeps item codes beside half-precision rows, or not (f32 rows of the metrics that score
-    /// from codes always keep them; manhattan and hamming have none). An error where the
-    /// choice is not open.
-    pub fn set_codes(&mut self, codes: bool) -> Result<(), BuildError> {
+    /// The item codes to keep beside half-precision rows: none, 8-bit or 4-bit (f32 rows of
+    /// the metrics that score from codes always keep 8-bit codes; manhattan and hamming have
+    /// none; i8 rows are codes). An error where the choice is not open.
+    pub fn set_codes(&mut self, codes: Option<CodeWidth>) -> Result<(), BuildError> {
         let open =
             self.element.allows_codes(self.metric) && !self.element.requires_codes(self.metric);
         if codes != self.codes && !open {

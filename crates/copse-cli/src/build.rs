@@ -45,8 +45,13 @@ pub struct BuildArgs {
     /// With --dtype float16 or bfloat16, drop the i8 item codes that candidates are scored
     /// from (angular, euclidean, dot): a smaller file (by a quarter of float32 rows) and
     /// slower queries (about 0.6x), candidates then being scored from the half rows.
-    #[arg(long, requires = "dtype")]
+    #[arg(long, requires = "dtype", conflicts_with = "code_bits")]
     pub no_item_codes: bool,
+    /// With --dtype float16 or bfloat16, the bits of each item code: 8, or 4 for a smaller
+    /// file and half the bytes read per candidate (the default from 256 dimensions up, where
+    /// the re-rank from the rows makes up for the coarser codes; 8 below).
+    #[arg(long, requires = "dtype", value_name = "BITS")]
+    pub code_bits: Option<u32>,
     /// Number of trees (1 to 65536): more trees, better recall, bigger index.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_TREES))]
     pub trees: u32,
@@ -227,6 +232,11 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         builder
             .set_item_codes(false)
             .map_err(|e| anyhow!("--no-item-codes: {e}"))?;
+    }
+    if let Some(bits) = args.code_bits {
+        builder
+            .set_item_code_bits(bits)
+            .map_err(|e| anyhow!("--code-bits {bits}: {e}"))?;
     }
     if let Some(seed) = args.seed {
         builder.set_seed(seed);

@@ -46,12 +46,26 @@ fn section_name(kind: SectionKind) -> String {
     kind.to_string()
 }
 
+/// Bits of the item codes candidates are scored from: those of the code section, or 8 for int8
+/// rows (they are the codes); `None` where candidates are scored from the rows.
+fn code_bits(info: &copse::IndexInfo, sections: &[(SectionKind, u64)]) -> Option<u32> {
+    let has = |kind: SectionKind| sections.iter().any(|(k, _)| *k == kind);
+    if has(SectionKind::ItemCodes4) {
+        Some(4)
+    } else if has(SectionKind::ItemCodes) || info.element == copse::Element::I8 {
+        Some(8)
+    } else {
+        None
+    }
+}
+
 /// Runs `copse info`.
 pub fn run_info(args: &InfoArgs) -> Result<()> {
     let index = open_index(&args.index, false)?;
     let info = *index.info();
     let file_size = index.as_bytes().len() as u64;
     let sections = index.sections();
+    let item_code_bits = code_bits(&info, &sections);
     let graph = index.graph_stats();
     let simd = match copse::SimdLevel::detect() {
         Ok(level) => level.name().to_owned(),
@@ -78,6 +92,7 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
                 "format_version": info.version,
                 "metric": info.metric.name(),
                 "dtype": info.element.name(),
+                "item_code_bits": item_code_bits,
                 "dims": info.dims,
                 "items": index.n_items(),
                 "present_items": index.len(),
@@ -108,6 +123,10 @@ pub fn run_info(args: &InfoArgs) -> Result<()> {
             writeln!(out, "metric:         {}", info.metric)?;
             writeln!(out, "dimensions:     {}", info.dims)?;
             writeln!(out, "rows stored as: {}", info.element)?;
+            match item_code_bits {
+                Some(bits) => writeln!(out, "item codes:     {bits}-bit")?,
+                None => writeln!(out, "item codes:     none (scored from the rows)")?,
+            }
             if index.has_id_map() {
                 writeln!(
                     out,

@@ -2475,3 +2475,99 @@ fn damaged_or_missing_collections_fail_clearly() {
         &["MANIFEST"],
     );
 }
+
+#[test]
+fn code_bits_choose_the_item_codes_of_half_rows() {
+    let dir = TempDir::new().unwrap();
+    let (n, d) = (300usize, 300usize);
+    let data: Vec<f32> = (0..n * d)
+        .map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5)
+        .collect();
+    let rows = path(&dir, "rows.npy");
+    write_npy(&rows, &data, &[n as u64, d as u64], false);
+    let build = |name: &str, extra: &[&str]| {
+        let index = path(&dir, name);
+        ok(copse()
+            .args(["build", "-q", "--trees", "2", "--seed", "1", "-o"])
+            .arg(&index)
+            .args(extra)
+            .arg(&rows));
+        let info: Value = serde_json::from_str(&ok(copse()
+            .arg("info")
+            .arg(&index)
+            .args(["--format", "json"])))
+        .unwrap();
+        let sections: Vec<String> = info["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["kind"].as_str().unwrap().to_string())
+            .collect();
+        let bits = info["item_code_bits"].as_u64();
+        let text = ok(copse().arg("info").arg(&index));
+        match bits {
+            Some(b) => assert!(text.contains(&format!("item codes:     {b}-bit")), "{text}"),
+            None => assert!(text.contains("item codes:     none"), "{text}"),
+        }
+        (index, sections, info["file_bytes"].as_u64().unwrap(), bits)
+    };
+    // 300 dimensions: 4-bit codes by default with f16 rows, 8-bit if asked, none if dropped.
+    let (four, sections, four_len, bits) = build("four.copse", &["--dtype", "f16"]);
+    assert_eq!(bits, Some(4));
+    assert!(sections.iter().any(|s| s == "item-codes-4"), "{sections:?}");
+    assert!(!sections.iter().any(|s| s == "item-codes"), "{sections:?}");
+    let (_, sections, eight_len, bits) =
+        build("eight.copse", &["--dtype", "f16", "--code-bits", "8"]);
+    assert_eq!(bits, Some(8));
+    assert!(sections.iter().any(|s| s == "item-codes"), "{sections:?}");
+    // 8 + 300 bytes (to 320) against 8 + 160 (to 176) an item.
+    assert_eq!(eight_len - four_len, (n * (320 - 176)) as u64);
+    let (_, sections, _, bits) = build("none.copse", &["--dtype", "f16", "--no-item-codes"]);
+    assert_eq!(bits, None);
+    assert!(
+        !sections.iter().any(|s| s.starts_with("item-codes")),
+        "{sections:?}"
+    );
+    ok(copse().arg("verify").arg(&four));
+    // Each row is its own nearest.
+    let out = ok(copse()
+        .arg("query")
+        .arg(&four)
+        .args(["--item", "17", "-k", "1", "--format", "jsonl"]));
+    assert_eq!(neighbors(&jsonl(&out)[0]).0[0].0, 17);
+    // Widths other than 4 and 8, 4 bits beside f32 rows, and --code-bits with
+    // --no-item-codes are errors.
+    fails(
+        copse()
+            .args(["build", "-q", "--dtype", "f16", "--code-bits", "5", "-o"])
+            .arg(path(&dir, "x.copse"))
+            .arg(&rows),
+        2,
+        &["--code-bits 5", "8 or 4"],
+    );
+    fails(
+        copse()
+            .args(["build", "-q", "--dtype", "f32", "--code-bits", "4", "-o"])
+            .arg(path(&dir, "x.copse"))
+            .arg(&rows),
+        2,
+        &["--code-bits 4"],
+    );
+    let out = copse()
+        .args([
+            "build",
+            "-q",
+            "--dtype",
+            "f16",
+            "--code-bits",
+            "4",
+            "--no-item-codes",
+            "-o",
+        ])
+        .arg(path(&dir, "x.copse"))
+        .arg(&rows)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!path(&dir, "x.copse").exists());
+}

@@ -357,6 +357,80 @@ unsafe fn dot_i8_i8_step512<const VNNI: bool>(
     }
 }
 
+/// Dimensions per group of 4-bit codes: a group is 32 bytes, byte `i` holding dimension `i` in
+/// its low nibble and dimension `32 + i` in its high nibble, so one 256-bit load and two masks
+/// give 64 codes in the query's own order (no shuffle).
+pub const NIBBLE_GROUP: usize = 64;
+
+/// Rounds to the nearest integer (halves away from zero) and clamps to the 4-bit code range
+/// -7..=7 (symmetric, as [`quantize_i8`]'s).
+#[inline(always)]
+pub fn quantize_i4(x: f32) -> i8 {
+    quantize_i8(x).clamp(-7, 7)
+}
+
+/// `sum(n[j] * q[j])` over the nibbles `n` of `packed` (unsigned, 0..=15) laid out in
+/// [`NIBBLE_GROUP`]s, against the i8 query `q` in natural order; whole groups only, as many as
+/// both hold (`packed.len() / 32`, `q.len() / 64`). Exact in i32; portable.
+#[inline(always)]
+pub(crate) fn dot_u4_i8_portable(q: &[i8], packed: &[u8]) -> i32 {
+    let mut sum = 0i32;
+    for (group, codes) in q
+        .chunks_exact(NIBBLE_GROUP)
+        .zip(packed.chunks_exact(NIBBLE_GROUP / 2))
+    {
+        let (low, high) = group.split_at(NIBBLE_GROUP / 2);
+        for ((&byte, &a), &b) in codes.iter().zip(low).zip(high) {
+            sum += i32::from(byte & 15) * i32::from(a) + i32::from(byte >> 4) * i32::from(b);
+        }
+    }
+    sum
+}
+
+/// [`dot_u4_i8_portable`] with AVX2, one group per step: the nibbles masked into two registers
+/// of unsigned bytes are exactly what VPMADDUBSW takes beside the signed query (pair sums at
+/// most 2 * 15 * 127, and the two registers' sum twice that: no i16 saturates), then VPMADDWD
+/// widens to i32. The same sum as every other level's.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn dot_u4_i8_avx2(q: &[i8], packed: &[u8]) -> i32 {
+    use core::arch::x86_64::*;
+    let groups = (packed.len() / (NIBBLE_GROUP / 2)).min(q.len() / NIBBLE_GROUP);
+    let (qp, pp) = (q.as_ptr(), packed.as_ptr());
+    let mask = _mm256_set1_epi8(15);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_si256();
+    for g in 0..groups {
+        // SAFETY: `g < groups`: bytes `32 g .. 32 g + 32` of `packed` and `64 g .. 64 g + 64`
+        // of `q` are in bounds; the loads are unaligned.
+        let (codes, low_q, high_q) = unsafe {
+            (
+                _mm256_loadu_si256(pp.add(g * 32).cast()),
+                _mm256_loadu_si256(qp.add(g * 64).cast()),
+                _mm256_loadu_si256(qp.add(g * 64 + 32).cast()),
+            )
+        };
+        let low = _mm256_and_si256(codes, mask);
+        let high = _mm256_and_si256(_mm256_srli_epi16::<4>(codes), mask);
+        let pairs = _mm256_add_epi16(
+            _mm256_maddubs_epi16(low, low_q),
+            _mm256_maddubs_epi16(high, high_q),
+        );
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones));
+    }
+    let half = _mm_add_epi32(
+        _mm256_castsi256_si128(acc),
+        _mm256_extracti128_si256::<1>(acc),
+    );
+    let pair = _mm_add_epi32(half, _mm_unpackhi_epi64(half, half));
+    let single = _mm_add_epi32(pair, _mm_shuffle_epi32::<0b01>(pair));
+    _mm_cvtsi128_si32(single)
+}
+
 #[cfg(test)]
 mod tests {
     //! Both AVX-512 forms of the exact i8 dot product (the integration tests reach only the
@@ -396,6 +470,43 @@ mod tests {
                 // SAFETY: and VNNI.
                 let got = unsafe { super::dot_i8_i8_avx512_vnni(a, b) };
                 assert_eq!(got, want, "avx512 vnni n={}", a.len());
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_nibble_dots_are_exact() {
+        use rand::{RngExt, SeedableRng};
+        if !is_x86_feature_detected!("avx2") {
+            eprintln!("no AVX2: nothing to test");
+            return;
+        }
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(23);
+        for groups in 0..8usize {
+            for _ in 0..20 {
+                let q: Vec<i8> = (0..groups * 64)
+                    .map(|_| rng.random_range(-127i8..=127))
+                    .collect();
+                let packed: Vec<u8> = (0..groups * 32).map(|_| rng.random()).collect();
+                // An independent oracle: each nibble unpacked to its dimension, then summed.
+                let mut want = 0i32;
+                for (i, &byte) in packed.iter().enumerate() {
+                    let (g, j) = (i / 32, i % 32);
+                    want += i32::from(byte & 15) * i32::from(q[g * 64 + j]);
+                    want += i32::from(byte >> 4) * i32::from(q[g * 64 + 32 + j]);
+                }
+                assert_eq!(super::dot_u4_i8_portable(&q, &packed), want);
+                // SAFETY: AVX2 was detected above.
+                assert_eq!(unsafe { super::dot_u4_i8_avx2(&q, &packed) }, want);
+            }
+            // The extremes: no i16 pair sum saturates.
+            for (code, value) in [(0xFFu8, 127i8), (0xFF, -127)] {
+                let q = vec![value; groups * 64];
+                let packed = vec![code; groups * 32];
+                let want = 15 * i32::from(value) * (groups as i32) * 64;
+                // SAFETY: AVX2 was detected above.
+                assert_eq!(unsafe { super::dot_u4_i8_avx2(&q, &packed) }, want);
             }
         }
     }

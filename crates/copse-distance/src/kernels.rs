@@ -137,6 +137,14 @@ pub trait Kernels: Copy + Send + Sync + core::fmt::Debug + 'static + private::To
         self.dot_i8_i8_impl(a, b)
     }
 
+    /// `sum(n[j] * q[j])` of the unsigned nibbles `n` of 4-bit item codes (packed in
+    /// [`crate::NIBBLE_GROUP`]s) and an i8 query in natural order, exact, over the whole groups
+    /// both hold.
+    #[inline(always)]
+    fn dot_u4_i8(self, q: &[i8], packed: &[u8]) -> i32 {
+        self.dot_u4_i8_impl(q, packed)
+    }
+
     /// `c[i] = fma(v[i], add, keep * c[i])` for i8 `v`, over the common prefix: the same bits
     /// at every level.
     #[inline(always)]
@@ -413,6 +421,11 @@ pub(crate) mod private {
         #[inline(always)]
         fn dot_i8_i8_impl(self, a: &[i8], b: &[i8]) -> i32 {
             crate::int8::dot_i8_i8_portable(a, b)
+        }
+        /// Exact nibble-by-i8 dot product; levels with byte multiply-add override it.
+        #[inline(always)]
+        fn dot_u4_i8_impl(self, q: &[i8], packed: &[u8]) -> i32 {
+            crate::int8::dot_u4_i8_portable(q, packed)
         }
         /// `c = keep * c + add * v`; levels with a widening conversion override it.
         #[inline(always)]

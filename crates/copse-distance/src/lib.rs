@@ -74,7 +74,7 @@ pub use arch::Neon;
 pub use arch::Scalar;
 pub use bytemuck;
 pub use half_rows::{Half, HalfKind, ScaledI8, bf16, f16};
-pub use int8::quantize_i8;
+pub use int8::{NIBBLE_GROUP, quantize_i4, quantize_i8};
 pub use kernels::{
     Dot, F32Metric, Kernels, L1, L2Squared, RowElement, Rows, StoredRow, WithKernels,
 };

@@ -609,6 +609,69 @@ fn level_names_round_trip_and_bad_overrides_fail() {
     }
 }
 
+/// The 4-bit code kernel: unsigned nibbles packed in 64-dimension groups against an i8 query.
+struct NibbleOp<'a> {
+    q: &'a [i8],
+    packed: &'a [u8],
+}
+
+impl WithKernels for NibbleOp<'_> {
+    type Output = i32;
+    #[inline(always)]
+    fn run<K: Kernels>(self, k: K) -> i32 {
+        k.dot_u4_i8(self.q, self.packed)
+    }
+}
+
+#[test]
+fn nibble_kernel_matches_the_unpacked_sum_at_every_level() {
+    for level in levels() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(10);
+        for groups in [0usize, 1, 2, 3, 6, 12, 24] {
+            for _ in 0..10 {
+                let q: Vec<i8> = (0..groups * 64)
+                    .map(|_| rng.random_range(-127i8..=127))
+                    .collect();
+                let packed: Vec<u8> = (0..groups * 32).map(|_| rng.random()).collect();
+                // Unpacked one dimension at a time: group g's byte j holds dimension 64 g + j
+                // low and 64 g + 32 + j high.
+                let mut dims = vec![0i32; groups * 64];
+                for (i, &byte) in packed.iter().enumerate() {
+                    dims[(i / 32) * 64 + i % 32] = i32::from(byte & 15);
+                    dims[(i / 32) * 64 + 32 + i % 32] = i32::from(byte >> 4);
+                }
+                let want: i32 = dims.iter().zip(&q).map(|(&n, &x)| n * i32::from(x)).sum();
+                let got = level
+                    .dispatch(NibbleOp {
+                        q: &q,
+                        packed: &packed,
+                    })
+                    .unwrap();
+                assert_eq!(got, want, "{level} dot_u4_i8 groups={groups}");
+            }
+            let q = vec![-127i8; groups * 64];
+            let packed = vec![0xFFu8; groups * 32];
+            let got = level
+                .dispatch(NibbleOp {
+                    q: &q,
+                    packed: &packed,
+                })
+                .unwrap();
+            assert_eq!(got, -15 * 127 * 64 * groups as i32, "{level} extremes");
+        }
+        // Whole groups only: a short query or packed tail is not read.
+        let q = vec![1i8; 100];
+        let packed = vec![0x11u8; 40];
+        let got = level
+            .dispatch(NibbleOp {
+                q: &q,
+                packed: &packed,
+            })
+            .unwrap();
+        assert_eq!(got, 64, "{level} partial group");
+    }
+}
+
 /// The i8 kernels (quantized normals and rows) at every level, against exact references.
 struct Int8Op<'a> {
     q: &'a [f32],

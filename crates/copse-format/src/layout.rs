@@ -102,6 +102,11 @@ pub enum SectionKind {
     /// [`item_code_stride`] bytes per item: scale (f32), sum of squared codes (f32), then
     /// `row_len` i8 codes (of the unit vector, for angular).
     ItemCodes,
+    /// Item codes of 4 bits, in place of [`SectionKind::ItemCodes`] (half-precision rows only):
+    /// [`CodeWidth::stride`] bytes per item: scale (f32), sum of squared codes (f32), then the
+    /// codes packed two a byte in groups of [`copse_distance::NIBBLE_GROUP`] dimensions.
+    /// Readers that do not know it skip it and score from the half rows.
+    ItemCodes4,
     /// Trees converted from an Annoy index: Annoy's node array, byte for byte (item nodes,
     /// split and leaf nodes, root copies; Annoy's layout for the header's metric and dims).
     /// A file with this section has no other section: the Annoy nodes hold the items too.
@@ -123,7 +128,7 @@ pub enum SectionKind {
 
 impl SectionKind {
     /// Every kind this version writes, in file order.
-    pub const KNOWN: [SectionKind; 12] = [
+    pub const KNOWN: [SectionKind; 13] = [
         SectionKind::Items,
         SectionKind::Norms,
         SectionKind::Present,
@@ -132,6 +137,7 @@ impl SectionKind {
         SectionKind::LeafOffsets,
         SectionKind::LeafIds,
         SectionKind::ItemCodes,
+        SectionKind::ItemCodes4,
         SectionKind::AnnoyNodes,
         SectionKind::Graph,
         SectionKind::IdMap,
@@ -153,6 +159,7 @@ impl SectionKind {
             SectionKind::Graph => 11,
             SectionKind::IdMap => 12,
             SectionKind::Labels => 13,
+            SectionKind::ItemCodes4 => 14,
             SectionKind::Unknown(code) => code,
         }
     }
@@ -176,6 +183,7 @@ impl SectionKind {
             SectionKind::LeafOffsets => "leaf-offsets",
             SectionKind::LeafIds => "leaf-ids",
             SectionKind::ItemCodes => "item-codes",
+            SectionKind::ItemCodes4 => "item-codes-4",
             SectionKind::AnnoyNodes => "annoy-nodes",
             SectionKind::Graph => "graph",
             SectionKind::IdMap => "id-map",
@@ -311,7 +319,70 @@ pub fn split_stride(metric: Metric, row_len: usize) -> usize {
 /// Bytes per item in [`SectionKind::ItemCodes`]: 8 bytes of scale and squared-code sum, then
 /// `row_len` codes, padded to a multiple of 16 (a 50-dimensional item fills one cache line).
 pub fn item_code_stride(row_len: usize) -> usize {
-    (8 + row_len).next_multiple_of(16)
+    CodeWidth::Eight.stride(row_len)
+}
+
+/// How many bits each item code has: the width of the codes candidates are scored from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CodeWidth {
+    /// One i8 per dimension, `-127..=127` ([`SectionKind::ItemCodes`]; always with f32 rows).
+    #[default]
+    Eight,
+    /// Half a byte per dimension, `-7..=7` ([`SectionKind::ItemCodes4`]; half-precision rows
+    /// only, whose re-rank reads the rows: measured in `docs/performance.md`, "4-bit codes").
+    Four,
+}
+
+impl CodeWidth {
+    /// Bits per code.
+    pub fn bits(self) -> u32 {
+        match self {
+            CodeWidth::Eight => 8,
+            CodeWidth::Four => 4,
+        }
+    }
+
+    /// The width of `bits`-bit codes (8 or 4).
+    pub fn from_bits(bits: u32) -> Option<CodeWidth> {
+        match bits {
+            8 => Some(CodeWidth::Eight),
+            4 => Some(CodeWidth::Four),
+            _ => None,
+        }
+    }
+
+    /// The largest code magnitude: a row's scale is its largest magnitude over this.
+    pub fn levels(self) -> f32 {
+        match self {
+            CodeWidth::Eight => 127.0,
+            CodeWidth::Four => 7.0,
+        }
+    }
+
+    /// The section that holds codes of this width.
+    pub fn section(self) -> SectionKind {
+        match self {
+            CodeWidth::Eight => SectionKind::ItemCodes,
+            CodeWidth::Four => SectionKind::ItemCodes4,
+        }
+    }
+
+    /// Bytes of the codes of a `row_len` row, padding included: `row_len` for 8 bits; for 4
+    /// bits, 32 bytes per (started) group of 64 dimensions.
+    pub fn codes_len(self, row_len: usize) -> usize {
+        match self {
+            CodeWidth::Eight => row_len,
+            CodeWidth::Four => {
+                row_len.div_ceil(copse_distance::NIBBLE_GROUP) * (copse_distance::NIBBLE_GROUP / 2)
+            }
+        }
+    }
+
+    /// Bytes per item-code record: 8 bytes of scale and squared-code sum, then
+    /// [`CodeWidth::codes_len`], padded to a multiple of 16.
+    pub fn stride(self, row_len: usize) -> usize {
+        (8 + self.codes_len(row_len)).next_multiple_of(16)
+    }
 }
 
 /// Bytes of the packed ids of one tree (without the section's end padding).

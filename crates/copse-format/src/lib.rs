@@ -24,14 +24,14 @@ mod metric;
 mod reader;
 mod writer;
 
-pub use encode::{decode_item_code, encode_item_code, pack_ids, unpack_ids};
+pub use encode::{code_values, decode_item_code, encode_item_code, pack_ids, unpack_ids};
 pub use error::FormatError;
 pub use labels::{Labels, encode_labels, labels_len};
 pub use layout::{
-    DENSE_VERSION, EMPTY_SLOT, FORMAT_VERSION, GraphHeader, Header, IndexInfo, LEAF_FLAG, MAGIC,
-    MAX_DEGREE, NodeRef, OLDEST_VERSION, SECTION_ALIGN, SectionEntry, SectionKind, SplitNode,
-    TreeEntry, item_code_stride, packed_ids_len, split_stride,
+    CodeWidth, DENSE_VERSION, EMPTY_SLOT, FORMAT_VERSION, GraphHeader, Header, IndexInfo,
+    LEAF_FLAG, MAGIC, MAX_DEGREE, NodeRef, OLDEST_VERSION, SECTION_ALIGN, SectionEntry,
+    SectionKind, SplitNode, TreeEntry, item_code_stride, packed_ids_len, split_stride,
 };
-pub use metric::{Element, Metric};
+pub use metric::{Element, FOUR_BIT_CODES_FROM, Metric};
 pub use reader::{Graph, IndexFile, ItemCodes, ItemRows, LeafIds, LeafIdsIter, View};
 pub use writer::{HEADER_ROOM, IndexWriter, SectionWriter, planned_len, planned_offsets};

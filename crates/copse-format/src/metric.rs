@@ -1,6 +1,6 @@
 //! The metrics an index can be built for, and how each stores its item vectors.
 
-use crate::FormatError;
+use crate::{CodeWidth, FormatError};
 
 /// A distance, with Annoy's names and conventions. This is the one place that says what each
 /// metric's reported distance is (the README, the Python docs and the CLI refer here).
@@ -207,12 +207,33 @@ impl Element {
         metric.stores_codes() && matches!(self, Element::F32 | Element::F16 | Element::Bf16)
     }
 
+    /// The item codes an index of `metric` with rows of this type and length keeps unless
+    /// told otherwise: 8-bit codes with f32 rows; with half-precision rows, 4-bit codes from
+    /// [`FOUR_BIT_CODES_FROM`] dimensions up and 8-bit codes below; none where the rows take no
+    /// codes (manhattan, hamming, i8 rows).
+    pub fn default_codes(self, metric: Metric, row_len: usize) -> Option<CodeWidth> {
+        if !self.allows_codes(metric) {
+            None
+        } else if !self.requires_codes(metric) && row_len >= FOUR_BIT_CODES_FROM {
+            Some(CodeWidth::Four)
+        } else {
+            Some(CodeWidth::Eight)
+        }
+    }
+
     /// True if `metric` can store its rows as this type: bits for hamming, any float type for
     /// the others.
     pub fn fits(self, metric: Metric) -> bool {
         (self == Element::Bits) == (metric == Metric::Hamming)
     }
 }
+
+/// Dimensions from which half-precision rows keep 4-bit item codes by default
+/// ([`Element::default_codes`]). The approximate pass only has to keep the true nearest within
+/// the re-ranked shortlist, and a code's rounding error averages out over more dimensions: at
+/// 384 dimensions 4-bit codes lose nothing there and at 50 (GloVe) they lose 1%
+/// (`docs/performance.md`, "4-bit codes").
+pub const FOUR_BIT_CODES_FROM: usize = 256;
 
 impl core::fmt::Display for Element {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

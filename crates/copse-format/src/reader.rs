@@ -11,8 +11,8 @@ use crate::layout::{
     FORMAT_VERSION, Header, LEAF_FLAG, MAGIC, OLDEST_VERSION, SECTION_ALIGN, SectionEntry,
 };
 use crate::{
-    EMPTY_SLOT, Element, FormatError, GraphHeader, IndexInfo, Labels, MAX_DEGREE, Metric,
-    SectionKind, SplitNode, TreeEntry, item_code_stride, packed_ids_len, split_stride,
+    CodeWidth, EMPTY_SLOT, Element, FormatError, GraphHeader, IndexInfo, Labels, MAX_DEGREE,
+    Metric, SectionKind, SplitNode, TreeEntry, item_code_stride, packed_ids_len, split_stride,
 };
 
 /// More section-table entries than any version needs: a bound on what open reads.
@@ -38,6 +38,8 @@ struct Sections {
     leaf_offsets: Range<usize>,
     leaf_ids: Range<usize>,
     item_codes: Range<usize>,
+    /// The width of the codes in `item_codes`.
+    code_width: CodeWidth,
     annoy_nodes: Range<usize>,
     /// The graph's slots (after its header), and its header.
     graph: Range<usize>,
@@ -139,6 +141,7 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
                 bytes: data.get(s.items.clone()).unwrap_or(&[]),
                 stride: item_code_stride(row_len),
                 row_len,
+                width: CodeWidth::Eight,
             }),
         };
         // i8 rows are item-code records: the approximate pass reads them as codes too.
@@ -146,8 +149,9 @@ impl<B: AsRef<[u8]>> IndexFile<B> {
             ItemRows::I8(codes) => codes,
             _ => ItemCodes {
                 bytes: data.get(s.item_codes.clone()).unwrap_or(&[]),
-                stride: item_code_stride(row_len),
+                stride: s.code_width.stride(row_len),
                 row_len,
+                width: s.code_width,
             },
         };
         View {
@@ -232,16 +236,16 @@ fn check_item_codes(codes: &ItemCodes<'_>, element: Element) -> Result<(), Forma
     let kind = if element == Element::I8 {
         SectionKind::Items
     } else {
-        SectionKind::ItemCodes
+        codes.width.section()
     };
     let rows = codes.bytes.len().checked_div(codes.stride).unwrap_or(0);
     for row in 0..rows {
         let problem = match codes.get(row as u32) {
             None => Some("is cut short".to_string()),
             Some((scale, squares, values)) => {
-                let sum = values
-                    .iter()
-                    .fold(0.0f32, |sum, &c| sum + f32::from(c) * f32::from(c));
+                let sum =
+                    crate::code_values(codes.width, bytemuck::cast_slice(values), codes.row_len)
+                        .fold(0.0f32, |sum, c| sum + f32::from(c) * f32::from(c));
                 if !(scale.is_finite() && scale >= 0.0) {
                     Some(format!("has scale {scale} for row {row}"))
                 } else if sum.to_bits() != squares.to_bits() {
@@ -375,12 +379,13 @@ pub struct View<'a> {
     pub labels: Labels<'a>,
 }
 
-/// The quantized items of [`SectionKind::ItemCodes`].
+/// The quantized items of [`SectionKind::ItemCodes`] or [`SectionKind::ItemCodes4`].
 #[derive(Debug, Clone, Copy)]
 pub struct ItemCodes<'a> {
     bytes: &'a [u8],
     stride: usize,
     row_len: usize,
+    width: CodeWidth,
 }
 
 impl<'a> ItemCodes<'a> {
@@ -401,13 +406,20 @@ impl<'a> ItemCodes<'a> {
         self.bytes.get(start..start.checked_add(self.stride)?)
     }
 
-    /// Item `id`'s scale, sum of squared codes, and codes (`x ~ codes * scale`).
+    /// The codes' width.
+    pub fn width(&self) -> CodeWidth {
+        self.width
+    }
+
+    /// Item `id`'s scale, sum of squared codes, and codes (`x ~ codes * scale`): for 8-bit
+    /// codes, `row_len` i8; for 4-bit codes, the packed bytes ([`CodeWidth::codes_len`];
+    /// [`crate::code_values`] unpacks them).
     #[inline(always)]
     pub fn get(&self, id: u32) -> Option<(f32, f32, &'a [i8])> {
         let record = self.record(id)?;
         let scale = f32::from_le_bytes(record.get(0..4)?.try_into().ok()?);
         let squares = f32::from_le_bytes(record.get(4..8)?.try_into().ok()?);
-        let codes = record.get(8..8 + self.row_len)?;
+        let codes = record.get(8..8 + self.width.codes_len(self.row_len))?;
         Some((scale, squares, bytemuck::cast_slice(codes)))
     }
 }
@@ -881,6 +893,38 @@ fn locate_sections(
         )?,
         other => forbid(SectionKind::ItemCodes, other)?,
     };
+    // 4-bit codes: only where codes are a choice (half rows), and never beside 8-bit ones.
+    let (item_codes, code_width) = match take(SectionKind::ItemCodes4) {
+        None => (item_codes, CodeWidth::Eight),
+        Some(range) => {
+            let open = info.element.allows_codes(info.metric)
+                && !info.element.requires_codes(info.metric)
+                && item_codes.is_empty();
+            let range = if open {
+                sized(
+                    SectionKind::ItemCodes4,
+                    range,
+                    info.n_items
+                        .checked_mul(CodeWidth::Four.stride(info.row_len()) as u64),
+                )?
+            } else {
+                return Err(FormatError::BadSection {
+                    kind: SectionKind::ItemCodes4,
+                    problem: format!(
+                        "is present beside {} rows of metric {}{}",
+                        info.element,
+                        info.metric,
+                        if item_codes.is_empty() {
+                            ""
+                        } else {
+                            " and 8-bit codes"
+                        }
+                    ),
+                });
+            };
+            (range, CodeWidth::Four)
+        }
+    };
     Ok(Sections {
         items,
         norms,
@@ -890,6 +934,7 @@ fn locate_sections(
         leaf_offsets,
         leaf_ids,
         item_codes,
+        code_width,
         annoy_nodes: 0..0,
         graph,
         graph_header,

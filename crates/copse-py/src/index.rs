@@ -133,10 +133,10 @@ struct State {
 pub struct AnnoyIndex {
     f: usize,
     metric: Metric,
-    /// How rows are stored (`dtype=`), and whether half rows keep item codes (`item_codes=`;
+    /// How rows are stored (`dtype=`), and the item codes half rows keep (`item_codes=`;
     /// `None`: the library's default).
     dtype: Element,
-    item_codes: Option<bool>,
+    item_codes: Option<ItemCodes>,
     state: Mutex<State>,
 }
 
@@ -279,18 +279,42 @@ fn not_built() -> PyErr {
     )
 }
 
+/// `item_codes=`: `True`/`False` (keep the default codes, or none), or the bits of each code.
+#[derive(Debug, Clone, Copy)]
+enum ItemCodes {
+    Keep(bool),
+    Bits(u32),
+}
+
+impl ItemCodes {
+    fn parse(value: &Bound<'_, PyAny>) -> PyResult<ItemCodes> {
+        if let Ok(flag) = value.cast::<pyo3::types::PyBool>() {
+            return Ok(ItemCodes::Keep(flag.is_true()));
+        }
+        match value.extract::<i64>() {
+            Ok(bits @ (4 | 8)) => Ok(ItemCodes::Bits(bits as u32)),
+            _ => Err(PyValueError::new_err(format!(
+                "item_codes must be True, False, 8 or 4 (bits a code), not {}",
+                value.repr()?
+            ))),
+        }
+    }
+}
+
 /// A builder for `f` dimensions under `metric`, rows stored as `dtype`.
 fn builder_for(
     f: usize,
     metric: Metric,
     dtype: Element,
-    item_codes: Option<bool>,
+    item_codes: Option<ItemCodes>,
     seed: u64,
 ) -> PyResult<IndexBuilder> {
     let mut builder = IndexBuilder::new(f, metric).map_err(to_py)?.seed(seed);
     builder.set_dtype(dtype).map_err(to_py)?;
-    if let Some(keep) = item_codes {
-        builder.set_item_codes(keep).map_err(to_py)?;
+    match item_codes {
+        None => {}
+        Some(ItemCodes::Keep(keep)) => builder.set_item_codes(keep).map_err(to_py)?,
+        Some(ItemCodes::Bits(bits)) => builder.set_item_code_bits(bits).map_err(to_py)?,
     }
     Ok(builder)
 }
@@ -393,8 +417,9 @@ impl AnnoyIndex {
         f: i64,
         metric: Option<&str>,
         dtype: Option<&Bound<'_, PyAny>>,
-        item_codes: Option<bool>,
+        item_codes: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let item_codes = item_codes.map(ItemCodes::parse).transpose()?;
         let metric = match metric {
             Some(name) => Metric::from_name(name).ok_or_else(|| {
                 PyValueError::new_err(format!(

@@ -44,9 +44,9 @@ def oracle(metric, stored, q):
 
 @pytest.mark.parametrize("metric", FLOAT_METRICS)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8"])
-@pytest.mark.parametrize("item_codes", [None, False])
+@pytest.mark.parametrize("item_codes", [None, False, 4, 8])
 def test_answers_match_brute_force_over_rounded_values(metric, dtype, item_codes):
-    if item_codes is False and (metric == "manhattan" or dtype == "int8"):
+    if item_codes is not None and (metric == "manhattan" or dtype == "int8"):
         pytest.skip("manhattan keeps no item codes; int8 rows are item codes")
     rng = np.random.default_rng(3)
     data = rng.standard_normal((800, 24)).astype(np.float32)
@@ -109,7 +109,30 @@ def test_int8_files_are_small_and_round_trip(tmp_path):
     assert sizes["int8"] <= sizes["float32"] - 0.9 * data.nbytes, sizes
 
 
+def test_four_bit_codes_are_the_default_from_256_dimensions_and_shrink_the_file():
+    rng = np.random.default_rng(6)
+    data = rng.standard_normal((500, 256)).astype(np.float32)
+    sizes = {}
+    for codes in [None, 8, 4]:
+        index = AnnoyIndex(256, "angular", dtype="float16", item_codes=codes)
+        index.add_items(None, data)
+        index.build(2, graph=True)
+        sizes[codes] = len(index.serialize())
+        # The nearest of each item is itself, found through the codes and re-ranked exactly.
+        assert index.get_nns_by_item(3, 1, include_distances=True) == ([3], [0.0])
+    # 8-bit codes are 8 + 256 bytes an item (rounded to 16); 4-bit ones 8 + 128 (to 144).
+    assert sizes[8] - sizes[4] == 500 * (272 - 144), sizes
+    assert sizes[None] == sizes[4]
+
+
 def test_bad_dtypes_and_values_raise():
+    for codes in [5, 0, 16, "4", 4.0, -8]:
+        with pytest.raises(ValueError, match="item_codes"):
+            AnnoyIndex(4, "angular", dtype="float16", item_codes=codes)
+    with pytest.raises(ValueError):
+        AnnoyIndex(4, "angular", item_codes=4)
+    with pytest.raises(ValueError):
+        AnnoyIndex(4, "angular", dtype="int8", item_codes=4)
     with pytest.raises(ValueError, match="dtype"):
         AnnoyIndex(4, "angular", dtype="int4")
     with pytest.raises(ValueError):

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use copse_distance::{
     Dot, Kernels, L1, L2Squared, RowElement, Rows, ScaledI8, StoredRow, WithKernels,
 };
-use copse_format::{ItemCodes, ItemRows, Metric, SplitNode, View};
+use copse_format::{CodeWidth, ItemCodes, ItemRows, Metric, SplitNode, View};
 
 use crate::{Query, QueryError};
 
@@ -27,12 +27,34 @@ pub(crate) struct Prepared<'a> {
     /// several times cheaper than widening every code to f32.
     pub codes: &'a [i8],
     pub code_scale: f32,
+    /// With 4-bit item codes (stored plus 8), what the stored offset adds to a nibble dot
+    /// product: `8 * sum(codes)`; 0 otherwise.
+    pub code_bias: i32,
 }
 
 /// Quantizes `query` into `codes` with one scale, the largest magnitude to 127 (as the item
 /// codes are made), and returns the scale: `query ~ codes * scale`. A zero query gives zero
 /// codes and scale.
-pub(crate) fn quantize_query(query: &[f32], codes: &mut Vec<i8>) -> f32 {
+/// For 4-bit item codes, `codes` is then zero-padded to whole nibble groups
+/// ([`copse_format::CodeWidth::codes_len`]) and the second value is the code bias
+/// ([`Prepared::code_bias`]); 0 for 8-bit codes.
+pub(crate) fn quantize_query_for(
+    query: &[f32],
+    width: CodeWidth,
+    codes: &mut Vec<i8>,
+) -> (f32, i32) {
+    let scale = quantize_query(query, codes);
+    match width {
+        CodeWidth::Eight => (scale, 0),
+        CodeWidth::Four => {
+            codes.resize(2 * width.codes_len(query.len()), 0);
+            let sum: i32 = codes.iter().map(|&c| i32::from(c)).sum();
+            (scale, 8 * sum)
+        }
+    }
+}
+
+fn quantize_query(query: &[f32], codes: &mut Vec<i8>) -> f32 {
     let largest = query.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     codes.clear();
     if largest <= 0.0 {
@@ -196,7 +218,10 @@ impl<M: QueryMetric> WithKernels for Scores<'_, '_, M> {
             ..
         } = self;
         if rough {
-            return code_dots(k, view, q, ids, out, M::from_code_dot);
+            return match view.codes.width() {
+                CodeWidth::Eight => code_dots::<K, false>(k, view, q, ids, out, M::from_code_dot),
+                CodeWidth::Four => code_dots::<K, true>(k, view, q, ids, out, M::from_code_dot),
+            };
         }
         match M::EXACT {
             Exact::Angular => angular_scores(k, view, q, ids, out),
@@ -223,9 +248,9 @@ pub(crate) enum Exact {
 }
 
 /// `dot(q, codes * scale)` from the query's codes, the item's `scale` and the sum of its
-/// squared codes, for each id.
+/// squared codes, for each id: from 8-bit codes, or from 4-bit ones if `FOUR`.
 #[inline(always)]
-fn code_dots<K: Kernels>(
+fn code_dots<K: Kernels, const FOUR: bool>(
     k: K,
     view: &View<'_>,
     q: &Prepared<'_>,
@@ -243,7 +268,12 @@ fn code_dots<K: Kernels>(
             .codes
             .get(id)
             .ok_or(QueryError::Corrupt("item code out of range"))?;
-        let dot = (scale * q.code_scale) * k.dot_i8_i8(q.codes, codes) as f32;
+        let integer = if FOUR {
+            k.dot_u4_i8(q.codes, copse_distance::bytemuck::cast_slice(codes)) - q.code_bias
+        } else {
+            k.dot_i8_i8(q.codes, codes)
+        };
+        let dot = (scale * q.code_scale) * integer as f32;
         *slot = finish(dot, scale, squares);
     }
     Ok(())

@@ -335,28 +335,33 @@ fn search<K: Kernels, M: QueryMetric>(k: K, op: SearchOp<'_, '_>) -> Result<(), 
     // The query's code lives outside the scratch while the search borrows both.
     let mut query_codes = std::mem::take(&mut s.query_codes);
     let prepared = match query {
-        Query::F32(floats) => Prepared {
-            floats,
-            bits: &[],
-            norm: if M::USES_QUERY_NORM {
-                copse_distance::fixed::norm_of_squared(k.norm_squared_fixed(floats))
-            } else {
-                0.0
-            },
-            code_scale: if matches!(prefetch_kind, Prefetch::Codes) {
-                metric::quantize_query(floats, &mut query_codes)
+        Query::F32(floats) => {
+            let (code_scale, code_bias) = if matches!(prefetch_kind, Prefetch::Codes) {
+                metric::quantize_query_for(floats, view.codes.width(), &mut query_codes)
             } else {
                 query_codes.clear();
-                0.0
-            },
-            codes: &query_codes,
-        },
+                (0.0, 0)
+            };
+            Prepared {
+                floats,
+                bits: &[],
+                norm: if M::USES_QUERY_NORM {
+                    copse_distance::fixed::norm_of_squared(k.norm_squared_fixed(floats))
+                } else {
+                    0.0
+                },
+                code_scale,
+                code_bias,
+                codes: &query_codes,
+            }
+        }
         Query::Bits(bits) => Prepared {
             floats: &[],
             bits,
             norm: 0.0,
             codes: &[],
             code_scale: 0.0,
+            code_bias: 0,
         },
     };
     let plan = Plan {

@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use copse_build::{BuildOptions, GraphOptions, Progress, VectorStore};
-use copse_format::{Element, Metric};
+use copse_format::{CodeWidth, Element, Metric};
 
 use crate::{Error, Index};
 
@@ -111,7 +111,7 @@ impl IndexBuilder {
         // A choice of codes made for one half type carries over to the other.
         let chosen = |e: Element| e.allows_codes(metric) && !e.requires_codes(metric);
         if chosen(self.store.element()) && chosen(dtype) {
-            store.set_codes(self.store.keeps_codes())?;
+            store.set_codes(self.store.code_width())?;
         }
         self.store = store;
         if let Some(on_disk) = &mut self.on_disk {
@@ -122,13 +122,15 @@ impl IndexBuilder {
         Ok(())
     }
 
-    /// With half-precision rows ([`IndexBuilder::dtype`]), whether to keep the i8 item codes
-    /// that f32 indexes score candidates from (angular, euclidean and dot). With them (the
-    /// default), queries score candidates from one byte per dimension and run as fast as with
-    /// f32 rows; without them, candidates are scored from the half rows, for a smaller file
-    /// (by a quarter of f32 rows) and fewer queries per second (about 0.6x on GloVe and 384-d
-    /// embeddings, measured in `docs/performance.md`). An error where the choice is not open
-    /// (f32 rows always keep codes; manhattan and hamming have none).
+    /// With half-precision rows ([`IndexBuilder::dtype`]), whether to keep the item codes that
+    /// f32 indexes score candidates from (angular, euclidean and dot). With them (the default),
+    /// queries score candidates from a byte or half a byte per dimension and run as fast as
+    /// with f32 rows or faster; without them, candidates are scored from the half rows, for a
+    /// smaller file and fewer queries per second (about 0.6x on GloVe and 384-d embeddings,
+    /// measured in `docs/performance.md`). Keeping them keeps the width chosen
+    /// ([`IndexBuilder::item_code_bits`]) or the default for the dimensions
+    /// ([`Element::default_codes`]). An error where the choice is not open (f32 rows always
+    /// keep codes; manhattan and hamming have none).
     pub fn item_codes(mut self, keep: bool) -> Result<Self, Error> {
         self.set_item_codes(keep)?;
         Ok(self)
@@ -139,7 +141,50 @@ impl IndexBuilder {
         if self.built {
             return Err(Error::AlreadyBuilt);
         }
-        Ok(self.store.set_codes(keep)?)
+        let width = keep.then(|| {
+            self.store
+                .code_width()
+                .or_else(|| self.default_codes())
+                .unwrap_or(CodeWidth::Eight)
+        });
+        Ok(self.store.set_codes(width)?)
+    }
+
+    /// With half-precision rows ([`IndexBuilder::dtype`]), the width of the item codes: 8 bits
+    /// (one byte per dimension, as f32 indexes keep) or 4 bits (half a byte: a smaller file
+    /// and half the bytes read per candidate, at some loss in how well the codes rank
+    /// candidates, which the re-rank from the rows makes up at higher dimensions). The default
+    /// follows the dimensions ([`Element::default_codes`]: 4 bits from
+    /// [`copse_format::FOUR_BIT_CODES_FROM`] dimensions up), measured in
+    /// `docs/performance.md` ("4-bit codes"). An error for other widths, and where the rows
+    /// take no choice of codes (f32 rows keep 8-bit codes; i8 rows are codes; manhattan and
+    /// hamming have none).
+    pub fn item_code_bits(mut self, bits: u32) -> Result<Self, Error> {
+        self.set_item_code_bits(bits)?;
+        Ok(self)
+    }
+
+    /// Sets [`IndexBuilder::item_code_bits`] in place (after [`IndexBuilder::set_dtype`]).
+    pub fn set_item_code_bits(&mut self, bits: u32) -> Result<(), Error> {
+        if self.built {
+            return Err(Error::AlreadyBuilt);
+        }
+        let width = CodeWidth::from_bits(bits)
+            .ok_or_else(|| Error::WrongKind(format!("item codes have 8 or 4 bits, not {bits}")))?;
+        Ok(self.store.set_codes(Some(width))?)
+    }
+
+    /// The width of the item codes the index will keep beside its rows, if any.
+    pub fn item_code_width(&self) -> Option<CodeWidth> {
+        self.store.code_width()
+    }
+
+    /// The codes the rows keep by default.
+    fn default_codes(&self) -> Option<CodeWidth> {
+        let store = &self.store;
+        store
+            .element()
+            .default_codes(store.metric(), store.row_len())
     }
 
     /// How item rows are stored ([`IndexBuilder::dtype`]).

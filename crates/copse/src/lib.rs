@@ -53,7 +53,10 @@ pub use copse_build::{
     Progress, Stage,
 };
 pub use copse_distance::Level as SimdLevel;
-pub use copse_format::{Element, FormatError, IndexInfo, MAX_DEGREE, Metric, SectionKind};
+pub use copse_format::{
+    CodeWidth, Element, FOUR_BIT_CODES_FROM, FormatError, IndexInfo, MAX_DEGREE, Metric,
+    SectionKind,
+};
 pub use copse_query::{Neighbor, QueryError};
 pub use error::Error;
 pub use index::{Filter, GraphStats, Index, LoadOptions};

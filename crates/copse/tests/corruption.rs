@@ -24,11 +24,11 @@ fn dims(metric: Metric) -> usize {
 /// layouts are corrupted. Angular and dot have sparse 64-bit ids (an id map), the others dense
 /// ones; angular and euclidean have labels.
 fn small_index(metric: Metric) -> Vec<u8> {
-    small_index_of(metric, metric.element(), true)
+    small_index_of(metric, metric.element(), Some(8))
 }
 
-/// [`small_index`] with rows stored as `element`, with or without item codes.
-fn small_index_of(metric: Metric, element: Element, codes: bool) -> Vec<u8> {
+/// [`small_index`] with rows stored as `element`, with item codes of the bits given or none.
+fn small_index_of(metric: Metric, element: Element, codes: Option<u32>) -> Vec<u8> {
     let d = dims(metric);
     let mut r = rng(metric as u64 + 1);
     let graph = matches!(
@@ -48,7 +48,10 @@ fn small_index_of(metric: Metric, element: Element, codes: bool) -> Vec<u8> {
         .dtype(element)
         .unwrap();
     if element.allows_codes(metric) && !element.requires_codes(metric) {
-        b.set_item_codes(codes).unwrap();
+        match codes {
+            Some(bits) => b.set_item_code_bits(bits).unwrap(),
+            None => b.set_item_codes(false).unwrap(),
+        }
     }
     for (i, v) in gaussian(&mut r, 60, d).into_iter().enumerate() {
         if i % 9 == 4 {
@@ -156,23 +159,31 @@ fn cases() -> Vec<(Metric, Vec<u8>)> {
     let mut cases: Vec<(Metric, Vec<u8>)> = METRICS.map(|m| (m, small_index(m))).into();
     cases.push((
         Metric::Euclidean,
-        small_index_of(Metric::Euclidean, Element::F16, true),
+        small_index_of(Metric::Euclidean, Element::F16, Some(8)),
     ));
     cases.push((
         Metric::Angular,
-        small_index_of(Metric::Angular, Element::Bf16, false),
+        small_index_of(Metric::Angular, Element::Bf16, None),
     ));
     cases.push((
         Metric::Manhattan,
-        small_index_of(Metric::Manhattan, Element::F16, false),
+        small_index_of(Metric::Manhattan, Element::F16, None),
     ));
     cases.push((
         Metric::Angular,
-        small_index_of(Metric::Angular, Element::I8, false),
+        small_index_of(Metric::Angular, Element::I8, None),
     ));
     cases.push((
         Metric::Manhattan,
-        small_index_of(Metric::Manhattan, Element::I8, false),
+        small_index_of(Metric::Manhattan, Element::I8, None),
+    ));
+    cases.push((
+        Metric::Angular,
+        small_index_of(Metric::Angular, Element::F16, Some(4)),
+    ));
+    cases.push((
+        Metric::Dot,
+        small_index_of(Metric::Dot, Element::Bf16, Some(4)),
     ));
     cases
 }
@@ -185,14 +196,22 @@ fn bad_scales_are_errors_even_with_matching_checksums() {
         (Metric::Angular, Element::I8, SectionKind::Items),
         (Metric::Euclidean, Element::I8, SectionKind::Items),
         (Metric::Euclidean, Element::F32, SectionKind::ItemCodes),
+        (Metric::Euclidean, Element::F16, SectionKind::ItemCodes4),
     ] {
-        let bytes = small_index_of(metric, element, true);
+        let bits = if kind == SectionKind::ItemCodes4 {
+            4
+        } else {
+            8
+        };
+        let bytes = small_index_of(metric, element, Some(bits));
         let (offset, _) = section_ranges(&bytes)
             .into_iter()
             .zip(section_kinds(&bytes))
             .find_map(|(range, k)| (k == kind.code()).then_some(range))
             .unwrap();
-        let stride = copse_format::item_code_stride(dims(metric));
+        let stride = copse_format::CodeWidth::from_bits(bits)
+            .unwrap()
+            .stride(dims(metric));
         for scale in [f32::NAN, f32::INFINITY, -1.0, -0.5e-3] {
             let mut copy = bytes.clone();
             let at = offset + 5 * stride;
@@ -214,6 +233,58 @@ fn bad_scales_are_errors_even_with_matching_checksums() {
             "{metric} {element}: {err}"
         );
     }
+}
+
+/// Item codes of one width relabelled as the other (f32 rows: in place of the codes they need),
+/// with every checksum made to match: refused at open, naming the section.
+#[test]
+fn code_sections_of_the_wrong_width_or_place_are_refused() {
+    let relabel = |bytes: &[u8], from: SectionKind, to: SectionKind| {
+        let mut copy = bytes.to_vec();
+        let i = section_kinds(&copy)
+            .iter()
+            .position(|&k| k == from.code())
+            .unwrap();
+        let at = size_of::<Header>()
+            + size_of::<SectionEntry>() * i
+            + std::mem::offset_of!(SectionEntry, kind);
+        copy[at..at + 4].copy_from_slice(&to.code().to_le_bytes());
+        reseal(&mut copy);
+        copy
+    };
+    let open_error = |bytes: &[u8]| match Index::from_bytes(bytes) {
+        Ok(_) => panic!("opened"),
+        Err(e) => e.to_string(),
+    };
+    let four = small_index_of(Metric::Euclidean, Element::F16, Some(4));
+    let eight = small_index_of(Metric::Euclidean, Element::F16, Some(8));
+    let f32_file = small_index_of(Metric::Euclidean, Element::F32, Some(8));
+    // 4-bit records read as 8-bit ones (and back): the size does not fit.
+    let err = open_error(&relabel(
+        &four,
+        SectionKind::ItemCodes4,
+        SectionKind::ItemCodes,
+    ));
+    assert!(
+        err.contains("item-codes") && err.contains("expected"),
+        "{err}"
+    );
+    let err = open_error(&relabel(
+        &eight,
+        SectionKind::ItemCodes,
+        SectionKind::ItemCodes4,
+    ));
+    assert!(
+        err.contains("item-codes-4") && err.contains("expected"),
+        "{err}"
+    );
+    // 4-bit codes in place of the 8-bit codes f32 rows need.
+    let err = open_error(&relabel(
+        &f32_file,
+        SectionKind::ItemCodes,
+        SectionKind::ItemCodes4,
+    ));
+    assert!(err.contains("item-codes"), "{err}");
 }
 
 /// Recomputes every section checksum and the header's, as a writer would have.

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{check_against_oracle, distance, gaussian, rng, stored};
-use copse::{Element, Error, GraphOptions, Index, IndexBuilder, Metric};
+use copse::{CodeWidth, Element, Error, GraphOptions, Index, IndexBuilder, Metric, SectionKind};
 use copse_distance::{Half, f16};
 
 const FLOAT_METRICS: [Metric; 4] = [
@@ -20,24 +20,36 @@ const FLOAT_METRICS: [Metric; 4] = [
 
 /// Builds `data` with rows of `element`, with or without a graph.
 fn build(metric: Metric, element: Element, data: &[Vec<f32>], graph: bool) -> Index {
-    build_codes(metric, element, data, graph, None)
+    build_codes(metric, element, data, graph, Codes::Default)
 }
 
-/// [`build`], with item codes kept or dropped (`None`: the default).
+/// The item codes of a half-row build: the default, none, or codes of the bits given.
+#[derive(Clone, Copy, Debug)]
+enum Codes {
+    Default,
+    Dropped,
+    Bits(u32),
+}
+
+/// [`build`], with the item codes chosen.
 fn build_codes(
     metric: Metric,
     element: Element,
     data: &[Vec<f32>],
     graph: bool,
-    codes: Option<bool>,
+    codes: Codes,
 ) -> Index {
     let mut b = IndexBuilder::new(data[0].len(), metric)
         .unwrap()
         .dtype(element)
         .unwrap()
         .seed(7);
-    if let Some(keep) = codes.filter(|_| metric != Metric::Manhattan && element != Element::I8) {
-        b.set_item_codes(keep).unwrap();
+    if metric != Metric::Manhattan && element != Element::I8 {
+        match codes {
+            Codes::Default => {}
+            Codes::Dropped => b.set_item_codes(false).unwrap(),
+            Codes::Bits(bits) => b.set_item_code_bits(bits).unwrap(),
+        }
     }
     if graph {
         b = b.graph(Some(GraphOptions::default()));
@@ -48,16 +60,37 @@ fn build_codes(
     b.build(8).unwrap()
 }
 
+/// The width of the item codes `index` keeps beside its rows, from its sections.
+fn code_section(index: &Index) -> Option<SectionKind> {
+    index
+        .sections()
+        .iter()
+        .map(|(kind, _)| *kind)
+        .find(|kind| matches!(kind, SectionKind::ItemCodes | SectionKind::ItemCodes4))
+}
+
 #[test]
 fn half_rows_answer_as_brute_force_over_the_rounded_values() {
-    let data = gaussian(&mut rng(1), 1500, 37);
-    for metric in FLOAT_METRICS {
-        for element in [Element::F16, Element::Bf16] {
-            for graph in [false, true] {
-                for codes in [true, false] {
-                    let index = build_codes(metric, element, &data, graph, Some(codes));
-                    assert_eq!(index.info().element, element);
-                    check_against_oracle(&index, metric, element, &data);
+    // 37 dimensions: one partial group of 4-bit codes; 130: two whole groups and a partial one.
+    for dims in [37, 130] {
+        let data = gaussian(&mut rng(1), 1500, dims);
+        for metric in FLOAT_METRICS {
+            for element in [Element::F16, Element::Bf16] {
+                for graph in [false, true] {
+                    for codes in [Codes::Bits(8), Codes::Bits(4), Codes::Dropped] {
+                        if dims != 37 && (!graph || matches!(codes, Codes::Bits(8))) {
+                            continue;
+                        }
+                        let index = build_codes(metric, element, &data, graph, codes);
+                        assert_eq!(index.info().element, element);
+                        let want = match (metric, codes) {
+                            (Metric::Manhattan, _) | (_, Codes::Dropped) => None,
+                            (_, Codes::Bits(4)) => Some(SectionKind::ItemCodes4),
+                            _ => Some(SectionKind::ItemCodes),
+                        };
+                        assert_eq!(code_section(&index), want, "{metric} {element} {codes:?}");
+                        check_against_oracle(&index, metric, element, &data);
+                    }
                 }
             }
         }
@@ -219,23 +252,39 @@ fn values_a_type_cannot_hold_are_errors_that_leave_no_trace() {
 
 #[test]
 fn on_disk_half_builds_match_in_memory_ones() {
-    let data = gaussian(&mut rng(5), 800, 20);
     let dir = tempfile::tempdir().unwrap();
-    for metric in FLOAT_METRICS {
-        for element in [Element::F16, Element::I8] {
-            let memory = build(metric, element, &data, true).as_bytes().to_vec();
-            let path = dir.path().join(format!("{metric}-{element}.copse"));
-            let mut b = IndexBuilder::new(20, metric)
+    // 300 dimensions: half rows keep 4-bit codes by default.
+    for (element, dims, codes) in [
+        (Element::F16, 20, Codes::Default),
+        (Element::I8, 20, Codes::Default),
+        (Element::Bf16, 20, Codes::Bits(4)),
+        (Element::F16, 300, Codes::Default),
+    ] {
+        let data = gaussian(&mut rng(5), 800, dims);
+        for metric in FLOAT_METRICS {
+            let memory = build_codes(metric, element, &data, true, codes);
+            if metric != Metric::Manhattan && (dims == 300 || matches!(codes, Codes::Bits(4))) {
+                assert_eq!(code_section(&memory), Some(SectionKind::ItemCodes4));
+            }
+            let path = dir.path().join(format!("{metric}-{element}-{dims}.copse"));
+            let mut b = IndexBuilder::new(dims, metric)
                 .unwrap()
                 .seed(7)
                 .graph(Some(GraphOptions::default()));
             b.on_disk_build(&path).unwrap();
             b.set_dtype(element).unwrap();
+            if let (Codes::Bits(bits), true) = (codes, metric != Metric::Manhattan) {
+                b.set_item_code_bits(bits).unwrap();
+            }
             for (id, v) in data.iter().enumerate() {
                 b.add_item(id as u64, v).unwrap();
             }
             b.build(8).unwrap();
-            assert_eq!(std::fs::read(&path).unwrap(), memory, "{metric} {element}");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                memory.as_bytes(),
+                "{metric} {element} {dims}"
+            );
         }
     }
 }
@@ -289,4 +338,96 @@ fn item_codes_are_a_choice_for_half_rows_only() {
         .dtype(Element::F16)
         .unwrap();
     assert!(b.set_item_codes(true).is_err());
+    assert!(b.set_item_code_bits(4).is_err());
+}
+
+#[test]
+fn code_width_is_a_choice_for_half_rows_with_a_default_by_dimensions() {
+    let width = |dims: usize, metric: Metric, element: Element| {
+        IndexBuilder::new(dims, metric)
+            .unwrap()
+            .dtype(element)
+            .unwrap()
+            .item_code_width()
+    };
+    let from = copse::FOUR_BIT_CODES_FROM;
+    for metric in [Metric::Angular, Metric::Euclidean, Metric::Dot] {
+        for element in [Element::F16, Element::Bf16] {
+            assert_eq!(width(from - 1, metric, element), Some(CodeWidth::Eight));
+            assert_eq!(width(from, metric, element), Some(CodeWidth::Four));
+        }
+        assert_eq!(width(from, metric, Element::F32), Some(CodeWidth::Eight));
+        assert_eq!(width(from, metric, Element::I8), None);
+        // 4 bits only beside half rows; no widths but 4 and 8.
+        let mut b = IndexBuilder::new(16, metric).unwrap();
+        assert!(b.set_item_code_bits(4).is_err());
+        b.set_item_code_bits(8).unwrap();
+        let mut b = b.dtype(Element::I8).unwrap();
+        assert!(b.set_item_code_bits(4).is_err());
+        let mut b = IndexBuilder::new(16, metric)
+            .unwrap()
+            .dtype(Element::F16)
+            .unwrap();
+        for bits in [0, 1, 5, 7, 16, 32, u32::MAX] {
+            let err = b.set_item_code_bits(bits).unwrap_err().to_string();
+            assert!(err.contains("8 or 4"), "{bits}: {err}");
+        }
+        assert_eq!(b.item_code_width(), Some(CodeWidth::Eight));
+        // Dropping codes and keeping them again keeps the width chosen; the choice carries
+        // over from one half type to the other.
+        b.set_item_code_bits(4).unwrap();
+        b.set_item_codes(false).unwrap();
+        assert_eq!(b.item_code_width(), None);
+        b.set_item_codes(true).unwrap();
+        assert_eq!(b.item_code_width(), Some(CodeWidth::Eight));
+        b.set_item_code_bits(4).unwrap();
+        b.set_dtype(Element::Bf16).unwrap();
+        assert_eq!(b.item_code_width(), Some(CodeWidth::Four));
+        // To f32 and back: f32 keeps 8-bit codes, half rows get their default again.
+        b.set_dtype(Element::F32).unwrap();
+        assert_eq!(b.item_code_width(), Some(CodeWidth::Eight));
+        let data = gaussian(&mut rng(8), 300, 16);
+        for (id, v) in data.iter().enumerate() {
+            b.add_item(id as u64, v).unwrap();
+        }
+        let index = b.build(4).unwrap();
+        assert_eq!(code_section(&index), Some(SectionKind::ItemCodes));
+    }
+}
+
+/// A 4-bit file's size: f16 rows and 4-bit codes take `2 d + 8 + 32 ceil(d / 64)` bytes an
+/// item (rounded up to 16), against `4 d + 8 + d` (rounded) for f32 rows and 8-bit codes.
+#[test]
+fn four_bit_codes_shrink_the_file_by_what_the_layout_says() {
+    let (n, d) = (1000, 384);
+    let data = gaussian(&mut rng(12), n, d);
+    let f32_index = build(Metric::Angular, Element::F32, &data, false);
+    let eight = build_codes(Metric::Angular, Element::F16, &data, false, Codes::Bits(8));
+    let four = build_codes(Metric::Angular, Element::F16, &data, false, Codes::Default);
+    let section = |index: &Index, kind: SectionKind| {
+        index
+            .sections()
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|&(_, len)| len)
+    };
+    assert_eq!(
+        section(&f32_index, SectionKind::ItemCodes),
+        Some(400 * n as u64)
+    );
+    assert_eq!(
+        section(&eight, SectionKind::ItemCodes),
+        Some(400 * n as u64)
+    );
+    assert_eq!(
+        section(&four, SectionKind::ItemCodes4),
+        Some(208 * n as u64)
+    );
+    assert_eq!(section(&four, SectionKind::ItemCodes), None);
+    assert_eq!(section(&four, SectionKind::Items), Some(768 * n as u64));
+    // The trees are built from the same 8-bit codes: only the code section differs.
+    let eight_len = eight.as_bytes().len() as u64;
+    let four_len = four.as_bytes().len() as u64;
+    assert_eq!(eight_len - four_len, (400 - 208) * n as u64);
+    four.verify().unwrap();
 }

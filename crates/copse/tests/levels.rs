@@ -85,6 +85,27 @@ fn child_builds_and_checks_self_distances() {
                     .save(dir.join(format!("{metric}-{element}.copse")))
                     .unwrap();
             }
+            // 4-bit item codes beside f16 rows (100 dimensions: a whole group of 64 and a
+            // partial one), scored by the level's nibble kernel.
+            if metric != Metric::Manhattan {
+                let data = gaussian(&mut rng(12), 1200, 100);
+                let mut b = IndexBuilder::new(100, metric)
+                    .unwrap()
+                    .dtype(Element::F16)
+                    .unwrap()
+                    .item_code_bits(4)
+                    .unwrap()
+                    .seed(5)
+                    .graph(Some(copse::GraphOptions::default()));
+                for (id, v) in data.iter().enumerate() {
+                    b.add_item(id as u64, v).unwrap();
+                }
+                let index = b.build_with_threads(4, 2).unwrap();
+                common::check_against_oracle(&index, metric, Element::F16, &data);
+                index
+                    .save(dir.join(format!("{metric}-f16-4bit.copse")))
+                    .unwrap();
+            }
         }
     }
     for metric in METRICS {
@@ -205,9 +226,14 @@ fn every_level_builds_the_same_bytes_and_exact_self_distances() {
         for metric in METRICS {
             let halves = match metric {
                 Metric::Hamming => vec![],
+                Metric::Manhattan => vec![
+                    format!("{metric}-float16.copse"),
+                    format!("{metric}-bfloat16.copse"),
+                ],
                 _ => vec![
                     format!("{metric}-float16.copse"),
                     format!("{metric}-bfloat16.copse"),
+                    format!("{metric}-f16-4bit.copse"),
                 ],
             };
             let names = BUILD_DIMS

@@ -87,6 +87,11 @@ impl Token for Avx2 {
         // SAFETY: x86-64-v3 includes AVX2.
         unsafe { crate::int8::dot_i8_i8_avx2(a, b) }
     }
+    #[inline(always)]
+    fn dot_u4_i8_impl(self, q: &[i8], packed: &[u8]) -> i32 {
+        // SAFETY: x86-64-v3 includes AVX2.
+        unsafe { crate::int8::dot_u4_i8_avx2(q, packed) }
+    }
 }
 
 impl Kernels for Avx2 {
@@ -175,6 +180,13 @@ impl Token for Avx512 {
     fn scale_add_i8_impl(self, c: &mut [f32], keep: f32, add: f32, v: &[i8]) {
         // SAFETY: x86-64-v4 includes AVX2 and FMA.
         unsafe { crate::int8::scale_add_i8_avx2(c, keep, add, v) }
+    }
+    #[inline(always)]
+    fn dot_u4_i8_impl(self, q: &[i8], packed: &[u8]) -> i32 {
+        // The 256-bit kernel: a row's codes are a few 32-byte groups (192 bytes at 384
+        // dimensions), and wider steps would need the query's halves interleaved.
+        // SAFETY: x86-64-v4 includes AVX2.
+        unsafe { crate::int8::dot_u4_i8_avx2(q, packed) }
     }
     #[inline(always)]
     fn dot_i8_i8_impl(self, a: &[i8], b: &[i8]) -> i32 {

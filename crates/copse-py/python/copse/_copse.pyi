@@ -35,7 +35,7 @@ class AnnoyIndex:
         f: int,
         metric: Optional[_Metric] = None,
         dtype: Optional[Union[str, Any]] = None,
-        item_codes: Optional[bool] = None,
+        item_codes: Optional[Union[bool, int]] = None,
     ) -> None:
         """An empty index of ``f``-dimensional vectors under ``metric``.
 
@@ -50,9 +50,12 @@ class AnnoyIndex:
         rounded as they are added, and the index searches and returns (``get_item_vector``)
         the stored values; with int8, ``"angular"`` keeps only the direction (a unit vector
         comes back). A value float16 cannot hold (beyond 65504) raises ``ValueError``. Hamming
-        stores bits and takes only the default. ``item_codes=False`` (half types,
-        angular/euclidean/dot) drops the 8-bit codes candidates are scored from: a smaller
-        file, slower queries (int8 rows are those codes).
+        stores bits and takes only the default. With the half types (angular/euclidean/dot),
+        ``item_codes`` chooses the codes candidates are scored from: ``8`` or ``4`` bits a
+        value (the default is 4 from 256 dimensions up, 8 below: half the bytes a candidate,
+        with the re-rank from the rows making up for the coarser codes), or ``False`` for
+        none: a smaller file, slower queries (int8 rows are those codes). ``True`` keeps the
+        default.
         """
     @property
     def dtype(self) -> str:
