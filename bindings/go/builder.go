@@ -134,6 +134,13 @@ func (b *Builder) SetDtype(dtype Dtype) error {
 	return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_set_dtype(p, C.uint32_t(dtype)) })
 }
 
+// SetItemCodes chooses, with Float16 or Bfloat16 rows (after SetDtype), the item codes
+// candidates are scored from: 8 or 4 bits a value (4: a smaller file and half the bytes a
+// candidate; the default from 256 dimensions up), or 0 for none (scored from the rows).
+func (b *Builder) SetItemCodes(bits uint32) error {
+	return b.do(func(p *C.CopseBuilder) C.enum_CopseStatus { return C.copse_builder_set_item_codes(p, C.uint32_t(bits)) })
+}
+
 // SetLabel gives item id a label (unique in the index), saved in the file and found by
 // Index.IDByLabel.
 func (b *Builder) SetLabel(id uint64, label string) error {

@@ -219,6 +219,12 @@ func TestFixture(t *testing.T) {
 	if err := h.SetDtype(copse.Float16); err != nil {
 		t.Fatal(err)
 	}
+	if s := statusOf(t, h.SetItemCodes(5)); s != copse.StatusInvalidArgument {
+		t.Fatalf("SetItemCodes(5) gave status %d", s)
+	}
+	if err := h.SetItemCodes(4); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.AddItem(1, []float32{1.0 / 3.0, -2}); err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +240,9 @@ func TestFixture(t *testing.T) {
 	}
 	if d, err := half.Dtype(); err != nil || d != copse.Float16 || d.String() != "float16" {
 		t.Fatalf("dtype %v (%v)", d, err)
+	}
+	if bits, err := half.ItemCodeBits(); err != nil || bits != 4 {
+		t.Fatalf("item code bits %d (%v)", bits, err)
 	}
 	if v, err := half.ItemVector(1); err != nil || v[0] != 1365.0/4096.0 || v[1] != -2 {
 		t.Fatalf("stored %v (%v)", v, err)

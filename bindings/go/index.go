@@ -136,6 +136,14 @@ func (ix *Index) Dtype() (Dtype, error) {
 	return Dtype(d), err
 }
 
+// ItemCodeBits is the width of the item codes the index scores candidates from (8 or 4; 0:
+// from the rows).
+func (ix *Index) ItemCodeBits() (uint32, error) {
+	var bits C.uint32_t
+	err := ix.do(func(p *C.CopseIndex) C.enum_CopseStatus { return C.copse_index_item_code_bits(p, &bits) })
+	return uint32(bits), err
+}
+
 // NItems is the largest id plus one (Annoy's get_n_items; 0 once closed).
 func (ix *Index) NItems() uint64 {
 	var n C.uint64_t

@@ -62,6 +62,7 @@ enum CopseStatus copse_builder_new(size_t dims, uint32_t metric, struct CopseBui
 enum CopseStatus copse_builder_free(struct CopseBuilder *builder);
 enum CopseStatus copse_builder_set_seed(struct CopseBuilder *builder, uint64_t seed);
 enum CopseStatus copse_builder_set_dtype(struct CopseBuilder *builder, uint32_t dtype);
+enum CopseStatus copse_builder_set_item_codes(struct CopseBuilder *builder, uint32_t bits);
 enum CopseStatus copse_graph_options_default(struct CopseGraphOptions *out);
 enum CopseStatus copse_builder_set_graph(struct CopseBuilder *builder,
                                          const struct CopseGraphOptions *options);
@@ -97,6 +98,7 @@ enum CopseStatus copse_index_save(const struct CopseIndex *index, const char *pa
 enum CopseStatus copse_index_dims(const struct CopseIndex *index, size_t *out);
 enum CopseStatus copse_index_metric(const struct CopseIndex *index, uint32_t *out);
 enum CopseStatus copse_index_dtype(const struct CopseIndex *index, uint32_t *out);
+enum CopseStatus copse_index_item_code_bits(const struct CopseIndex *index, uint32_t *out);
 enum CopseStatus copse_index_n_items(const struct CopseIndex *index, uint64_t *out);
 enum CopseStatus copse_index_len(const struct CopseIndex *index, uint64_t *out);
 enum CopseStatus copse_index_n_trees(const struct CopseIndex *index, size_t *out);
@@ -338,6 +340,11 @@ end
 --- The metric code (see copse.metrics).
 function Index:get_metric()
   return tonumber(fact(self, "uint32_t[1]", lib.copse_index_metric))
+end
+
+--- Bits of the item codes the index scores candidates from (8 or 4; 0: from the rows).
+function Index:get_item_code_bits()
+  return tonumber(fact(self, "uint32_t[1]", lib.copse_index_item_code_bits))
 end
 
 --- How the index stores its rows: a name from copse.dtypes ("float32", "float16", ...).
@@ -628,6 +635,13 @@ function Builder:set_dtype(dtype)
     end
   end
   check(lib.copse_builder_set_dtype(builder_handle(self), code))
+end
+
+--- With "float16" or "bfloat16" rows (after set_dtype), the item codes candidates are scored
+-- from: 8 or 4 bits a value (4: a smaller file and half the bytes a candidate; the default from
+-- 256 dimensions up), or 0 for none (scored from the rows).
+function Builder:set_item_codes(bits)
+  check(lib.copse_builder_set_item_codes(builder_handle(self), bits))
 end
 
 --- Gives item id a label (unique in the index), saved in the file.

@@ -286,6 +286,22 @@ enum CopseStatus copse_builder_set_seed(struct CopseBuilder *builder, uint64_t s
 enum CopseStatus copse_builder_set_dtype(struct CopseBuilder *builder, uint32_t dtype);
 
 /**
+ * With float16 or bfloat16 rows (set the row type first), the item codes candidates are
+ * scored from before the exact re-rank: `bits` 8 (a byte a value), 4 (half a byte: a smaller
+ * file and half the bytes read per candidate; the default from 256 dimensions up) or 0 (none:
+ * candidates are scored from the rows, a smaller file and slower queries). A width other than
+ * 0, 4 or 8 is `COPSE_STATUS_INVALID_ARGUMENT`; a choice the rows do not take (float32 rows
+ * keep 8-bit codes, int8 rows are codes, manhattan and hamming have none) is
+ * `COPSE_STATUS_WRONG_KIND` unless it is what they have already.
+ *
+ * Thread safety: Calls on one builder from several threads are serialised.
+ *
+ * # Safety
+ * `builder` is not freed during the call.
+ */
+enum CopseStatus copse_builder_set_item_codes(struct CopseBuilder *builder, uint32_t bits);
+
+/**
  * Writes the default graph settings into `*out`.
  *
  * Thread safety: safe from any thread.
@@ -482,6 +498,18 @@ enum CopseStatus copse_index_metric(const struct CopseIndex *index, uint32_t *ou
  * `out` is NULL or points to a writable `uint32_t`.
  */
 enum CopseStatus copse_index_dtype(const struct CopseIndex *index, uint32_t *out);
+
+/**
+ * Bits of the item codes the index scores candidates from before the exact re-rank (8 or 4;
+ * 8 for int8 rows, which are the codes; 0 where candidates are scored from the rows) into
+ * `*out`.
+ *
+ * Thread safety: safe from any thread.
+ *
+ * # Safety
+ * `out` is NULL or points to a writable `uint32_t`.
+ */
+enum CopseStatus copse_index_item_code_bits(const struct CopseIndex *index, uint32_t *out);
 
 /**
  * The largest id plus one (Annoy's `get_n_items`) into `*out`.

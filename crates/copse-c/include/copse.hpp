@@ -308,6 +308,13 @@ public:
         detail::check(copse_builder_set_dtype(builder("set_dtype"), static_cast<uint32_t>(dtype)));
     }
 
+    /// With Float16 or Bfloat16 rows (after set_dtype), the item codes candidates are scored
+    /// from: 8 or 4 bits a value (4: a smaller file and half the bytes a candidate; the default
+    /// from 256 dimensions up), or 0 for none (scored from the rows: smaller, slower).
+    void set_item_codes(uint32_t bits) {
+        detail::check(copse_builder_set_item_codes(builder("set_item_codes"), bits));
+    }
+
     /// The default graph settings, to adjust before set_graph().
     static CopseGraphOptions graph_options_default() {
         CopseGraphOptions options{};
@@ -557,6 +564,13 @@ public:
         uint32_t code = 0;
         detail::check(copse_index_dtype(index("dtype"), &code));
         return static_cast<Dtype>(code);
+    }
+
+    /// Bits of the item codes the index scores candidates from (8 or 4; 0: from the rows).
+    uint32_t item_code_bits() const {
+        uint32_t bits = 0;
+        detail::check(copse_index_item_code_bits(index("item_code_bits"), &bits));
+        return bits;
     }
 
     /// Whether the index holds a graph, which queries search instead of the trees.

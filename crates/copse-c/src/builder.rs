@@ -151,6 +151,39 @@ pub unsafe extern "C" fn copse_builder_set_dtype(
     })
 }
 
+/// With float16 or bfloat16 rows (set the row type first), the item codes candidates are
+/// scored from before the exact re-rank: `bits` 8 (a byte a value), 4 (half a byte: a smaller
+/// file and half the bytes read per candidate; the default from 256 dimensions up) or 0 (none:
+/// candidates are scored from the rows, a smaller file and slower queries). A width other than
+/// 0, 4 or 8 is `COPSE_STATUS_INVALID_ARGUMENT`; a choice the rows do not take (float32 rows
+/// keep 8-bit codes, int8 rows are codes, manhattan and hamming have none) is
+/// `COPSE_STATUS_WRONG_KIND` unless it is what they have already.
+///
+/// Thread safety: Calls on one builder from several threads are serialised.
+///
+/// # Safety
+/// `builder` is not freed during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn copse_builder_set_item_codes(
+    builder: *mut CopseBuilder,
+    bits: u32,
+) -> CopseStatus {
+    guard(|| {
+        if !matches!(bits, 0 | 4 | 8) {
+            return Err(Failure::invalid(format!(
+                "item codes have 8 or 4 bits (or 0 for none), not {bits}"
+            )));
+        }
+        // SAFETY: passed on from the caller.
+        let mut builder = unsafe { lock(builder) }?;
+        match bits {
+            0 => builder.set_item_codes(false)?,
+            _ => builder.set_item_code_bits(bits)?,
+        }
+        Ok(())
+    })
+}
+
 /// Writes the default graph settings into `*out`.
 ///
 /// Thread safety: safe from any thread.

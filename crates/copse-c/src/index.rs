@@ -228,6 +228,23 @@ pub unsafe extern "C" fn copse_index_dtype(index: *const CopseIndex, out: *mut u
     unsafe { fact(index, out, |i| crate::dtype_code(i.info().element)) }
 }
 
+/// Bits of the item codes the index scores candidates from before the exact re-rank (8 or 4;
+/// 8 for int8 rows, which are the codes; 0 where candidates are scored from the rows) into
+/// `*out`.
+///
+/// Thread safety: safe from any thread.
+///
+/// # Safety
+/// `out` is NULL or points to a writable `uint32_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn copse_index_item_code_bits(
+    index: *const CopseIndex,
+    out: *mut u32,
+) -> CopseStatus {
+    // SAFETY: passed on from the caller.
+    unsafe { fact(index, out, |i| i.item_code_width().map_or(0, |w| w.bits())) }
+}
+
 /// The largest id plus one (Annoy's `get_n_items`) into `*out`.
 ///
 /// Thread safety: safe from any thread.

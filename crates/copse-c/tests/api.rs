@@ -211,6 +211,104 @@ fn row_types_match_the_rust_api() {
     }
 }
 
+/// The item codes chosen through the C API (0, 4 or 8 bits beside float16 rows) give the index
+/// the Rust API builds with the same choice, and `copse_index_item_code_bits` says which.
+#[test]
+fn item_codes_match_the_rust_api() {
+    let rows = vectors(1200, 8);
+    for bits in [0u32, 4, 8] {
+        let mut builder = ptr::null_mut();
+        // SAFETY: every pointer is valid for the lengths given; handles freed here.
+        let index = unsafe {
+            assert_eq!(
+                copse_builder_new(DIMS, COPSE_METRIC_ANGULAR, &mut builder),
+                CopseStatus::Ok
+            );
+            assert_eq!(copse_builder_set_seed(builder, 3), CopseStatus::Ok);
+            assert_eq!(
+                copse_builder_set_dtype(builder, COPSE_DTYPE_FLOAT16),
+                CopseStatus::Ok
+            );
+            assert_eq!(copse_builder_set_item_codes(builder, bits), CopseStatus::Ok);
+            for (id, row) in rows.chunks_exact(DIMS).enumerate() {
+                assert_eq!(
+                    copse_builder_add_item(builder, id as u64, row.as_ptr(), DIMS),
+                    CopseStatus::Ok
+                );
+            }
+            let mut index = ptr::null_mut();
+            assert_eq!(
+                copse_builder_build(builder, 6, 2, &mut index),
+                CopseStatus::Ok
+            );
+            assert_eq!(copse_builder_free(builder), CopseStatus::Ok);
+            index
+        };
+        let mut got = 99;
+        // SAFETY: a live handle and a local out-parameter.
+        assert_eq!(
+            unsafe { copse_index_item_code_bits(index, &mut got) },
+            CopseStatus::Ok
+        );
+        assert_eq!(got, bits);
+        let mut rust = IndexBuilder::new(DIMS, Metric::Angular)
+            .unwrap()
+            .seed(3)
+            .dtype(Element::F16)
+            .unwrap();
+        match bits {
+            0 => rust.set_item_codes(false).unwrap(),
+            _ => rust.set_item_code_bits(bits).unwrap(),
+        }
+        for (id, row) in rows.chunks_exact(DIMS).enumerate() {
+            rust.add_item(id as u64, row).unwrap();
+        }
+        let rust = rust.build_with_threads(6, 2).unwrap();
+        assert_eq!(rust.item_code_width().map_or(0, |w| w.bits()), bits);
+        for q in vectors(20, 98).chunks_exact(DIMS) {
+            let (ids, distances) = query(index, q, 10, ptr::null());
+            let expected = rust.nns_by_vector(q, 10, None).unwrap();
+            assert_eq!(ids, expected.iter().map(|n| n.id).collect::<Vec<_>>());
+            assert_eq!(
+                distances,
+                expected.iter().map(|n| n.distance).collect::<Vec<_>>()
+            );
+        }
+        // SAFETY: a live handle.
+        assert_eq!(unsafe { copse_index_free(index) }, CopseStatus::Ok);
+    }
+    // Refused: a width but 0, 4 and 8; 4 bits or none beside float32 rows; and NULL.
+    // SAFETY: handles made and freed here.
+    unsafe {
+        let mut builder = ptr::null_mut();
+        assert_eq!(
+            copse_builder_new(DIMS, COPSE_METRIC_EUCLIDEAN, &mut builder),
+            CopseStatus::Ok
+        );
+        for bits in [1, 5, 16, u32::MAX] {
+            assert_eq!(
+                copse_builder_set_item_codes(builder, bits),
+                CopseStatus::InvalidArgument
+            );
+        }
+        assert_eq!(copse_builder_set_item_codes(builder, 8), CopseStatus::Ok);
+        assert_ne!(copse_builder_set_item_codes(builder, 4), CopseStatus::Ok);
+        let message = std::ffi::CStr::from_ptr(copse_last_error()).to_string_lossy();
+        assert!(message.contains("item codes"), "{message}");
+        assert_ne!(copse_builder_set_item_codes(builder, 0), CopseStatus::Ok);
+        assert_eq!(copse_builder_free(builder), CopseStatus::Ok);
+        assert_ne!(
+            copse_builder_set_item_codes(ptr::null_mut(), 4),
+            CopseStatus::Ok
+        );
+        let mut got = 0;
+        assert_ne!(
+            copse_index_item_code_bits(ptr::null(), &mut got),
+            CopseStatus::Ok
+        );
+    }
+}
+
 #[test]
 fn batches_answer_as_single_queries() {
     let (index, _, ids) = build(COPSE_METRIC_EUCLIDEAN, Metric::Euclidean);

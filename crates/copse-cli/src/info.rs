@@ -46,26 +46,13 @@ fn section_name(kind: SectionKind) -> String {
     kind.to_string()
 }
 
-/// Bits of the item codes candidates are scored from: those of the code section, or 8 for int8
-/// rows (they are the codes); `None` where candidates are scored from the rows.
-fn code_bits(info: &copse::IndexInfo, sections: &[(SectionKind, u64)]) -> Option<u32> {
-    let has = |kind: SectionKind| sections.iter().any(|(k, _)| *k == kind);
-    if has(SectionKind::ItemCodes4) {
-        Some(4)
-    } else if has(SectionKind::ItemCodes) || info.element == copse::Element::I8 {
-        Some(8)
-    } else {
-        None
-    }
-}
-
 /// Runs `copse info`.
 pub fn run_info(args: &InfoArgs) -> Result<()> {
     let index = open_index(&args.index, false)?;
     let info = *index.info();
     let file_size = index.as_bytes().len() as u64;
     let sections = index.sections();
-    let item_code_bits = code_bits(&info, &sections);
+    let item_code_bits = index.item_code_width().map(|w| w.bits());
     let graph = index.graph_stats();
     let simd = match copse::SimdLevel::detect() {
         Ok(level) => level.name().to_owned(),

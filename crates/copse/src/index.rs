@@ -6,7 +6,8 @@ use std::sync::{Mutex, OnceLock};
 
 use copse_annoy::{AnnoyTrees, AnnoyView};
 use copse_format::{
-    FormatError, IndexFile, IndexInfo, IndexWriter, MAGIC, Metric, SectionKind, View,
+    CodeWidth, Element, FormatError, IndexFile, IndexInfo, IndexWriter, MAGIC, Metric, SectionKind,
+    View,
 };
 use copse_query::{Neighbor, Query, RowFilter, Scratch};
 
@@ -352,6 +353,22 @@ impl Index {
         match &self.backing {
             Backing::Copse(file) | Backing::Converted { file, .. } => file.sections(),
             Backing::Annoy { .. } => Vec::new(),
+        }
+    }
+
+    /// The width of the item codes queries score candidates from before the exact re-rank:
+    /// those the file keeps beside its rows, or 8 bits for int8 rows (they are the codes);
+    /// `None` where candidates are scored from the rows (manhattan, hamming, half rows built
+    /// without codes, Annoy files).
+    pub fn item_code_width(&self) -> Option<CodeWidth> {
+        let sections = self.sections();
+        let has = |kind: SectionKind| sections.iter().any(|(k, _)| *k == kind);
+        if has(SectionKind::ItemCodes4) {
+            Some(CodeWidth::Four)
+        } else if has(SectionKind::ItemCodes) || self.info().element == Element::I8 {
+            Some(CodeWidth::Eight)
+        } else {
+            None
         }
     }
 

@@ -398,13 +398,16 @@ static void errors(const char *dir, const float *query) {
 }
 
 /* Row types: float16 rows hold each value rounded to the nearest half (1/3 -> 1365 / 4096), the
- * type is chosen before items, and a value float16 cannot hold is refused. */
+ * type is chosen before items, and a value float16 cannot hold is refused; beside them, 4-bit
+ * item codes. */
 static void row_types(void) {
     const size_t dims = 4;
     CopseBuilder *builder = NULL;
     MUST(copse_builder_new(dims, COPSE_METRIC_EUCLIDEAN, &builder));
     EXPECT_STATUS(copse_builder_set_dtype(builder, 17), COPSE_STATUS_INVALID_ARGUMENT);
     MUST(copse_builder_set_dtype(builder, COPSE_DTYPE_FLOAT16));
+    EXPECT_STATUS(copse_builder_set_item_codes(builder, 5), COPSE_STATUS_INVALID_ARGUMENT);
+    MUST(copse_builder_set_item_codes(builder, 4));
     const float third[4] = {1.0f / 3.0f, 1.0f / 3.0f, -1.0f / 3.0f, 0.0f};
     const float huge[4] = {1.0f, 70000.0f, 0.0f, 0.0f};
     MUST(copse_builder_add_item(builder, 7, third, dims));
@@ -415,6 +418,9 @@ static void row_types(void) {
     uint32_t dtype = 99;
     MUST(copse_index_dtype(index, &dtype));
     CHECK(dtype == COPSE_DTYPE_FLOAT16);
+    uint32_t code_bits = 99;
+    MUST(copse_index_item_code_bits(index, &code_bits));
+    CHECK(code_bits == 4);
     float stored[4];
     MUST(copse_index_item_vector(index, 7, stored, dims));
     CHECK(stored[0] == 1365.0f / 4096.0f && stored[2] == -1365.0f / 4096.0f && stored[3] == 0.0f);

@@ -449,6 +449,8 @@ void error_paths(const std::string& dir, const std::vector<float>& queries, Temp
     {
         copse::AnnoyIndex index(static_cast<int>(dims), copse::Metric::Euclidean);
         index.set_dtype(copse::Dtype::Float16);
+        expect_error("item codes of 5 bits", COPSE_STATUS_INVALID_ARGUMENT, [&] { index.set_item_codes(5); });
+        index.set_item_codes(4);
         std::vector<float> third(dims, 1.0f / 3.0f);
         std::vector<float> huge(dims, 70000.0f);
         index.add_item(1, third);
@@ -457,6 +459,7 @@ void error_paths(const std::string& dir, const std::vector<float>& queries, Temp
                      [&] { index.set_dtype(copse::Dtype::Int8); });
         index.build(2);
         expect_true("dtype() is Float16", index.dtype() == copse::Dtype::Float16);
+        expect_true("4-bit item codes", index.item_code_bits() == 4);
         const std::vector<float> stored = index.get_item_vector(1);
         expect_true("float16 rows hold 1/3 rounded to 1365/4096",
                     stored.size() == dims && stored[0] == 1365.0f / 4096.0f);
