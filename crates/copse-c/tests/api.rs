@@ -246,10 +246,8 @@ fn item_codes_match_the_rust_api() {
         };
         let mut got = 99;
         // SAFETY: a live handle and a local out-parameter.
-        assert_eq!(
-            unsafe { copse_index_item_code_bits(index, &mut got) },
-            CopseStatus::Ok
-        );
+        let status = unsafe { copse_index_item_code_bits(index, &mut got) };
+        assert_eq!(status, CopseStatus::Ok);
         assert_eq!(got, bits);
         let mut rust = IndexBuilder::new(DIMS, Metric::Angular)
             .unwrap()
