@@ -104,6 +104,20 @@ fn query(
     (ids, distances)
 }
 
+/// Each of `queries` (rows of `DIMS`) finds the same ids at the same distances through the C
+/// API's `index` as through `rust`.
+fn answers_as_rust(index: *const CopseIndex, rust: &Index, queries: &[f32]) {
+    for q in queries.chunks_exact(DIMS) {
+        let (ids, distances) = query(index, q, 10, ptr::null());
+        let expected = rust.nns_by_vector(q, 10, None).unwrap();
+        assert_eq!(ids, expected.iter().map(|n| n.id).collect::<Vec<_>>());
+        assert_eq!(
+            distances,
+            expected.iter().map(|n| n.distance).collect::<Vec<_>>()
+        );
+    }
+}
+
 #[test]
 fn answers_match_the_rust_api() {
     for (code, metric) in [
@@ -113,15 +127,7 @@ fn answers_match_the_rust_api() {
         (COPSE_METRIC_DOT, Metric::Dot),
     ] {
         let (index, rust, _) = build(code, metric);
-        for q in vectors(30, 99).chunks_exact(DIMS) {
-            let (ids, distances) = query(index, q, 10, ptr::null());
-            let expected = rust.nns_by_vector(q, 10, None).unwrap();
-            assert_eq!(ids, expected.iter().map(|n| n.id).collect::<Vec<_>>());
-            assert_eq!(
-                distances,
-                expected.iter().map(|n| n.distance).collect::<Vec<_>>()
-            );
-        }
+        answers_as_rust(index, &rust, &vectors(30, 99));
         // SAFETY: a live handle.
         assert_eq!(unsafe { copse_index_free(index) }, CopseStatus::Ok);
     }
@@ -263,15 +269,7 @@ fn item_codes_match_the_rust_api() {
         }
         let rust = rust.build_with_threads(6, 2).unwrap();
         assert_eq!(rust.item_code_width().map_or(0, |w| w.bits()), bits);
-        for q in vectors(20, 98).chunks_exact(DIMS) {
-            let (ids, distances) = query(index, q, 10, ptr::null());
-            let expected = rust.nns_by_vector(q, 10, None).unwrap();
-            assert_eq!(ids, expected.iter().map(|n| n.id).collect::<Vec<_>>());
-            assert_eq!(
-                distances,
-                expected.iter().map(|n| n.distance).collect::<Vec<_>>()
-            );
-        }
+        answers_as_rust(index, &rust, &vectors(20, 98));
         // SAFETY: a live handle.
         assert_eq!(unsafe { copse_index_free(index) }, CopseStatus::Ok);
     }
