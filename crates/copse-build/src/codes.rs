@@ -79,7 +79,7 @@ pub(crate) fn encode_to_file(
 pub(crate) fn section_len(store: &VectorStore) -> usize {
     store
         .code_width()
-        .map_or(0, |width| encoded_len(store, width))
+        .map_or(0, |width| store.n_items() * width.stride(store.row_len()))
 }
 
 /// Bytes of codes of `width` for every item of `store`: 0 for hamming, which builds on its bits
@@ -87,6 +87,8 @@ pub(crate) fn section_len(store: &VectorStore) -> usize {
 fn encoded_len(store: &VectorStore, width: CodeWidth) -> usize {
     match (store.metric(), store.element()) {
         (Metric::Hamming, _) | (_, Element::I8) => 0,
+        // Half rows: the 8-bit codes of the vectors as given are the store's already.
+        _ if width == CodeWidth::Eight && store.given_codes().is_some() => 0,
         _ => store.n_items() * width.stride(store.row_len()),
     }
 }
@@ -159,6 +161,8 @@ impl ItemCodes {
     pub(crate) fn view<'a>(&'a self, store: &'a VectorStore) -> CodesView<'a> {
         let bytes = if store.element() == Element::I8 {
             store.row_bytes()
+        } else if let Some(given) = store.given_codes() {
+            given
         } else {
             self.as_bytes()
         };
@@ -180,6 +184,11 @@ pub(crate) struct CodesView<'a> {
 const HEADER: usize = 8;
 
 impl<'a> CodesView<'a> {
+    /// Every record.
+    pub(crate) fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// Bytes per record.
     #[inline(always)]
     pub(crate) fn stride(&self) -> usize {

@@ -112,6 +112,10 @@ pub fn build_on_disk(
     codes.flush()?;
     store.flush()?;
     let codes_placed = match (store.code_width(), &narrow_codes) {
+        // Half rows' 8-bit codes are those of the vectors as given, in their scratch file.
+        (Some(CodeWidth::Eight), _) if store.given_codes().is_some() => {
+            Placed::Write(codes.view(store).bytes())
+        }
         (Some(CodeWidth::Eight), _) => {
             Placed::InPlace(codes.as_bytes(), offset_of(SectionKind::ItemCodes)?)
         }

@@ -440,7 +440,10 @@ impl Forest {
             &self.options,
             &trees,
             Placed::Write(store.row_bytes()),
-            Placed::Write(self.narrow_codes.as_ref().unwrap_or(&self.codes).as_bytes()),
+            Placed::Write(match &self.narrow_codes {
+                Some(narrow) => narrow.as_bytes(),
+                None => self.codes.view(store).bytes(),
+            }),
             After {
                 graph: self.graph.as_ref(),
                 labels,

@@ -46,6 +46,13 @@ pub struct VectorStore {
     max_id: Option<u64>,
     /// True while the rows are in the order [`VectorStore::arrange`] puts them.
     arranged: bool,
+    /// For half-precision rows of the metrics that keep item codes: each row's 8-bit item-code
+    /// record made from the vector as given, before rounding (one per row, kept in step with
+    /// the rows). The build makes its trees and graph from these, so a half-row index has the
+    /// trees and graph of the f32 index of the same vectors and seed (angular and euclidean;
+    /// dot's splits also read the rounded norms), and the row type changes only what queries
+    /// read (`docs/performance.md`, "4-bit codes beside half rows").
+    given_codes: Option<RowBuffer>,
 }
 
 /// How rows relate to ids.
@@ -161,9 +168,10 @@ impl VectorStore {
     }
 
     /// An empty store whose rows are stored as `element`: f32, f16, bf16 or i8 for the float
-    /// metrics, bits for hamming. Vectors are rounded to the type as they are added, and
-    /// everything built from them (norms, codes, trees, graph) is built from the rounded
-    /// values, which are what a query reads.
+    /// metrics, bits for hamming. Vectors are rounded to the type as they are added, and the
+    /// norms are the rounded rows' (what a query reads); half rows of the metrics that keep
+    /// item codes also keep the 8-bit code of each vector as given, which the build reads
+    /// ([`VectorStore::given_codes`]).
     pub fn with_element(dims: usize, metric: Metric, element: Element) -> Result<Self, BuildError> {
         if !element.fits(metric) {
             return Err(BuildError::ElementForMetric { element, metric });
@@ -188,12 +196,21 @@ impl VectorStore {
             ids: Ids::Dense,
             max_id: None,
             arranged: true,
+            given_codes: (matches!(element, Element::F16 | Element::Bf16) && metric.stores_codes())
+                .then(|| RowBuffer::Memory(Vec::new())),
         })
     }
 
     /// Moves the rows into `file` from byte `offset` on (where the finished index's items
     /// section will start), keeping every item added so far. Rows added later go to the file.
-    pub fn move_to_file(&mut self, file: File, offset: u64) -> Result<(), BuildError> {
+    /// The item codes of the given vectors (half rows) go to an unnamed scratch file in
+    /// `scratch_dir`.
+    pub fn move_to_file(
+        &mut self,
+        file: File,
+        offset: u64,
+        scratch_dir: &std::path::Path,
+    ) -> Result<(), BuildError> {
         let len = self.rows_len();
         let mut rows = RowBuffer::File(FileRows {
             file,
@@ -204,8 +221,38 @@ impl VectorStore {
             rows.grow(len).map_err(BuildError::Io)?;
             rows.bytes_mut()[..len].copy_from_slice(&self.rows.bytes()[..len]);
         }
+        if let Some(given) = &self.given_codes {
+            let len = self.given_codes_len();
+            let mut moved = RowBuffer::File(FileRows {
+                file: tempfile::tempfile_in(scratch_dir).map_err(BuildError::Io)?,
+                offset: 0,
+                map: None,
+            });
+            if len > 0 {
+                moved.grow(len).map_err(BuildError::Io)?;
+                moved.bytes_mut()[..len].copy_from_slice(&given.bytes()[..len]);
+            }
+            self.given_codes = Some(moved);
+        }
         self.rows = rows;
         Ok(())
+    }
+
+    /// Bytes of the given vectors' item codes (0 where the store keeps none).
+    fn given_codes_len(&self) -> usize {
+        match self.given_codes {
+            Some(_) => self.n_items * copse_format::item_code_stride(self.row_len),
+            None => 0,
+        }
+    }
+
+    /// The 8-bit item-code records of the vectors as given (before rounding), one per row, for
+    /// half-precision rows of the metrics that keep codes; `None` otherwise.
+    pub fn given_codes(&self) -> Option<&[u8]> {
+        let len = self.given_codes_len();
+        self.given_codes
+            .as_ref()
+            .map(|given| given.bytes().get(..len).unwrap_or(&[]))
     }
 
     /// True if the rows live in a file.
@@ -358,6 +405,17 @@ impl VectorStore {
         }
         let n = present.len();
         bytes[n * row_bytes..self.n_items * row_bytes].fill(0);
+        let stride = copse_format::item_code_stride(self.row_len);
+        if let Some(given) = &mut self.given_codes {
+            let bytes = given.bytes_mut();
+            for (to, &from) in present.iter().enumerate() {
+                let (from, to) = (from as usize * stride, to * stride);
+                if from != to {
+                    bytes.copy_within(from..from + stride, to);
+                }
+            }
+            bytes[n * stride..self.n_items * stride].fill(0);
+        }
         if self.metric.stores_norms() {
             for (to, &from) in present.iter().enumerate() {
                 self.norms[to] = self.norms[from as usize];
@@ -455,24 +513,14 @@ impl VectorStore {
             taken[t] = true;
         }
         to.extend((0..len).filter(|&t| !taken[t]));
-        let bytes = &mut self.rows.bytes_mut()[..len * row_bytes];
-        let mut carry = vec![0u8; row_bytes];
-        let mut done = vec![false; len];
-        for start in 0..len {
-            if done[start] || to[start] == start {
-                continue;
-            }
-            carry.copy_from_slice(&bytes[start * row_bytes..][..row_bytes]);
-            let mut at = start;
-            loop {
-                done[at] = true;
-                let next = to[at];
-                carry.swap_with_slice(&mut bytes[next * row_bytes..][..row_bytes]);
-                at = next;
-                if at == start {
-                    break;
-                }
-            }
+        permute(
+            &mut self.rows.bytes_mut()[..len * row_bytes],
+            row_bytes,
+            &to,
+        );
+        let stride = copse_format::item_code_stride(self.row_len);
+        if let Some(given) = &mut self.given_codes {
+            permute(&mut given.bytes_mut()[..len * stride], stride, &to);
         }
         if self.metric.stores_norms() {
             let mut norms = vec![0.0f32; len];
@@ -511,6 +559,12 @@ impl VectorStore {
                 value: vector[position],
             });
         }
+        // Half rows: the item code of the vector as given, made before a row is taken (see
+        // `given_codes`).
+        let given_code = match self.given_codes {
+            Some(_) => Some(given_code(self.metric, id, vector, self.row_len)?),
+            None => None,
+        };
         let rounded;
         let vector = match self.element {
             Element::F16 => {
@@ -540,6 +594,10 @@ impl VectorStore {
                 }
                 if let Some(norm) = norm {
                     self.norms[row as usize] = norm;
+                }
+                if let (Some(code), Some(given)) = (given_code, &mut self.given_codes) {
+                    let at = row as usize * code.len();
+                    given.bytes_mut()[at..at + code.len()].copy_from_slice(&code);
                 }
                 self.mark_present(row, id);
             }
@@ -649,6 +707,15 @@ impl VectorStore {
             std::io::ErrorKind::OutOfMemory => too_large(),
             _ => BuildError::Io(e),
         })?;
+        if let Some(given) = &mut self.given_codes {
+            let bytes = n
+                .checked_mul(copse_format::item_code_stride(self.row_len))
+                .ok_or_else(too_large)?;
+            given.grow(bytes).map_err(|e| match e.kind() {
+                std::io::ErrorKind::OutOfMemory => too_large(),
+                _ => BuildError::Io(e),
+            })?;
+        }
         let oom = |_| too_large();
         if self.metric.stores_norms() {
             self.norms.try_reserve(n - self.norms.len()).map_err(oom)?;
@@ -814,6 +881,53 @@ impl VectorStore {
 
 /// The norm of item `id`'s `vector`, in the fixed order (the same on every CPU, and the one a
 /// query computes); an f32 overflow of the squared norm (|v| near 1e19) is an error.
+/// Moves row `r` of `bytes` (rows of `row_bytes`) to row `to[r]`, in place, `to` a whole
+/// permutation of the rows.
+fn permute(bytes: &mut [u8], row_bytes: usize, to: &[usize]) {
+    let len = to.len();
+    let mut carry = vec![0u8; row_bytes];
+    let mut done = vec![false; len];
+    for start in 0..len {
+        if done[start] || to[start] == start {
+            continue;
+        }
+        carry.copy_from_slice(&bytes[start * row_bytes..][..row_bytes]);
+        let mut at = start;
+        loop {
+            done[at] = true;
+            let next = to[at];
+            carry.swap_with_slice(&mut bytes[next * row_bytes..][..row_bytes]);
+            at = next;
+            if at == start {
+                break;
+            }
+        }
+    }
+}
+
+/// The 8-bit item-code record of `vector` as given (for angular, of its unit vector, by the
+/// norm an f32 store computes for it): what an f32 index's build reads for the same vector.
+fn given_code(
+    metric: Metric,
+    id: u64,
+    vector: &[f32],
+    row_len: usize,
+) -> Result<Vec<u8>, BuildError> {
+    let norm = if metric == Metric::Angular {
+        checked_norm(id, vector)?
+    } else {
+        0.0
+    };
+    let mut record = Vec::new();
+    let stride = copse_format::item_code_stride(row_len);
+    record
+        .try_reserve_exact(stride)
+        .map_err(|_| BuildError::OutOfMemory { id })?;
+    record.resize(stride, 0);
+    copse_format::encode_item_code(metric, CodeWidth::Eight, vector, norm, &mut record);
+    Ok(record)
+}
+
 fn checked_norm(id: u64, vector: &[f32]) -> Result<f32, BuildError> {
     let squared = copse_distance::fixed::norm_squared(vector)?;
     if !squared.is_finite() {

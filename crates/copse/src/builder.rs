@@ -87,8 +87,10 @@ impl IndexBuilder {
     /// scale per row; the rows double as the 8-bit scoring codes); hamming stores bits and
     /// takes only [`Element::Bits`]. Vectors are rounded to the type as they are added (to
     /// nearest, ties to even; i8: `round(x / scale)` with `scale = max |x| / 127` per row),
-    /// and the index is built from, searched over and returns ([`Index::item_vector`]) the
-    /// stored values. With i8 rows angular keeps only each vector's direction: the stored
+    /// and the index is searched over and returns ([`Index::item_vector`]) the stored values.
+    /// Half-precision rows' trees and graph are built from the vectors as given (their 8-bit
+    /// item codes), so for angular and euclidean they are those of the f32 index of the same
+    /// items and seed. With i8 rows angular keeps only each vector's direction: the stored
     /// value is the quantized unit vector. A value beyond the type's range (f16: 65504) is an
     /// error when added. Set it before adding items.
     pub fn dtype(mut self, dtype: Element) -> Result<Self, Error> {
@@ -227,7 +229,7 @@ impl IndexBuilder {
         let temp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
         let (file, temp_path) = temp.into_parts();
         self.store
-            .move_to_file(file, copse_build::items_offset(self.store.metric()))?;
+            .move_to_file(file, copse_build::items_offset(self.store.metric()), &dir)?;
         on_disk.temp = Some(temp_path);
         Ok(())
     }

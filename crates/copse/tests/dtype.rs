@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{check_against_oracle, distance, gaussian, rng, stored};
+use common::{check_against_oracle, distance, gaussian, rng, section_bytes, stored};
 use copse::{CodeWidth, Element, Error, GraphOptions, Index, IndexBuilder, Metric, SectionKind};
 use copse_distance::{Half, f16};
 
@@ -430,4 +430,81 @@ fn four_bit_codes_shrink_the_file_by_what_the_layout_says() {
     let four_len = four.as_bytes().len() as u64;
     assert_eq!(eight_len - four_len, (400 - 208) * n as u64);
     four.verify().unwrap();
+}
+
+/// Half rows are built from item codes of the vectors as given, so an angular or euclidean
+/// index of f16 or bf16 rows has the f32 index's trees and graph for the same items and seed
+/// (dense ids and an id map, in memory and on disk, with 8-bit, 4-bit or no codes), and its
+/// 8-bit code section is the f32 index's.
+#[test]
+fn half_rows_have_the_trees_and_graph_of_f32_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, d) = (900, 40);
+    let data = gaussian(&mut rng(13), n, d);
+    // Dense ids with holes, added in a shuffled order; and sparse ids (an id map).
+    let id_sets: [Vec<u64>; 2] = [
+        (0..n as u64)
+            .map(|i| (i * 7919) % (n as u64 + 50))
+            .collect(),
+        (0..n as u64).map(|i| (i * 7919 % 1009) << 40).collect(),
+    ];
+    let structure = [
+        SectionKind::Trees,
+        SectionKind::Splits,
+        SectionKind::LeafOffsets,
+        SectionKind::LeafIds,
+        SectionKind::Graph,
+        SectionKind::IdMap,
+        SectionKind::Present,
+    ];
+    for metric in [Metric::Angular, Metric::Euclidean] {
+        for ids in &id_sets {
+            let build = |element: Element, codes: Codes, on_disk: bool| {
+                let mut b = IndexBuilder::new(d, metric)
+                    .unwrap()
+                    .seed(3)
+                    .graph(Some(GraphOptions::default()));
+                if on_disk {
+                    b.on_disk_build(dir.path().join("built.copse")).unwrap();
+                }
+                b.set_dtype(element).unwrap();
+                match codes {
+                    Codes::Default => {}
+                    Codes::Dropped => b.set_item_codes(false).unwrap(),
+                    Codes::Bits(bits) => b.set_item_code_bits(bits).unwrap(),
+                }
+                for (&id, v) in ids.iter().zip(&data) {
+                    b.add_item(id, v).unwrap();
+                }
+                b.build_with_threads(4, 2).unwrap().as_bytes().to_vec()
+            };
+            let f32_file = build(Element::F32, Codes::Default, false);
+            for (element, codes, on_disk) in [
+                (Element::F16, Codes::Bits(8), false),
+                (Element::F16, Codes::Bits(4), false),
+                (Element::Bf16, Codes::Dropped, false),
+                (Element::F16, Codes::Bits(8), true),
+                (Element::Bf16, Codes::Bits(4), true),
+            ] {
+                let what = format!("{metric} {element} {codes:?} on disk {on_disk}");
+                let half = build(element, codes, on_disk);
+                for kind in structure {
+                    assert_eq!(
+                        section_bytes(&half, kind),
+                        section_bytes(&f32_file, kind),
+                        "{what}: {kind}"
+                    );
+                }
+                if matches!(codes, Codes::Bits(8)) {
+                    assert_eq!(
+                        section_bytes(&half, SectionKind::ItemCodes),
+                        section_bytes(&f32_file, SectionKind::ItemCodes),
+                        "{what}"
+                    );
+                }
+                let index = Index::from_bytes(&half).unwrap();
+                index.verify().unwrap();
+            }
+        }
+    }
 }

@@ -191,6 +191,19 @@ pub fn reseal(bytes: &mut [u8]) {
     bytes[checksum_at..checksum_at + 8].copy_from_slice(&checksum.to_le_bytes());
 }
 
+/// The bytes of the section of `kind` in the index file `bytes`, if it has one.
+pub fn section_bytes(bytes: &[u8], kind: copse_format::SectionKind) -> Option<&[u8]> {
+    use copse_format::{Header, SectionEntry};
+    let header: Header = bytemuck::pod_read_unaligned(&bytes[..size_of::<Header>()]);
+    let entry_size = size_of::<SectionEntry>();
+    (0..header.n_sections as usize).find_map(|i| {
+        let at = size_of::<Header>() + i * entry_size;
+        let entry: SectionEntry = bytemuck::pod_read_unaligned(&bytes[at..at + entry_size]);
+        (entry.kind == kind.code())
+            .then(|| &bytes[entry.offset as usize..(entry.offset + entry.len) as usize])
+    })
+}
+
 /// The value a row of `element` holds for `x` (types that round each value on its own).
 pub fn rounded(element: Element, x: f32) -> f32 {
     match element {
