@@ -879,8 +879,6 @@ impl VectorStore {
     }
 }
 
-/// The norm of item `id`'s `vector`, in the fixed order (the same on every CPU, and the one a
-/// query computes); an f32 overflow of the squared norm (|v| near 1e19) is an error.
 /// Moves row `r` of `bytes` (rows of `row_bytes`) to row `to[r]`, in place, `to` a whole
 /// permutation of the rows.
 fn permute(bytes: &mut [u8], row_bytes: usize, to: &[usize]) {
@@ -928,6 +926,8 @@ fn given_code(
     Ok(record)
 }
 
+/// The norm of item `id`'s `vector`, in the fixed order (the same on every CPU, and the one a
+/// query computes); an f32 overflow of the squared norm (|v| near 1e19) is an error.
 fn checked_norm(id: u64, vector: &[f32]) -> Result<f32, BuildError> {
     let squared = copse_distance::fixed::norm_squared(vector)?;
     if !squared.is_finite() {
