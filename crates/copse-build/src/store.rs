@@ -396,26 +396,12 @@ impl VectorStore {
     fn compact_to_map(&mut self) -> Result<(), BuildError> {
         let present = self.present_ids();
         let row_bytes = self.row_bytes_each();
-        let bytes = self.rows.bytes_mut();
-        for (to, &from) in present.iter().enumerate() {
-            let (from, to) = (from as usize * row_bytes, to * row_bytes);
-            if from != to {
-                bytes.copy_within(from..from + row_bytes, to);
-            }
+        compact(self.rows.bytes_mut(), row_bytes, &present, self.n_items);
+        if let Some(given) = &mut self.given_codes {
+            let stride = copse_format::item_code_stride(self.row_len);
+            compact(given.bytes_mut(), stride, &present, self.n_items);
         }
         let n = present.len();
-        bytes[n * row_bytes..self.n_items * row_bytes].fill(0);
-        let stride = copse_format::item_code_stride(self.row_len);
-        if let Some(given) = &mut self.given_codes {
-            let bytes = given.bytes_mut();
-            for (to, &from) in present.iter().enumerate() {
-                let (from, to) = (from as usize * stride, to * stride);
-                if from != to {
-                    bytes.copy_within(from..from + stride, to);
-                }
-            }
-            bytes[n * stride..self.n_items * stride].fill(0);
-        }
         if self.metric.stores_norms() {
             for (to, &from) in present.iter().enumerate() {
                 self.norms[to] = self.norms[from as usize];
@@ -562,7 +548,7 @@ impl VectorStore {
         // Half rows: the item code of the vector as given, made before a row is taken (see
         // `given_codes`).
         let given_code = match self.given_codes {
-            Some(_) => Some(given_code(self.metric, id, vector, self.row_len)?),
+            Some(_) => Some(code_record(self.metric, id, vector, self.row_len)?),
             None => None,
         };
         let rounded;
@@ -619,23 +605,7 @@ impl VectorStore {
     /// that of the stored row: what queries read.
     fn add_codes(&mut self, id: u64, vector: &[f32]) -> Result<(), BuildError> {
         let stride = self.element.row_bytes(self.row_len);
-        let mut record = Vec::new();
-        record
-            .try_reserve_exact(stride)
-            .map_err(|_| BuildError::OutOfMemory { id })?;
-        record.resize(stride, 0);
-        let unit_norm = if self.metric == Metric::Angular {
-            checked_norm(id, vector)?
-        } else {
-            0.0
-        };
-        copse_format::encode_item_code(
-            self.metric,
-            CodeWidth::Eight,
-            vector,
-            unit_norm,
-            &mut record,
-        );
+        let record = code_record(self.metric, id, vector, self.row_len)?;
         let norm = if self.metric.stores_norms() {
             Some(checked_norm(id, &decode_record(&record, self.row_len))?)
         } else {
@@ -879,6 +849,18 @@ impl VectorStore {
     }
 }
 
+/// Moves rows `present[k]` of `bytes` (rows of `row_bytes`, `n_rows` of them) down to rows
+/// `k`, in order, and zeroes the rows after them.
+fn compact(bytes: &mut [u8], row_bytes: usize, present: &[u32], n_rows: usize) {
+    for (to, &from) in present.iter().enumerate() {
+        let (from, to) = (from as usize * row_bytes, to * row_bytes);
+        if from != to {
+            bytes.copy_within(from..from + row_bytes, to);
+        }
+    }
+    bytes[present.len() * row_bytes..n_rows * row_bytes].fill(0);
+}
+
 /// Moves row `r` of `bytes` (rows of `row_bytes`) to row `to[r]`, in place, `to` a whole
 /// permutation of the rows.
 fn permute(bytes: &mut [u8], row_bytes: usize, to: &[usize]) {
@@ -903,9 +885,10 @@ fn permute(bytes: &mut [u8], row_bytes: usize, to: &[usize]) {
     }
 }
 
-/// The 8-bit item-code record of `vector` as given (for angular, of its unit vector, by the
-/// norm an f32 store computes for it): what an f32 index's build reads for the same vector.
-fn given_code(
+/// The 8-bit item-code record of `vector` (for angular, of its unit vector, by the norm an
+/// f32 store computes for it): an int8 row, or the code of a half row's vector as given (what
+/// an f32 index's build reads for the same vector).
+fn code_record(
     metric: Metric,
     id: u64,
     vector: &[f32],

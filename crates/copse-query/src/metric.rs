@@ -32,12 +32,9 @@ pub(crate) struct Prepared<'a> {
     pub code_bias: i32,
 }
 
-/// Quantizes `query` into `codes` with one scale, the largest magnitude to 127 (as the item
-/// codes are made), and returns the scale: `query ~ codes * scale`. A zero query gives zero
-/// codes and scale.
-/// For 4-bit item codes, `codes` is then zero-padded to whole nibble groups
-/// ([`copse_format::CodeWidth::codes_len`]) and the second value is the code bias
-/// ([`Prepared::code_bias`]); 0 for 8-bit codes.
+/// [`quantize_query`] for item codes of `width`: the scale, and for 4-bit codes `codes`
+/// zero-padded to whole nibble groups ([`copse_format::CodeWidth::codes_len`]) with the code
+/// bias ([`Prepared::code_bias`]); the bias is 0 for 8-bit codes.
 pub(crate) fn quantize_query_for(
     query: &[f32],
     width: CodeWidth,
@@ -54,6 +51,9 @@ pub(crate) fn quantize_query_for(
     }
 }
 
+/// Quantizes `query` into `codes` with one scale, the largest magnitude to 127 (as the item
+/// codes are made), and returns the scale: `query ~ codes * scale`. A zero query gives zero
+/// codes and scale.
 fn quantize_query(query: &[f32], codes: &mut Vec<i8>) -> f32 {
     let largest = query.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     codes.clear();
